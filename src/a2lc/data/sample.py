@@ -1,0 +1,78 @@
+"""The sample, class and dataset types shared by every reader."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IGNORE_INDEX = 255
+"""Label value meaning "no class": void ground truth, or a pixel no segment covers."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One semantic class: its id (0..C-1), display name and RGB colour."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset.
+
+    ``id`` is unique within the dataset and stable across runs (the file stem);
+    ``width``/``height`` are in pixels; ``gt_path`` is None without ground truth.
+    """
+
+    id: str
+    image_path: Path
+    gt_path: Path | None
+    width: int
+    height: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``, the shape of this image's label and segment maps."""
+        return (self.height, self.width)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split of a dataset: its classes and samples.
+
+    ``gt_lut`` maps every raw ground-truth pixel value (0..255) to a class id,
+    255 for void, or -1 for a value that is not allowed (reported as an error).
+    """
+
+    format: str
+    root: Path
+    split: str
+    classes: tuple[ClassInfo, ...]
+    samples: tuple[Sample, ...]
+    gt_lut: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return bool(self.samples) and all(s.gt_path is not None for s in self.samples)
+
+    def sample(self, sample_id: str) -> Sample:
+        for sample in self.samples:
+            if sample.id == sample_id:
+                return sample
+        raise KeyError(f"no sample {sample_id!r} in {self.root} ({self.split})")
+
+
+def identity_lut(num_classes: int) -> np.ndarray:
+    """LUT for label files that already hold class ids: 0..C-1 and 255 valid."""
+    lut = np.full(256, -1, dtype=np.int16)
+    lut[:num_classes] = np.arange(num_classes)
+    lut[IGNORE_INDEX] = IGNORE_INDEX
+    return lut

@@ -1,0 +1,201 @@
+"""Orchestration over a workspace: score the pool, select queries, answer them.
+
+State lives in the :class:`~a2lc.workspace.Workspace`; scoring is the pure
+functions of :mod:`a2lc.acquisition`; this module only moves arrays between
+them, one image at a time, so memory does not grow with the pool's pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from a2lc._progress import progress
+from a2lc.acquisition import (
+    ACQUISITIONS,
+    adaptive_class_weight,
+    class_pixel_counts,
+    score_segments,
+    select_top,
+)
+from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
+from a2lc.data.probs import load_probabilities, probability_path
+from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.metrics import ConfusionAccumulator
+from a2lc.workspace import Answer, Workspace
+
+log = logging.getLogger(__name__)
+
+ProbabilityLoader = Callable[[str], np.ndarray]
+"""``image id -> C×H×W`` float32 probabilities."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Options of one acquisition step, saved with the round."""
+
+    strategy: str = "abc"
+    budget: int = 100
+    seed: int = 0
+
+
+def probability_folder_loader(ws: Workspace, folder: Path) -> ProbabilityLoader:
+    """Loader for saved maps in ``folder``; checks that every image has one first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(Problem(folder, "probability folder does not exist"))
+    problems: list[Problem] = []
+    paths: dict[str, Path] = {}
+    for sample in ws.samples:
+        try:
+            paths[sample.id] = probability_path(folder, sample.id)
+        except DataError as exc:
+            problems.extend(exc.problems)
+    DataError.collect(problems, summary=f"{len(problems)} probability map(s) missing in {folder}")
+
+    def load(image_id: str) -> np.ndarray:
+        return load_probabilities(
+            paths[image_id], num_classes=ws.num_classes, shape=ws.sample(image_id).shape
+        )
+
+    return load
+
+
+def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = True) -> np.ndarray:
+    """ABC's class weight over the pool's current labels entering ``round_index``.
+
+    Segments corrected manually in earlier rounds and pixels labelled 255 are not counted.
+    """
+    manual = ws.manual_segments(before_round=round_index)
+    counts = np.zeros(ws.num_classes, dtype=np.int64)
+    samples = ws.samples
+    iterable = (
+        progress(samples, desc="class weights", total=len(samples)) if show_progress else samples
+    )
+    for sample in iterable:
+        segments = ws.read_segments(sample.id)
+        labels = ws.read_labels(sample.id, segments=segments)
+        counts += class_pixel_counts(
+            labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
+        )
+    return adaptive_class_weight(counts)
+
+
+def score_round(
+    ws: Workspace,
+    load_probs: ProbabilityLoader,
+    *,
+    config: ScoreConfig,
+    show_progress: bool = True,
+) -> int:
+    """Score every segment of the pool, select the top-B and record them as a new round.
+
+    Nothing is written until every image is scored, so bad input (a corrupt or
+    mis-shaped probability map, a budget larger than the segments left) leaves
+    the workspace as it was. Returns the new round's index.
+    """
+    ws.require_segments()
+    acquisition = ACQUISITIONS.get(config.strategy)
+    if config.budget <= 0:
+        raise WorkspaceError(f"budget must be positive, got {config.budget}")
+    current = ws.open_round()
+    if current is not None:
+        raise WorkspaceError(
+            f"round {current.round} is still open ({ws.count_unanswered(current.round)} queries "
+            "unanswered); answer it before scoring a new round"
+        )
+    round_index = ws.next_round()
+    manual = ws.manual_segments(before_round=round_index)
+    eligible_total = ws.num_segments() - sum(len(v) for v in manual.values())
+    if config.budget > eligible_total:
+        raise WorkspaceError(
+            f"budget {config.budget} is larger than the {eligible_total} segments that can still be queried"
+        )
+    weight = (
+        pool_class_weight(ws, round_index=round_index, show_progress=show_progress)
+        if acquisition.needs_class_weight
+        else None
+    )
+    keys: list[tuple[str, np.ndarray]] = []
+    all_scores: list[np.ndarray] = []
+    eligible: list[np.ndarray] = []
+    samples = ws.samples
+    iterable = (
+        progress(samples, desc=f"scoring ({config.strategy})", total=len(samples))
+        if show_progress
+        else samples
+    )
+    for index, sample in enumerate(iterable):
+        segments = ws.read_segments(sample.id)
+        labels = ws.read_labels(sample.id, segments=segments)
+        probs = load_probs(sample.id)
+        rng = np.random.default_rng([config.seed, round_index, index])
+        result = score_segments(
+            acquisition.name, probs, labels, segments, class_weight=weight, rng=rng
+        )
+        keys.append((sample.id, result.ids))
+        all_scores.append(result.scores)
+        eligible.append(~np.isin(result.ids, manual.get(sample.id, np.zeros(0, np.int64))))
+    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+    picked = select_top(scores, budget=config.budget, eligible=np.concatenate(eligible))
+    image_of = np.concatenate([np.full(ids.size, i) for i, (_, ids) in enumerate(keys)])
+    segment_of = np.concatenate([ids for _, ids in keys])
+    queries = [(keys[int(image_of[k])][0], int(segment_of[k]), float(scores[k])) for k in picked]
+    config_json: dict[str, object] = dict(asdict(config))
+    if weight is not None:
+        config_json["class_weight"] = [float(w) for w in weight]
+    return ws.start_round(
+        queries, strategy=config.strategy, budget=config.budget, config=config_json
+    )
+
+
+def answer_with_oracle(
+    ws: Workspace, round_index: int, *, show_progress: bool = True
+) -> dict[int, dict[int, int]]:
+    """Answer the round's open queries with the simulated annotator; return the transitions.
+
+    The answers are committed in one transaction, so an interrupted call has
+    either answered everything or nothing.
+    """
+    if not ws.has_ground_truth:
+        raise WorkspaceError(
+            "the simulated annotator (--oracle gt) needs ground truth for every image"
+        )
+    by_image: dict[str, list[int]] = {}
+    for query in ws.unanswered(round_index):
+        by_image.setdefault(query.image_id, []).append(query.segment_id)
+    answers: list[Answer] = []
+    tables = []
+    items = list(by_image.items())
+    iterable = (
+        progress(items, desc="simulated annotator", total=len(items)) if show_progress else items
+    )
+    for image_id, ids in iterable:
+        segments = ws.read_segments(image_id)
+        labels = ws.read_labels(image_id, segments=segments)
+        result = simulate_annotator(labels, segments, ws.read_ground_truth(image_id), ids)
+        for segment_id, relabel, after in zip(
+            result.segment_ids, result.relabel, result.after, strict=True
+        ):
+            answers.append(
+                Answer(image_id, int(segment_id), int(after) if relabel else None, "oracle")
+            )
+        tables.append(count_transitions(result.before.tolist(), result.after.tolist()))
+    ws.record_answers(round_index, answers)
+    return merge_transitions(tables)
+
+
+def data_miou(ws: Workspace, *, show_progress: bool = True) -> ConfusionAccumulator:
+    """Label quality of the pool now: current labels vs ground truth (255 on either side skipped)."""
+    if not ws.has_ground_truth:
+        raise WorkspaceError("data mIoU needs ground truth for every image")
+    acc = ConfusionAccumulator(ws.num_classes)
+    samples = ws.samples
+    iterable = progress(samples, desc="data mIoU", total=len(samples)) if show_progress else samples
+    for sample in iterable:
+        acc.update(ws.read_ground_truth(sample.id), ws.read_labels(sample.id))
+    return acc

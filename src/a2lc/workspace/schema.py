@@ -1,0 +1,130 @@
+"""The workspace database schema and its forward migrations.
+
+``PRAGMA user_version`` holds the schema version. Migration ``k`` (1-based)
+upgrades a database from version ``k-1`` to ``k``; opening a workspace applies
+the missing ones in order, each in its own transaction. Never edit a released
+migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from a2lc.errors import WorkspaceError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the core state of a correction project.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE classes (
+        id    INTEGER PRIMARY KEY,
+        name  TEXT NOT NULL,
+        color TEXT NOT NULL              -- JSON [r, g, b]
+    );
+    CREATE TABLE samples (
+        idx        INTEGER PRIMARY KEY,  -- position in the pool (stable order)
+        id         TEXT NOT NULL UNIQUE,
+        image_path TEXT NOT NULL,        -- referenced, never copied
+        gt_path    TEXT,
+        width      INTEGER NOT NULL,
+        height     INTEGER NOT NULL
+    );
+    CREATE TABLE segments (
+        image_id     TEXT NOT NULL REFERENCES samples(id),
+        segment_id   INTEGER NOT NULL CHECK (segment_id > 0),
+        pixel_count  INTEGER NOT NULL CHECK (pixel_count > 0),
+        initial_label INTEGER NOT NULL,  -- majority label of the initial labels
+        label        INTEGER NOT NULL,   -- majority label now
+        assigned     INTEGER,            -- class painted over the whole segment, NULL = pixels keep initial labels
+        origin       TEXT NOT NULL DEFAULT 'initial' CHECK (origin IN ('initial', 'manual', 'auto')),
+        origin_round INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (image_id, segment_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE rounds (
+        round       INTEGER PRIMARY KEY CHECK (round > 0),
+        status      TEXT NOT NULL CHECK (status IN ('querying', 'closed')),
+        strategy    TEXT NOT NULL,
+        budget      INTEGER NOT NULL,
+        config      TEXT NOT NULL,       -- JSON of the options that produced the queries
+        started_at  TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE queries (
+        round      INTEGER NOT NULL REFERENCES rounds(round),
+        image_id   TEXT NOT NULL,
+        segment_id INTEGER NOT NULL,
+        score      REAL NOT NULL,
+        rank       INTEGER NOT NULL,
+        PRIMARY KEY (round, image_id, segment_id),
+        UNIQUE (round, rank),
+        FOREIGN KEY (image_id, segment_id) REFERENCES segments(image_id, segment_id)
+    );
+    CREATE TABLE corrections (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        round      INTEGER NOT NULL,
+        image_id   TEXT NOT NULL,
+        segment_id INTEGER NOT NULL,
+        before     INTEGER NOT NULL,     -- majority label before
+        after      INTEGER NOT NULL,     -- majority label after
+        relabel    INTEGER NOT NULL,     -- 1: the whole segment was set to `after`
+        source     TEXT NOT NULL CHECK (source IN ('manual', 'auto')),
+        annotator  TEXT,
+        created_at TEXT NOT NULL,
+        FOREIGN KEY (image_id, segment_id) REFERENCES segments(image_id, segment_id)
+    );
+    CREATE INDEX corrections_by_round ON corrections(round, source);
+    CREATE UNIQUE INDEX one_manual_answer ON corrections(round, image_id, segment_id)
+        WHERE source = 'manual';
+    CREATE TABLE label_versions (
+        image_id TEXT NOT NULL REFERENCES samples(id),
+        round    INTEGER NOT NULL,
+        path     TEXT NOT NULL,          -- relative to the workspace
+        PRIMARY KEY (image_id, round)
+    );
+    """,
+    # 2: measurements per round (data mIoU, model mIoU, ...), kept beside the state.
+    """
+    CREATE TABLE metrics (
+        round INTEGER NOT NULL,
+        name  TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (round, name)
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(connection: sqlite3.Connection, *, target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations from the database's version up to ``target``; return it.
+
+    Raises :class:`WorkspaceError` for a database newer than this a2lc.
+    """
+    current = schema_version(connection)
+    if current > SCHEMA_VERSION:
+        raise WorkspaceError(
+            f"workspace schema version {current} is newer than this a2lc supports "
+            f"({SCHEMA_VERSION}); upgrade a2lc"
+        )
+    for version in range(current + 1, target + 1):
+        script = MIGRATIONS[version - 1]
+        # executescript commits first; wrap each migration in its own transaction.
+        try:
+            connection.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+            )
+        except sqlite3.Error as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise WorkspaceError(
+                f"migrating the workspace to schema {version} failed: {exc}"
+            ) from exc
+    return schema_version(connection)

@@ -1,0 +1,842 @@
+"""The workspace: one folder holding the whole state of a correction project.
+
+Layout::
+
+    W/a2lc.sqlite                 the single source of truth (SQLite, WAL mode)
+    W/segments/<image id>.png     segment maps (8- or 16-bit PNG)
+    W/labels/round_000/<id>.png   initial labels
+    W/labels/round_NNN/<id>.png   labels after round NNN, for images it changed
+
+Images and ground truth are referenced by path, never copied. A segment is
+identified by ``(image id, segment id)`` everywhere. The current label map of
+an image is derived from its initial labels and the ``assigned`` class of its
+segments, so the label PNGs of later rounds are snapshots that
+:meth:`Workspace.write_label_versions` can always rebuild.
+
+Writes are atomic: files via temp file + rename, database changes as one
+transaction per logical step (recording a round's queries, one batch of
+answers, closing a round), so a killed process leaves a workspace that opens
+and resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from a2lc import __version__
+from a2lc.data.maps import read_label_map, read_segment_map, write_label_map, write_segment_map
+from a2lc.data.readers import FORMATS, validate_dataset
+from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_lut
+from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
+from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.workspace.schema import SCHEMA_VERSION, migrate, schema_version
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "a2lc.sqlite"
+SEGMENTS_DIR = "segments"
+LABELS_DIR = "labels"
+
+Origin = Literal["initial", "manual", "auto"]
+Source = Literal["manual", "auto"]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def round_dir(round_index: int) -> str:
+    return f"{LABELS_DIR}/round_{round_index:03d}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A segment selected for annotation in a round, with its score and rank (0 = best)."""
+
+    image_id: str
+    segment_id: int
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An annotator's answer for one queried segment.
+
+    ``label`` is the class the whole segment should have (255 = void), or None
+    to keep the segment's current labels unchanged.
+    """
+
+    image_id: str
+    segment_id: int
+    label: int | None
+    annotator: str | None = None
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    round: int
+    status: Literal["querying", "closed"]
+    strategy: str
+    budget: int
+    config: dict[str, Any]
+    started_at: str
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class SegmentTable:
+    """The segments of one image (``(Q,)`` arrays, ascending segment id)."""
+
+    ids: np.ndarray
+    pixel_count: np.ndarray
+    label: np.ndarray
+    assigned: np.ndarray  # class painted over the segment, -1 = none
+    origin: np.ndarray  # object array of "initial" | "manual" | "auto"
+    origin_round: np.ndarray
+
+
+class Workspace:
+    """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._dataset: Dataset | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: Path | str) -> Workspace:
+        """Open an existing workspace, applying pending schema migrations."""
+        path = Path(path).expanduser().resolve()
+        db_path = path / DB_NAME
+        if not db_path.is_file():
+            raise WorkspaceError(
+                f"{path} is not an a2lc workspace (no {DB_NAME}); create one with `a2lc init`"
+            )
+        connection = _connect(db_path)
+        try:
+            migrate(connection)
+        except Exception:
+            connection.close()
+            raise
+        return cls(path, connection)
+
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        dataset: Dataset,
+        *,
+        segments_dir: Path | str | None = None,
+        labels_dir: Path | str | None = None,
+        source: str = "user",
+        check_ground_truth: bool = True,
+        show_progress: bool = True,
+    ) -> Workspace:
+        """Create a workspace for ``dataset``, optionally with initial segment and label maps.
+
+        ``segments_dir`` / ``labels_dir`` hold ``<image id>.png`` per sample; both or
+        neither must be given. Everything is validated before anything is written
+        and the workspace is assembled in a temporary folder that is renamed into
+        place at the end, so a failure leaves no half-made workspace and an
+        existing one is never touched.
+        """
+        path = Path(path).expanduser().resolve()
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise WorkspaceError(f"{path} already exists and is not empty; choose a new folder")
+        if (segments_dir is None) != (labels_dir is None):
+            raise WorkspaceError("give both --segments and --labels, or neither")
+        if check_ground_truth:
+            validate_dataset(dataset, show_progress=show_progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            connection = _connect(staging / DB_NAME)
+            try:
+                migrate(connection)
+                workspace = cls(staging, connection)
+                workspace._write_dataset(dataset)
+                if segments_dir is not None and labels_dir is not None:
+                    workspace.set_initial_maps(
+                        _load_initial_maps(
+                            dataset,
+                            Path(segments_dir),
+                            Path(labels_dir),
+                            show_progress=show_progress,
+                        ),
+                        source=source,
+                    )
+            finally:
+                connection.close()
+            if path.exists():
+                path.rmdir()
+            staging.rename(path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls.open(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One database transaction: committed on success, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ dataset
+
+    def _write_dataset(self, dataset: Dataset) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("dataset_format", dataset.format),
+                    ("dataset_root", str(dataset.root)),
+                    ("split", dataset.split),
+                    ("num_classes", str(dataset.num_classes)),
+                    ("ignore_index", str(IGNORE_INDEX)),
+                    ("created_at", _now()),
+                    ("created_by", f"a2lc {__version__}"),
+                ],
+            )
+            db.executemany(
+                "INSERT INTO classes(id, name, color) VALUES (?, ?, ?)",
+                [(c.id, c.name, json.dumps(list(c.color))) for c in dataset.classes],
+            )
+            db.executemany(
+                "INSERT INTO samples(idx, id, image_path, gt_path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        i,
+                        s.id,
+                        str(s.image_path),
+                        None if s.gt_path is None else str(s.gt_path),
+                        s.width,
+                        s.height,
+                    )
+                    for i, s in enumerate(dataset.samples)
+                ],
+            )
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else str(row[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items())
+            )
+
+    @property
+    def dataset(self) -> Dataset:
+        """The dataset as recorded at creation (paths as stored; nothing is re-read)."""
+        if self._dataset is None:
+            classes = tuple(
+                ClassInfo(int(i), str(n), _rgb(json.loads(c)))
+                for i, n, c in self._db.execute("SELECT id, name, color FROM classes ORDER BY id")
+            )
+            samples = tuple(
+                Sample(str(i), Path(p), None if g is None else Path(g), int(w), int(h))
+                for i, p, g, w, h in self._db.execute(
+                    "SELECT id, image_path, gt_path, width, height FROM samples ORDER BY idx"
+                )
+            )
+            fmt = self.meta("dataset_format") or "folder"
+            lut = (
+                FORMATS.get(fmt).ground_truth_lut(len(classes))
+                if fmt in FORMATS
+                else identity_lut(len(classes))
+            )
+            self._dataset = Dataset(
+                fmt,
+                Path(self.meta("dataset_root") or "."),
+                self.meta("split") or "",
+                classes,
+                samples,
+                lut,
+            )
+        return self._dataset
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        return self.dataset.samples
+
+    def sample(self, image_id: str) -> Sample:
+        try:
+            return self.dataset.sample(image_id)
+        except KeyError:
+            raise WorkspaceError(f"no image {image_id!r} in workspace {self.path}") from None
+
+    # ------------------------------------------------------------------ maps
+
+    @property
+    def has_segments(self) -> bool:
+        row = self._db.execute("SELECT EXISTS(SELECT 1 FROM label_versions WHERE round = 0)")
+        return bool(row.fetchone()[0])
+
+    def require_segments(self) -> None:
+        if not self.has_segments:
+            raise WorkspaceError(
+                f"workspace {self.path} has no segments or initial labels yet; create it with "
+                "`a2lc init --segments DIR --labels DIR`"
+            )
+
+    def set_initial_maps(
+        self,
+        maps: Iterable[tuple[str, np.ndarray, np.ndarray]],
+        *,
+        source: str,
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
+        """Store validated ``(image id, segments H×W, labels H×W)`` as the initial state.
+
+        Refused once a round has started: the initial labels are what every
+        round builds on.
+        """
+        if self._db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]:
+            raise WorkspaceError("initial labels cannot change after the first round started")
+        rows: list[tuple[str, int, int, int, int]] = []
+        files: list[tuple[str, str]] = []
+        for image_id, segments, labels in maps:
+            sample = self.sample(image_id)
+            if segments.shape != sample.shape or labels.shape != sample.shape:
+                raise DataError(
+                    Problem(
+                        image_id,
+                        f"maps {segments.shape}/{labels.shape} do not match image {sample.shape}",
+                    )
+                )
+            seg_path = f"{SEGMENTS_DIR}/{image_id}.png"
+            lab_path = f"{round_dir(0)}/{image_id}.png"
+            write_segment_map(self.path / seg_path, segments)
+            write_label_map(self.path / lab_path, labels, palette=self.palette)
+            ids, sizes = segment_sizes(segments)
+            majority = label_histograms(labels, segments, ids).argmax(axis=1)
+            rows.extend(
+                (image_id, int(i), int(n), int(m), int(m))
+                for i, n, m in zip(ids, sizes, majority, strict=True)
+            )
+            files.append((image_id, lab_path))
+        with self.transaction() as db:
+            db.execute("DELETE FROM segments")
+            db.execute("DELETE FROM label_versions")
+            db.executemany(
+                "INSERT INTO segments(image_id, segment_id, pixel_count, initial_label, label) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO label_versions(image_id, round, path) VALUES (?, 0, ?)", files
+            )
+            for key, value in (
+                ("initial_source", source),
+                ("initial_parameters", json.dumps(parameters or {}, sort_keys=True)),
+            ):
+                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        return [c.color for c in self.dataset.classes]
+
+    def read_segments(self, image_id: str) -> np.ndarray:
+        """``H×W`` int32 segment map of an image."""
+        self.require_segments()
+        return read_segment_map(
+            self.path / SEGMENTS_DIR / f"{image_id}.png", shape=self.sample(image_id).shape
+        )
+
+    def read_initial_labels(self, image_id: str) -> np.ndarray:
+        self.require_segments()
+        return read_label_map(
+            self.path / round_dir(0) / f"{image_id}.png",
+            lut=identity_lut(self.num_classes),
+            shape=self.sample(image_id).shape,
+        )
+
+    def read_labels(self, image_id: str, *, segments: np.ndarray | None = None) -> np.ndarray:
+        """Current ``H×W`` uint8 labels: the initial labels with every assigned segment painted."""
+        table = self.segment_table(image_id)
+        labels = self.read_initial_labels(image_id)
+        painted = table.assigned >= 0
+        if not painted.any():
+            return labels
+        if segments is None:
+            segments = self.read_segments(image_id)
+        return paint_segments(labels, segments, table.ids[painted], table.assigned[painted])
+
+    def read_ground_truth(self, image_id: str) -> np.ndarray:
+        """Ground truth of an image. Only the oracle and metrics call this."""
+        sample = self.sample(image_id)
+        if sample.gt_path is None:
+            raise WorkspaceError(
+                f"image {image_id!r} has no ground truth; the simulated annotator needs it"
+            )
+        return read_label_map(sample.gt_path, lut=self.dataset.gt_lut, shape=sample.shape)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.dataset.has_ground_truth
+
+    # ------------------------------------------------------------------ segments
+
+    def segment_table(self, image_id: str) -> SegmentTable:
+        rows = self._db.execute(
+            "SELECT segment_id, pixel_count, label, COALESCE(assigned, -1), origin, origin_round "
+            "FROM segments WHERE image_id = ? ORDER BY segment_id",
+            (image_id,),
+        ).fetchall()
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        return SegmentTable(
+            ids=np.asarray(columns[0], dtype=np.int64),
+            pixel_count=np.asarray(columns[1], dtype=np.int64),
+            label=np.asarray(columns[2], dtype=np.int64),
+            assigned=np.asarray(columns[3], dtype=np.int64),
+            origin=np.asarray(columns[4], dtype=object),
+            origin_round=np.asarray(columns[5], dtype=np.int64),
+        )
+
+    def manual_segments(self, *, before_round: int | None = None) -> dict[str, np.ndarray]:
+        """Per image, ids of segments corrected manually in rounds ``< before_round`` (all if None)."""
+        limit = before_round if before_round is not None else 1 << 62
+        result: dict[str, list[int]] = {}
+        for image_id, segment_id in self._db.execute(
+            "SELECT DISTINCT image_id, segment_id FROM corrections "
+            "WHERE source = 'manual' AND round < ? ORDER BY image_id, segment_id",
+            (limit,),
+        ):
+            result.setdefault(str(image_id), []).append(int(segment_id))
+        return {k: np.asarray(v, dtype=np.int64) for k, v in result.items()}
+
+    def num_segments(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
+
+    # ------------------------------------------------------------------ rounds
+
+    def rounds(self) -> list[RoundInfo]:
+        return [
+            RoundInfo(int(r), s, st, int(b), json.loads(c), sa, fa)
+            for r, s, st, b, c, sa, fa in self._db.execute(
+                "SELECT round, status, strategy, budget, config, started_at, finished_at FROM rounds ORDER BY round"
+            )
+        ]
+
+    def open_round(self) -> RoundInfo | None:
+        """The round waiting for answers or closing, if any."""
+        rounds = [r for r in self.rounds() if r.status != "closed"]
+        return rounds[0] if rounds else None
+
+    def next_round(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(round), 0) FROM rounds").fetchone()
+        return int(row[0]) + 1
+
+    def start_round(
+        self,
+        queries: Sequence[tuple[str, int, float]],
+        *,
+        strategy: str,
+        budget: int,
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a new round and its queries ``(image id, segment id, score)``, best first.
+
+        One transaction. Refused while another round is open, or if a query names
+        an unknown segment or one corrected manually in an earlier round.
+        """
+        self.require_segments()
+        current = self.open_round()
+        if current is not None:
+            raise WorkspaceError(
+                f"round {current.round} is still open ({self.count_unanswered(current.round)} "
+                "queries unanswered); answer and close it first"
+            )
+        round_index = self.next_round()
+        manual = {(k, int(s)) for k, v in self.manual_segments().items() for s in v}
+        keys = [(image_id, int(segment_id)) for image_id, segment_id, _ in queries]
+        if len(set(keys)) != len(keys):
+            raise WorkspaceError("a segment is queried twice in one round")
+        repeated = [k for k in keys if k in manual]
+        if repeated:
+            raise WorkspaceError(
+                f"segments already corrected manually cannot be queried again: {repeated[:5]}"
+            )
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO rounds(round, status, strategy, budget, config, started_at) VALUES (?, 'querying', ?, ?, ?, ?)",
+                (round_index, strategy, budget, json.dumps(config or {}, sort_keys=True), _now()),
+            )
+            try:
+                db.executemany(
+                    "INSERT INTO queries(round, image_id, segment_id, score, rank) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (round_index, i, int(s), float(sc), rank)
+                        for rank, (i, s, sc) in enumerate(queries)
+                    ],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise WorkspaceError(f"a query names an unknown segment ({exc})") from None
+            self._check_queries_exist(db, round_index)
+        return round_index
+
+    @staticmethod
+    def _check_queries_exist(db: sqlite3.Connection, round_index: int) -> None:
+        missing = db.execute(
+            "SELECT q.image_id, q.segment_id FROM queries q LEFT JOIN segments s "
+            "ON s.image_id = q.image_id AND s.segment_id = q.segment_id "
+            "WHERE q.round = ? AND s.segment_id IS NULL LIMIT 5",
+            (round_index,),
+        ).fetchall()
+        if missing:
+            raise WorkspaceError(f"queries name segments that do not exist: {missing}")
+
+    def queries(self, round_index: int) -> list[Query]:
+        return [
+            Query(str(i), int(s), float(sc), int(r))
+            for i, s, sc, r in self._db.execute(
+                "SELECT image_id, segment_id, score, rank FROM queries WHERE round = ? ORDER BY rank",
+                (round_index,),
+            )
+        ]
+
+    def unanswered(self, round_index: int) -> list[Query]:
+        return [
+            Query(str(i), int(s), float(sc), int(r))
+            for i, s, sc, r in self._db.execute(
+                "SELECT q.image_id, q.segment_id, q.score, q.rank FROM queries q "
+                "WHERE q.round = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.round = q.round "
+                "AND c.image_id = q.image_id AND c.segment_id = q.segment_id AND c.source = 'manual') "
+                "ORDER BY q.rank",
+                (round_index,),
+            )
+        ]
+
+    def count_unanswered(self, round_index: int) -> int:
+        return len(self.unanswered(round_index))
+
+    def record_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
+        """Commit answers to queries of an open round, in one transaction.
+
+        Each answered segment becomes a manual correction (paid and never queried
+        again, even when its label did not change). Validation happens first;
+        an invalid answer rejects the whole batch and changes nothing.
+        """
+        info = self._round(round_index)
+        if info.status != "querying":
+            raise WorkspaceError(f"round {round_index} is closed; it takes no more answers")
+        pending = {(q.image_id, q.segment_id) for q in self.unanswered(round_index)}
+        seen: set[tuple[str, int]] = set()
+        for answer in answers:
+            key = (answer.image_id, int(answer.segment_id))
+            if key not in pending or key in seen:
+                raise WorkspaceError(
+                    f"segment {answer.image_id}/{answer.segment_id} is not an open query of round {round_index}"
+                )
+            seen.add(key)
+            if answer.label is not None and not (
+                0 <= answer.label < self.num_classes or answer.label == IGNORE_INDEX
+            ):
+                raise WorkspaceError(
+                    f"answer for {answer.image_id}/{answer.segment_id}: class {answer.label} is not "
+                    f"0..{self.num_classes - 1} or {IGNORE_INDEX} (void)"
+                )
+        now = _now()
+        with self.transaction() as db:
+            for answer in answers:
+                before = int(
+                    db.execute(
+                        "SELECT label FROM segments WHERE image_id = ? AND segment_id = ?",
+                        (answer.image_id, answer.segment_id),
+                    ).fetchone()[0]
+                )
+                relabel = answer.label is not None
+                after = int(answer.label) if answer.label is not None else before
+                db.execute(
+                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?)",
+                    (
+                        round_index,
+                        answer.image_id,
+                        answer.segment_id,
+                        before,
+                        after,
+                        int(relabel),
+                        answer.annotator,
+                        now,
+                    ),
+                )
+                db.execute(
+                    "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
+                    "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
+                    (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
+                )
+
+    def close_round(self, round_index: int, *, show_progress: bool = False) -> None:
+        """Write the round's label snapshots and mark it closed. Idempotent; needs every answer."""
+        info = self._round(round_index)
+        if info.status == "closed":
+            return
+        left = self.count_unanswered(round_index)
+        if left:
+            raise WorkspaceError(f"round {round_index} still has {left} unanswered queries")
+        files = self.write_label_versions(round_index, show_progress=show_progress)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO label_versions(image_id, round, path) VALUES (?, ?, ?)",
+                [(image_id, round_index, rel) for image_id, rel in files],
+            )
+            db.execute(
+                "UPDATE rounds SET status = 'closed', finished_at = ? WHERE round = ?",
+                (_now(), round_index),
+            )
+
+    def write_label_versions(
+        self, round_index: int, *, show_progress: bool = False
+    ) -> list[tuple[str, str]]:
+        """Write current labels of the images relabelled in ``round_index``; return (id, path)."""
+        changed = [
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT DISTINCT image_id FROM corrections WHERE round = ? AND relabel = 1 ORDER BY image_id",
+                (round_index,),
+            )
+        ]
+        written: list[tuple[str, str]] = []
+        for image_id in changed:
+            rel = f"{round_dir(round_index)}/{image_id}.png"
+            write_label_map(self.path / rel, self.read_labels(image_id), palette=self.palette)
+            written.append((image_id, rel))
+        return written
+
+    def _round(self, round_index: int) -> RoundInfo:
+        for info in self.rounds():
+            if info.round == round_index:
+                return info
+        raise WorkspaceError(f"workspace {self.path} has no round {round_index}")
+
+    def corrections(self, round_index: int | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT round, image_id, segment_id, before, after, relabel, source, annotator, created_at "
+            "FROM corrections"
+        )
+        params: tuple[Any, ...] = ()
+        if round_index is not None:
+            sql += " WHERE round = ?"
+            params = (round_index,)
+        keys = (
+            "round",
+            "image_id",
+            "segment_id",
+            "before",
+            "after",
+            "relabel",
+            "source",
+            "annotator",
+            "created_at",
+        )
+        return [
+            dict(zip(keys, row, strict=True))
+            for row in self._db.execute(sql + " ORDER BY id", params)
+        ]
+
+    # ------------------------------------------------------------------ metrics
+
+    def record_metrics(self, round_index: int, values: dict[str, float]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
+                [(round_index, k, float(v)) for k, v in values.items()],
+            )
+
+    def metrics(self) -> dict[int, dict[str, float]]:
+        result: dict[int, dict[str, float]] = {}
+        for r, name, value in self._db.execute(
+            "SELECT round, name, value FROM metrics ORDER BY round, name"
+        ):
+            result.setdefault(int(r), {})[str(name)] = float(value)
+        return result
+
+    # ------------------------------------------------------------------ summary
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-friendly summary of the workspace."""
+        db = self._db
+        origins = dict(
+            db.execute("SELECT origin, COUNT(*) FROM segments GROUP BY origin").fetchall()
+        )
+        rounds = []
+        for info in self.rounds():
+            queried = db.execute(
+                "SELECT COUNT(*) FROM queries WHERE round = ?", (info.round,)
+            ).fetchone()[0]
+            manual, relabelled = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(before != after), 0) FROM corrections WHERE round = ? AND source = 'manual'",
+                (info.round,),
+            ).fetchone()
+            auto = db.execute(
+                "SELECT COUNT(*) FROM corrections WHERE round = ? AND source = 'auto'",
+                (info.round,),
+            ).fetchone()[0]
+            rounds.append(
+                {
+                    "round": info.round,
+                    "status": info.status,
+                    "strategy": info.strategy,
+                    "budget": info.budget,
+                    "queried": int(queried),
+                    "answered": int(manual),
+                    "label_changed": int(relabelled),
+                    "auto_corrections": int(auto),
+                }
+            )
+        return {
+            "workspace": str(self.path),
+            "schema_version": schema_version(db),
+            "dataset": {
+                "format": self.meta("dataset_format"),
+                "root": self.meta("dataset_root"),
+                "split": self.meta("split"),
+                "images": len(self.samples),
+                "classes": [c.name for c in self.dataset.classes],
+                "ground_truth": self.has_ground_truth,
+            },
+            "initial_labels": self.meta("initial_source") if self.has_segments else None,
+            "segments": {
+                "total": sum(origins.values()),
+                "initial": int(origins.get("initial", 0)),
+                "manual": int(origins.get("manual", 0)),
+                "auto": int(origins.get("auto", 0)),
+            },
+            "rounds": rounds,
+            "metrics": self.metrics(),
+        }
+
+
+def _rgb(values: Sequence[int]) -> tuple[int, int, int]:
+    return (int(values[0]), int(values[1]), int(values[2]))
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA busy_timeout = 30000")
+    return connection
+
+
+def _iter_initial_maps(
+    dataset: Dataset,
+    segments_dir: Path,
+    labels_dir: Path,
+    *,
+    problems: list[Problem] | None,
+    show_progress: bool,
+    desc: str,
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Yield each sample's validated ``(id, segments, labels)``, one image at a time.
+
+    With a ``problems`` list, problems are appended there and the image is
+    skipped; without one, the first problem raises :class:`DataError`.
+    """
+    from a2lc._progress import progress
+
+    lut = identity_lut(dataset.num_classes)
+    samples: Iterable[Sample] = dataset.samples
+    if show_progress:
+        samples = progress(samples, desc=desc, total=len(dataset.samples))
+    for sample in samples:
+        found: list[Problem] = []
+        segments = labels = None
+        try:
+            segments = read_segment_map(segments_dir / f"{sample.id}.png", shape=sample.shape)
+        except DataError as exc:
+            found.extend(exc.problems)
+        try:
+            labels = read_label_map(labels_dir / f"{sample.id}.png", lut=lut, shape=sample.shape)
+        except DataError as exc:
+            found.extend(exc.problems)
+        if found or segments is None or labels is None:
+            if problems is None:
+                raise DataError(found)
+            problems.extend(found)
+            continue
+        outside = (segments == 0) & (labels != IGNORE_INDEX)
+        if outside.any():
+            log.warning(
+                "%s: %d labelled pixels are covered by no segment (id 0); they are set to %d (ignore)",
+                labels_dir / f"{sample.id}.png",
+                int(outside.sum()),
+                IGNORE_INDEX,
+            )
+            labels = np.where(outside, np.uint8(IGNORE_INDEX), labels).astype(np.uint8)
+        yield sample.id, segments, labels
+
+
+def _load_initial_maps(
+    dataset: Dataset, segments_dir: Path, labels_dir: Path, *, show_progress: bool
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Check every map first (one error listing all problems), then stream them."""
+    problems = [
+        Problem(f, "folder does not exist") for f in (segments_dir, labels_dir) if not f.is_dir()
+    ]
+    DataError.collect(problems)
+    for _ in _iter_initial_maps(
+        dataset,
+        segments_dir,
+        labels_dir,
+        problems=problems,
+        show_progress=show_progress,
+        desc="checking segments and labels",
+    ):
+        pass
+    DataError.collect(
+        problems, summary=f"{len(problems)} problem(s) in the initial segment/label maps"
+    )
+    return _iter_initial_maps(
+        dataset,
+        segments_dir,
+        labels_dir,
+        problems=None,
+        show_progress=show_progress,
+        desc="storing segments and labels",
+    )
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Answer",
+    "Query",
+    "RoundInfo",
+    "SegmentTable",
+    "Workspace",
+]
