@@ -11,7 +11,9 @@ from PIL import Image
 from a2lc.data.readers import voc_palette
 
 
-def write_image(path: Path, height: int, width: int, *, seed: int = 0, suffix: str = ".png") -> Path:
+def write_image(
+    path: Path, height: int, width: int, *, seed: int = 0, suffix: str = ".png"
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
@@ -27,7 +29,10 @@ def write_gray(path: Path, array: np.ndarray) -> Path:
 
 def write_classes(root: Path, names: list[str]) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    classes = [{"id": i, "name": n, "color": [(i * 20) % 256, 255 - (i * 20) % 256, 7 * i % 256]} for i, n in enumerate(names)]
+    classes = [
+        {"id": i, "name": n, "color": [(i * 20) % 256, 255 - (i * 20) % 256, 7 * i % 256]}
+        for i, n in enumerate(names)
+    ]
     (root / "classes.json").write_text(json.dumps(classes))
 
 
@@ -54,7 +59,11 @@ def make_cityscapes_tree(root: Path, *, split: str = "train") -> dict[str, np.nd
     """Two cities, three images, label ids 0..33; returns raw label ids per image id."""
     raw: dict[str, np.ndarray] = {}
     for i, (city, stem) in enumerate(
-        [("aachen", "aachen_000000_000019"), ("aachen", "aachen_000001_000019"), ("bonn", "bonn_000000_000019")]
+        [
+            ("aachen", "aachen_000000_000019"),
+            ("aachen", "aachen_000001_000019"),
+            ("bonn", "bonn_000000_000019"),
+        ]
     ):
         write_image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", 8, 16, seed=i)
         ids = (np.arange(8 * 16).reshape(8, 16) + i) % 34

@@ -46,7 +46,10 @@ def test_pure_functions_reproduce_reference(folder: Path, backend: str) -> None:
     for r, expected in enumerate(case.expected["rounds"]):
         counts = sum(
             class_pixel_counts(
-                labels[i], segments[i], num_classes=case.num_classes, exclude=np.array(manual[i], dtype=np.int64)
+                labels[i],
+                segments[i],
+                num_classes=case.num_classes,
+                exclude=np.array(manual[i], dtype=np.int64),
             )
             for i in case.images
         )
@@ -56,7 +59,9 @@ def test_pure_functions_reproduce_reference(folder: Path, backend: str) -> None:
 
         keys, scores, eligible = [], [], []
         for i in case.images:
-            result = abc(case.array(i, "soft"), labels[i], segments[i], class_weight=weight, backend=backend)  # type: ignore[arg-type]
+            result = abc(
+                case.array(i, "soft"), labels[i], segments[i], class_weight=weight, backend=backend
+            )  # type: ignore[arg-type]
             for sid, score in zip(result.ids, result.scores, strict=True):
                 keys.append((i, int(sid)))
                 scores.append(score)
@@ -82,7 +87,9 @@ def test_pure_functions_reproduce_reference(folder: Path, backend: str) -> None:
             tables.append(count_transitions(answer.before.tolist(), answer.after.tolist()))
         assert _transitions_json(merge_transitions(tables)) == expected["transitions"]
         for i in case.images:
-            np.testing.assert_array_equal(labels[i], case.array(i, f"round{r + 1}.labels"), err_msg=i)
+            np.testing.assert_array_equal(
+                labels[i], case.array(i, f"round{r + 1}.labels"), err_msg=i
+            )
 
 
 def _write_case_as_dataset(case: GoldenCase, root: Path) -> None:
@@ -103,27 +110,61 @@ def test_cli_and_workspace_reproduce_reference(folder: Path, tmp_path: Path) -> 
     case = load_case(folder)
     _write_case_as_dataset(case, tmp_path)
     ws_dir = tmp_path / "ws"
-    assert main(["init", "-w", str(ws_dir), "--data", str(tmp_path / "data"),
-                 "--segments", str(tmp_path / "segments"), "--labels", str(tmp_path / "noisy")]) == 0
+    assert (
+        main(
+            [
+                "init",
+                "-w",
+                str(ws_dir),
+                "--data",
+                str(tmp_path / "data"),
+                "--segments",
+                str(tmp_path / "segments"),
+                "--labels",
+                str(tmp_path / "noisy"),
+            ]
+        )
+        == 0
+    )
     budget = int(case.expected["budget_per_round"])
     for r, expected in enumerate(case.expected["rounds"], start=1):
-        assert main(["score", "-w", str(ws_dir), "--probs", str(tmp_path / "probs"),
-                     "--budget", str(budget), "--strategy", "abc"]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "-w",
+                    str(ws_dir),
+                    "--probs",
+                    str(tmp_path / "probs"),
+                    "--budget",
+                    str(budget),
+                    "--strategy",
+                    "abc",
+                ]
+            )
+            == 0
+        )
         with Workspace.open(ws_dir) as ws:
             info = ws.rounds()[-1]
             assert info.round == r
             want_weight = [expected["class_weight"][str(c)] for c in range(case.num_classes)]
-            np.testing.assert_allclose(info.config["class_weight"], want_weight, rtol=RTOL, atol=1e-12)
+            np.testing.assert_allclose(
+                info.config["class_weight"], want_weight, rtol=RTOL, atol=1e-12
+            )
             queries = ws.queries(r)
             queried: dict[str, list[int]] = {}
             for q in queries:
                 queried.setdefault(q.image_id, []).append(q.segment_id)
-                assert q.score == pytest.approx(expected["scores"][f"{q.image_id}/{q.segment_id}"], rel=RTOL)
+                assert q.score == pytest.approx(
+                    expected["scores"][f"{q.image_id}/{q.segment_id}"], rel=RTOL
+                )
             assert _as_sets(queried) == _as_sets(expected["queried"])
         assert main(["correct", "-w", str(ws_dir), "--oracle", "gt"]) == 0
         with Workspace.open(ws_dir) as ws:
             corrections = ws.corrections(r)
-            table = count_transitions([c["before"] for c in corrections], [c["after"] for c in corrections])
+            table = count_transitions(
+                [c["before"] for c in corrections], [c["after"] for c in corrections]
+            )
             assert _transitions_json(table) == expected["transitions"]
             for i in case.images:
                 want = case.array(i, f"round{r}.labels")

@@ -3,7 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2lc.acquisition import adaptive_class_weight, class_pixel_counts, class_rarity, dataset_imbalance
+from a2lc.acquisition import (
+    adaptive_class_weight,
+    class_pixel_counts,
+    class_rarity,
+    dataset_imbalance,
+)
 
 
 def test_weights_by_hand() -> None:
@@ -12,7 +17,7 @@ def test_weights_by_hand() -> None:
     di = float(np.sum(p * np.log(p * 3)))
     assert dataset_imbalance(counts) == pytest.approx(di)
     np.testing.assert_allclose(class_rarity(counts), [0.1, 1.0, 0.0, 0.2])
-    expected = np.array([0.1 ** di**3, 1.0, 0.0, 0.2 ** di**3])
+    expected = np.array([0.1**di**3, 1.0, 0.0, 0.2**di**3])
     np.testing.assert_allclose(adaptive_class_weight(counts), expected)
 
 

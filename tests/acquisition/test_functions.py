@@ -60,7 +60,9 @@ def test_abc_matches_the_formula(backend: str, seed: int) -> None:
 
 def test_backends_agree_across_tiles_and_sparse_ids() -> None:
     # More pixels than one tile, segments crossing tile edges, ids with gaps.
-    probs, labels, segments = make_inputs(5, num_classes=7, height=3 * TILE // 64 + 3, width=64, num_segments=40)
+    probs, labels, segments = make_inputs(
+        5, num_classes=7, height=3 * TILE // 64 + 3, width=64, num_segments=40
+    )
     segments = np.where(segments > 0, segments * 1000, 0).astype(np.int32)
     weight = np.linspace(0.1, 1, 7)
     fast = abc(probs, labels, segments, class_weight=weight, backend="numba")
@@ -125,7 +127,9 @@ def test_random_is_deterministic_under_a_seed() -> None:
 
 def test_registry_lists_valid_names() -> None:
     assert ACQUISITIONS.names() == ["abc", "alc", "cil-mean", "entropy", "random"]
-    with pytest.raises(UnknownNameError, match="unknown acquisition function 'bald'; valid names: abc, alc"):
+    with pytest.raises(
+        UnknownNameError, match="unknown acquisition function 'bald'; valid names: abc, alc"
+    ):
         ACQUISITIONS.get("bald")
 
 
@@ -145,3 +149,14 @@ def test_shape_errors_name_both_shapes() -> None:
     bad[0, 0] = 9
     with pytest.raises(ValueError, match="class ids >= C = 5"):
         abc(probs, bad, segments, class_weight=np.ones(5))
+
+
+@pytest.mark.parametrize("name", ["abc", "alc", "cil-mean", "entropy", "random"])
+def test_image_without_segments_scores_nothing(name: str) -> None:
+    probs, labels, _ = make_inputs(0)
+    empty = np.zeros(labels.shape, dtype=np.int32)
+    result = score_segments(
+        name, probs, labels, empty, class_weight=np.ones(5), rng=np.random.default_rng(0)
+    )
+    assert result.ids.size == 0
+    assert result.scores.size == 0

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from a2lc.data import identity_lut, read_label_map, read_segment_map, write_label_map, write_segment_map
+from a2lc.data import (
+    identity_lut,
+    read_label_map,
+    read_segment_map,
+    write_label_map,
+    write_segment_map,
+)
 from a2lc.data.segments import label_histograms, majority_labels, paint_segments, segment_sizes
 from a2lc.errors import DataError
 
@@ -60,9 +66,12 @@ def test_segment_helpers() -> None:
     segments = np.array([[0, 1, 1, 3], [3, 3, 1, 0]])
     labels = np.array([[9, 2, 2, 4], [5, 5, 255, 9]], dtype=np.uint8)
     ids, sizes = segment_sizes(segments)
-    assert ids.tolist() == [1, 3] and sizes.tolist() == [3, 3]
+    assert ids.tolist() == [1, 3]
+    assert sizes.tolist() == [3, 3]
     hist = label_histograms(labels, segments, ids)
-    assert hist[0, 2] == 2 and hist[0, 255] == 1 and hist[1, 5] == 2
+    assert hist[0, 2] == 2
+    assert hist[0, 255] == 1
+    assert hist[1, 5] == 2
     assert majority_labels(labels, segments, ids).tolist() == [2, 5]
     painted = paint_segments(labels, segments, np.array([3]), np.array([7]))
     assert painted.tolist() == [[9, 2, 2, 7], [7, 7, 255, 9]]

@@ -22,7 +22,9 @@ def test_folder_layout_reads_samples_of_different_sizes(tmp_path: Path) -> None:
     assert dataset.samples[1].gt_path == root.resolve() / "labels/train/img1.png"
     validate_dataset(dataset, show_progress=False)
     gt = read_ground_truth(dataset, dataset.samples[0])
-    assert gt.dtype == np.uint8 and gt.shape == (12, 16) and gt[0, 0] == 255
+    assert gt.dtype == np.uint8
+    assert gt.shape == (12, 16)
+    assert gt[0, 0] == 255
 
 
 def test_folder_layout_without_labels_has_no_ground_truth(tmp_path: Path) -> None:
@@ -54,7 +56,8 @@ def test_cityscapes_maps_label_ids_to_train_ids(tmp_path: Path) -> None:
     assert (gt[ids == 7] == 0).all()  # road
     assert (gt[ids == 26] == 13).all()  # car
     assert (gt[ids == 33] == 18).all()  # bicycle
-    assert (gt[ids == 0] == 255).all() and (gt[ids == 9] == 255).all()  # unlabeled, parking
+    assert (gt[ids == 0] == 255).all()
+    assert (gt[ids == 9] == 255).all()
     lut = cityscapes_lut()
     assert sorted(set(lut[lut >= 0]) - {255}) == list(range(19))
 
@@ -63,7 +66,9 @@ def test_cityscapes_rejects_label_ids_above_33(tmp_path: Path) -> None:
     make_cityscapes_tree(tmp_path / "cs")
     bad = next((tmp_path / "cs/gtFine/train/bonn").glob("*.png"))
     write_gray(bad, np.full((8, 16), 40))
-    with pytest.raises(DataError, match=r"bonn_000000_000019_gtFine_labelIds.png.*invalid class ids \(40\)"):
+    with pytest.raises(
+        DataError, match=r"bonn_000000_000019_gtFine_labelIds.png.*invalid class ids \(40\)"
+    ):
         validate_dataset(load_dataset(tmp_path / "cs", split="train"), show_progress=False)
 
 
@@ -127,7 +132,8 @@ def test_every_bad_label_is_reported_once(tmp_path: Path) -> None:
     problems = {Path(p.path).name: p.reason for p in info.value.problems}
     assert set(problems) == {"img0.png", "img1.png", "img2.png"}
     assert "size 16×11 does not match its image (16×12" in problems["img0.png"]
-    assert "invalid class ids (7)" in problems["img1.png"] and "0..2 and 255" in problems["img1.png"]
+    assert "invalid class ids (7)" in problems["img1.png"]
+    assert "0..2 and 255" in problems["img1.png"]
     assert "unreadable or truncated" in problems["img2.png"]
     assert str(info.value).startswith("3 problem(s) in")
 

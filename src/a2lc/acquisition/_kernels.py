@@ -128,3 +128,24 @@ def accumulate(
                     sum_r += dominant_run[k] * value
                 acc_a[row, c] += sum_a
                 acc_r[row, c] += sum_r
+
+
+@njit(cache=True, nogil=True)
+def segment_rows(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Present segment ids ``(M,)`` (ascending, 0 excluded) and the id → row LUT (-1 = absent)."""
+    top = 0
+    for value in segments:
+        top = max(top, value)
+    present = np.zeros(top + 1, dtype=np.bool_)
+    for value in segments:
+        present[value] = True
+    present[0] = False
+    index = np.full(top + 1, -1, dtype=np.int64)
+    ids = np.empty(int(present.sum()), dtype=np.int32)
+    row = 0
+    for value in range(top + 1):
+        if present[value]:
+            index[value] = row
+            ids[row] = value
+            row += 1
+    return ids, index

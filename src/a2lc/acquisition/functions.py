@@ -109,12 +109,12 @@ def weighted_confidence_sum(
 def _wcs_numba(
     probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, weight: np.ndarray
 ) -> SegmentScores:
-    from a2lc.acquisition._kernels import accumulate
+    from a2lc.acquisition._kernels import accumulate, segment_rows
 
     num_classes = probs.shape[0]
     flat_probs = np.ascontiguousarray(probs.reshape(num_classes, -1), dtype=np.float32)
     flat_segments = np.ascontiguousarray(segments.ravel(), dtype=np.int32)
-    ids, index, _ = _segment_index(flat_segments)
+    ids, index = segment_rows(flat_segments)
     acc_a = np.zeros((ids.size, num_classes), dtype=np.float64)
     acc_r = np.zeros((ids.size, num_classes), dtype=np.float64)
     hist = np.zeros((ids.size, num_classes), dtype=np.int64)

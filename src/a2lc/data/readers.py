@@ -171,7 +171,9 @@ def read_classes_json(path: Path) -> tuple[ClassInfo, ...]:
                 )
             ) from None
         if not all(0 <= v <= 255 for v in rgb):
-            raise DataError(Problem(path, f"entry {position}: color values must be 0..255, got {list(rgb)}"))
+            raise DataError(
+                Problem(path, f"entry {position}: color values must be 0..255, got {list(rgb)}")
+            )
         classes.append(ClassInfo(class_id, name, rgb))
     classes.sort(key=lambda c: c.id)
     ids = [c.id for c in classes]

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2lc.cli import main
+from a2lc.data.synthetic import SyntheticPaths
+from a2lc.workspace import Workspace
+from a2lc.workspace.workspace import DB_NAME
+from tests.fakes import write_gray
+
+
+def init(synthetic: SyntheticPaths, ws: Path) -> int:
+    return main(
+        [
+            "init",
+            "-w",
+            str(ws),
+            "--data",
+            str(synthetic.root),
+            "--segments",
+            str(synthetic.segments),
+            "--labels",
+            str(synthetic.pseudo),
+        ]
+    )
+
+
+def test_init_score_correct_status(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    assert init(synthetic, ws) == 0
+    assert "created workspace" in capsys.readouterr().out
+    for strategy in ("abc", "alc", "random"):
+        assert (
+            main(
+                [
+                    "score",
+                    "-w",
+                    str(ws),
+                    "--probs",
+                    str(synthetic.probs),
+                    "--budget",
+                    "5",
+                    "--strategy",
+                    strategy,
+                ]
+            )
+            == 0
+        )
+        assert main(["correct", "-w", str(ws)]) == 0
+    capsys.readouterr()
+    assert main(["status", "-w", str(ws), "--json", "--data-miou"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [r["strategy"] for r in summary["rounds"]] == ["abc", "alc", "random"]
+    assert all(r["answered"] == r["queried"] == 5 for r in summary["rounds"])
+    assert summary["segments"]["manual"] == 15
+    assert 0 < summary["data_miou"] <= 1
+    assert main(["status", "-w", str(ws)]) == 0
+    assert "round  status" in capsys.readouterr().out
+
+
+def test_queried_segments_are_never_requeried(synthetic: SyntheticPaths, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    init(synthetic, ws)
+    for _ in range(3):
+        main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", "10"])
+        main(["correct", "-w", str(ws)])
+    with Workspace.open(ws) as w:
+        keys = [(q.image_id, q.segment_id) for r in (1, 2, 3) for q in w.queries(r)]
+    assert len(keys) == len(set(keys)) == 30
+
+
+def test_unknown_strategy_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "score",
+            "-w",
+            str(tmp_path),
+            "--probs",
+            str(tmp_path),
+            "--budget",
+            "1",
+            "--strategy",
+            "bald",
+        ]
+    )
+    assert code == 2
+    assert "invalid choice: 'bald'" in capsys.readouterr().err
+
+
+def test_bad_dataset_exits_nonzero_with_every_problem(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = synthetic.root / "labels/train"
+    names = sorted(p.name for p in labels.iterdir())
+    (labels / names[0]).unlink()
+    code = init(synthetic, tmp_path / "ws")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{names[0]}: label file is missing" in err
+    assert not (tmp_path / "ws").exists()
+
+    write_gray(labels / names[0], np.zeros((10, 10)))
+    write_gray(labels / names[1], np.full((48, 64), 200))
+    code = init(synthetic, tmp_path / "ws")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "2 problem(s)" in err
+    assert f"{names[0]}: size 10×10 does not match" in err
+    assert f"{names[1]}: 3072 pixels have invalid" in err
+
+
+def test_bad_input_leaves_existing_workspace_untouched(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    init(synthetic, ws)
+    assert init(synthetic, ws) == 1
+    assert "already exists" in capsys.readouterr().err
+    # A truncated probability map: nothing is recorded.
+    victim = sorted(synthetic.probs.iterdir())[-1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    assert main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", "3"]) == 1
+    assert "unreadable probability map" in capsys.readouterr().err
+    np.save(victim, np.zeros((3, 48, 64), np.float32))
+    assert main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", "3"]) == 1
+    assert "does not match C×H×W = (8, 48, 64)" in capsys.readouterr().err
+    victim.unlink()
+    assert main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", "3"]) == 1
+    assert "probability map is missing" in capsys.readouterr().err
+    with Workspace.open(ws) as w:
+        assert w.rounds() == []
+        assert w.corrections() == []
+
+
+def test_budget_larger_than_pool(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    init(synthetic, ws)
+    assert (
+        main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", "100000"]) == 1
+    )
+    assert "larger than the" in capsys.readouterr().err
+
+
+def test_correct_without_open_round(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    init(synthetic, ws)
+    assert main(["correct", "-w", str(ws)]) == 1
+    assert "no open round" in capsys.readouterr().err
+
+
+def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["demo", "--out", str(tmp_path), "--rounds", "2", "--budget", "10", "--images", "6"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "data mIoU" in out
+    assert (tmp_path / "workspace" / DB_NAME).is_file()
