@@ -174,3 +174,12 @@ def test_cli_and_workspace_reproduce_reference(folder: Path, tmp_path: Path) -> 
                     np.testing.assert_array_equal(
                         read_label_map(snapshot, lut=identity_lut(case.num_classes)), want
                     )
+
+
+def test_extra_golden_folders_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("A2LC_GOLDEN_DIRS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    found = golden_dirs()
+    assert found[-2:] == [tmp_path / "a", tmp_path / "b"]
+    assert found[:-2] == DIRS

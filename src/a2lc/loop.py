@@ -102,12 +102,7 @@ def score_round(
     acquisition = ACQUISITIONS.get(config.strategy)
     if config.budget <= 0:
         raise WorkspaceError(f"budget must be positive, got {config.budget}")
-    current = ws.open_round()
-    if current is not None:
-        raise WorkspaceError(
-            f"round {current.round} is still open ({ws.count_unanswered(current.round)} queries "
-            "unanswered); answer it before scoring a new round"
-        )
+    ws.require_no_open_round()
     round_index = ws.next_round()
     manual = ws.manual_segments(before_round=round_index)
     eligible_total = ws.num_segments() - sum(len(v) for v in manual.values())

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from a2lc.data.sample import IGNORE_INDEX
+from a2lc.data.segments import segment_sizes
 from a2lc.registry import Registry
 
 Backend = Literal["auto", "numba", "numpy"]
@@ -54,14 +55,11 @@ def check_inputs(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) ->
 
 
 def _segment_index(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Present segment ids ``(M,)``, id→row LUT (-1 = none), pixels per id."""
-    flat = segments.ravel()
-    counts = np.bincount(flat) if flat.size else np.zeros(1, dtype=np.int64)
-    counts[0] = 0
-    ids = np.flatnonzero(counts).astype(np.int32)
-    index = np.full(counts.size, -1, dtype=np.int64)
+    """Present segment ids ``(M,)``, the id → row LUT (-1 = absent), and pixels per segment ``(M,)``."""
+    ids, sizes = segment_sizes(segments)
+    index = np.full(int(ids.max(initial=0)) + 1, -1, dtype=np.int64)
     index[ids] = np.arange(ids.size)
-    return ids, index, counts
+    return ids.astype(np.int32), index, sizes
 
 
 def _labels_or_prediction(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -204,10 +202,10 @@ def alc(
 
 def _segment_mean(values: np.ndarray, segments: np.ndarray) -> SegmentScores:
     seg = segments.ravel()
-    ids, index, counts = _segment_index(seg)
+    ids, index, sizes = _segment_index(seg)
     covered = seg > 0
     sums = np.bincount(index[seg[covered]], weights=values[covered], minlength=ids.size)
-    return SegmentScores(ids, sums / counts[ids])
+    return SegmentScores(ids, sums / sizes)
 
 
 def cil_mean(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> SegmentScores:
@@ -236,86 +234,53 @@ def random(
     return SegmentScores(ids, rng.random(ids.size))
 
 
-class _ScoreFn(Protocol):
-    def __call__(
+@dataclass(frozen=True)
+class AcquisitionFunction:
+    """A registered acquisition function and what it needs from the caller.
+
+    ``fn(probs, labels, segments, **extra)`` where ``extra`` holds ``class_weight``
+    when ``needs_class_weight`` and ``rng`` when ``needs_rng``.
+    """
+
+    name: str
+    description: str
+    fn: Callable[..., SegmentScores]
+    needs_class_weight: bool = False
+    needs_rng: bool = False
+
+    def score(
         self,
         probs: np.ndarray,
         labels: np.ndarray,
         segments: np.ndarray,
         *,
-        class_weight: np.ndarray | None,
-        rng: np.random.Generator | None,
-    ) -> SegmentScores: ...
-
-
-@dataclass(frozen=True)
-class AcquisitionFunction:
-    """A registered acquisition function and what it needs from the caller."""
-
-    name: str
-    description: str
-    needs_class_weight: bool
-    needs_rng: bool
-    score: _ScoreFn
-
-
-def _abc_entry(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    segments: np.ndarray,
-    *,
-    class_weight: np.ndarray | None,
-    rng: np.random.Generator | None,
-) -> SegmentScores:
-    if class_weight is None:
-        raise ValueError("acquisition 'abc' needs class_weight (see adaptive_class_weight)")
-    return abc(probs, labels, segments, class_weight=class_weight)
-
-
-def _random_entry(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    segments: np.ndarray,
-    *,
-    class_weight: np.ndarray | None,
-    rng: np.random.Generator | None,
-) -> SegmentScores:
-    if rng is None:
-        raise ValueError("acquisition 'random' needs rng")
-    return random(probs, labels, segments, rng=rng)
-
-
-def _plain(
-    fn: Callable[[np.ndarray, np.ndarray, np.ndarray], SegmentScores],
-) -> _ScoreFn:
-    def call(
-        probs: np.ndarray,
-        labels: np.ndarray,
-        segments: np.ndarray,
-        *,
-        class_weight: np.ndarray | None,
-        rng: np.random.Generator | None,
+        class_weight: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
     ) -> SegmentScores:
-        return fn(probs, labels, segments)
-
-    return call
+        """Score one image; options the function does not use are ignored."""
+        extra: dict[str, object] = {}
+        if self.needs_class_weight:
+            if class_weight is None:
+                raise ValueError(
+                    f"acquisition {self.name!r} needs class_weight (see adaptive_class_weight)"
+                )
+            extra["class_weight"] = class_weight
+        if self.needs_rng:
+            if rng is None:
+                raise ValueError(f"acquisition {self.name!r} needs rng")
+            extra["rng"] = rng
+        return self.fn(probs, labels, segments, **extra)
 
 
 ACQUISITIONS: Registry[AcquisitionFunction] = Registry("acquisition function")
 for _entry in (
     AcquisitionFunction(
-        "abc", "adaptively balanced confidence in label (A²LC)", True, False, _abc_entry
+        "abc", "adaptively balanced confidence in label (A²LC)", abc, needs_class_weight=True
     ),
-    AcquisitionFunction(
-        "alc", "confidence in label × cosine similarity, summed (ALC)", False, False, _plain(alc)
-    ),
-    AcquisitionFunction(
-        "cil-mean", "mean 1 − P[label] over the segment", False, False, _plain(cil_mean)
-    ),
-    AcquisitionFunction(
-        "entropy", "mean pixel entropy over the segment", False, False, _plain(entropy)
-    ),
-    AcquisitionFunction("random", "uniform random scores", False, True, _random_entry),
+    AcquisitionFunction("alc", "confidence in label × cosine similarity, summed (ALC)", alc),
+    AcquisitionFunction("cil-mean", "mean 1 − P[label] over the segment", cil_mean),
+    AcquisitionFunction("entropy", "mean pixel entropy over the segment", entropy),
+    AcquisitionFunction("random", "uniform random scores", random, needs_rng=True),
 ):
     ACQUISITIONS.add(_entry.name, _entry)
 

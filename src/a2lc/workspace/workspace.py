@@ -456,6 +456,15 @@ class Workspace:
         rounds = [r for r in self.rounds() if r.status != "closed"]
         return rounds[0] if rounds else None
 
+    def require_no_open_round(self) -> None:
+        """Raise if a round is waiting for answers: a new round starts only after it closes."""
+        current = self.open_round()
+        if current is not None:
+            raise WorkspaceError(
+                f"round {current.round} is still open ({self.count_unanswered(current.round)} "
+                "queries unanswered); answer and close it first (`a2lc correct`)"
+            )
+
     def next_round(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(round), 0) FROM rounds").fetchone()
         return int(row[0]) + 1
@@ -474,12 +483,7 @@ class Workspace:
         an unknown segment or one corrected manually in an earlier round.
         """
         self.require_segments()
-        current = self.open_round()
-        if current is not None:
-            raise WorkspaceError(
-                f"round {current.round} is still open ({self.count_unanswered(current.round)} "
-                "queries unanswered); answer and close it first"
-            )
+        self.require_no_open_round()
         round_index = self.next_round()
         manual = {(k, int(s)) for k, v in self.manual_segments().items() for s in v}
         keys = [(image_id, int(segment_id)) for image_id, segment_id, _ in queries]
