@@ -179,7 +179,7 @@ def test_cli_and_workspace_reproduce_reference(folder: Path, tmp_path: Path) -> 
 def test_extra_golden_folders_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.delenv("A2LC_GOLDEN_DIRS", raising=False)
+    shared = golden_dirs()
     monkeypatch.setenv("A2LC_GOLDEN_DIRS", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
-    found = golden_dirs()
-    assert found[-2:] == [tmp_path / "a", tmp_path / "b"]
-    assert found[:-2] == DIRS
+    assert golden_dirs() == [*shared, tmp_path / "a", tmp_path / "b"]
