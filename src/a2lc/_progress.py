@@ -9,9 +9,17 @@ T = TypeVar("T")
 
 
 def progress(
-    iterable: Iterable[T], *, desc: str, total: int | None = None, unit: str = "img"
+    iterable: Iterable[T],
+    *,
+    desc: str,
+    total: int | None = None,
+    unit: str = "img",
+    enabled: bool = True,
 ) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar; ``disable=None`` hides it off a TTY."""
+    """Wrap ``iterable`` in a tqdm bar when ``enabled``; the bar hides itself off a TTY."""
+    if not enabled:
+        yield from iterable
+        return
     from tqdm.auto import tqdm
 
     yield from tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, leave=False)

@@ -179,8 +179,9 @@ def _correct(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         transitions = answer_with_oracle(ws, current.round)
         ws.close_round(current.round)
+        answered = sum(n for row in transitions.values() for n in row.values())
         changed = sum(n for b, row in transitions.items() for a, n in row.items() if a != b)
-        print(f"round {current.round}: answered {current.budget} queries, {changed} changed class")
+        print(f"round {current.round}: answered {answered} queries, {changed} changed class")
     return 0
 
 

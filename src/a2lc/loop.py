@@ -19,7 +19,6 @@ from a2lc.acquisition import (
     ACQUISITIONS,
     adaptive_class_weight,
     class_pixel_counts,
-    score_segments,
     select_top,
 )
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
@@ -73,9 +72,7 @@ def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = 
     manual = ws.manual_segments(before_round=round_index)
     counts = np.zeros(ws.num_classes, dtype=np.int64)
     samples = ws.samples
-    iterable = (
-        progress(samples, desc="class weights", total=len(samples)) if show_progress else samples
-    )
+    iterable = progress(samples, desc="class weights", total=len(samples), enabled=show_progress)
     for sample in iterable:
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
@@ -119,19 +116,15 @@ def score_round(
     all_scores: list[np.ndarray] = []
     eligible: list[np.ndarray] = []
     samples = ws.samples
-    iterable = (
-        progress(samples, desc=f"scoring ({config.strategy})", total=len(samples))
-        if show_progress
-        else samples
+    iterable = progress(
+        samples, desc=f"scoring ({config.strategy})", total=len(samples), enabled=show_progress
     )
     for index, sample in enumerate(iterable):
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
         probs = load_probs(sample.id)
         rng = np.random.default_rng([config.seed, round_index, index])
-        result = score_segments(
-            acquisition.name, probs, labels, segments, class_weight=weight, rng=rng
-        )
+        result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
         keys.append((sample.id, result.ids))
         all_scores.append(result.scores)
         eligible.append(~np.isin(result.ids, manual.get(sample.id, np.zeros(0, np.int64))))
@@ -166,9 +159,7 @@ def answer_with_oracle(
     answers: list[Answer] = []
     tables = []
     items = list(by_image.items())
-    iterable = (
-        progress(items, desc="simulated annotator", total=len(items)) if show_progress else items
-    )
+    iterable = progress(items, desc="simulated annotator", total=len(items), enabled=show_progress)
     for image_id, ids in iterable:
         segments = ws.read_segments(image_id)
         labels = ws.read_labels(image_id, segments=segments)
@@ -190,7 +181,7 @@ def data_miou(ws: Workspace, *, show_progress: bool = True) -> ConfusionAccumula
         raise WorkspaceError("data mIoU needs ground truth for every image")
     acc = ConfusionAccumulator(ws.num_classes)
     samples = ws.samples
-    iterable = progress(samples, desc="data mIoU", total=len(samples)) if show_progress else samples
+    iterable = progress(samples, desc="data mIoU", total=len(samples), enabled=show_progress)
     for sample in iterable:
         acc.update(ws.read_ground_truth(sample.id), ws.read_labels(sample.id))
     return acc

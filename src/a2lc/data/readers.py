@@ -80,9 +80,9 @@ def validate_dataset(dataset: Dataset, *, show_progress: bool = True) -> None:
     its image, and only valid class ids (0..C-1 or 255 after the dataset's LUT).
     """
     problems: list[Problem] = []
-    samples: Iterable[Sample] = dataset.samples
-    if show_progress:
-        samples = progress(samples, desc="checking labels", total=len(dataset.samples))
+    samples = progress(
+        dataset.samples, desc="checking labels", total=len(dataset.samples), enabled=show_progress
+    )
     for sample in samples:
         if sample.gt_path is None:
             continue

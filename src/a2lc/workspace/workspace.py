@@ -775,9 +775,9 @@ def _iter_initial_maps(
     from a2lc._progress import progress
 
     lut = identity_lut(dataset.num_classes)
-    samples: Iterable[Sample] = dataset.samples
-    if show_progress:
-        samples = progress(samples, desc=desc, total=len(dataset.samples))
+    samples = progress(
+        dataset.samples, desc=desc, total=len(dataset.samples), enabled=show_progress
+    )
     for sample in samples:
         found: list[Problem] = []
         segments = labels = None
