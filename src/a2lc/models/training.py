@@ -1,0 +1,223 @@
+"""Training and prediction, with an optional cache of frozen-encoder features.
+
+Frozen-encoder mode computes the encoder's multi-scale features once per image
+(float16 files in the workspace) and trains only the head, so a round costs a
+few head epochs instead of full forward/backward passes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from a2lc._atomic import atomic_write_bytes
+from a2lc._progress import progress
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.models.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+ImageLoader = Callable[[str], np.ndarray]
+"""image id → ``H×W×3`` uint8."""
+LabelLoader = Callable[[str], np.ndarray]
+"""image id → ``H×W`` uint8 (255 = ignore)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation options; saved with every checkpoint."""
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """``H×W×3`` uint8 → ``3×H×W`` float32 in [0, 1]."""
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
+
+
+class FeatureCache:
+    """Frozen-encoder features per image, stored as float16 ``<id>.npz`` in ``folder``."""
+
+    def __init__(
+        self, folder: Path, model: Segmenter, load_image: ImageLoader, *, device: torch.device
+    ) -> None:
+        self.folder = Path(folder)
+        self.model = model
+        self.load_image = load_image
+        self.device = device
+
+    def path(self, image_id: str) -> Path:
+        return self.folder / f"{image_id}.npz"
+
+    def get(self, image_id: str) -> list[torch.Tensor]:
+        """Features ``[1×C_i×H_i×W_i]`` (float32 on the device), computed once and stored."""
+        path = self.path(image_id)
+        if path.is_file():
+            with np.load(path) as archive:
+                arrays = [archive[f"f{i}"] for i in range(len(archive.files))]
+        else:
+            with torch.no_grad():
+                self.model.encoder.eval()
+                images = image_tensor(self.load_image(image_id))[None].to(self.device)
+                arrays = [
+                    f[0].to("cpu", torch.float16).numpy() for f in self.model.features(images)
+                ]
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"f{i}": a for i, a in enumerate(arrays)})
+            atomic_write_bytes(path, buffer.getvalue())
+        return [torch.from_numpy(a.astype(np.float32))[None].to(self.device) for a in arrays]
+
+    def fill(self, image_ids: Sequence[str], *, show_progress: bool = True) -> None:
+        missing = [i for i in image_ids if not self.path(i).is_file()]
+        for image_id in progress(
+            missing, desc="encoder features", total=len(missing), enabled=show_progress
+        ):
+            self.get(image_id)
+
+
+def _batches(
+    image_ids: Sequence[str],
+    shapes: dict[str, tuple[int, int]],
+    batch_size: int,
+    rng: random.Random,
+) -> list[list[str]]:
+    """Shuffled batches of images that share a size (so they stack)."""
+    by_shape: dict[tuple[int, int], list[str]] = {}
+    for image_id in image_ids:
+        by_shape.setdefault(shapes[image_id], []).append(image_id)
+    batches = []
+    for ids in by_shape.values():
+        ids = list(ids)
+        rng.shuffle(ids)
+        batches += [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train(
+    model: Segmenter,
+    image_ids: Sequence[str],
+    *,
+    shapes: dict[str, tuple[int, int]],
+    load_labels: LabelLoader,
+    load_image: ImageLoader,
+    config: TrainConfig,
+    cache: FeatureCache | None = None,
+    show_progress: bool = True,
+) -> list[float]:
+    """Train ``model`` with cross-entropy (255 ignored); return the mean loss per epoch.
+
+    With a ``cache`` the encoder stays frozen and only the head is trained on the
+    cached features; without one the whole model is fine-tuned. Seeded and
+    deterministic for a given config and device.
+    """
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    frozen = cache is not None
+    for p in model.encoder.parameters():
+        p.requires_grad_(not frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    rng = random.Random(config.seed)
+    steps_per_epoch = len(_batches(image_ids, shapes, config.batch_size, random.Random(0)))
+    total = max(1, steps_per_epoch * config.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
+    history: list[float] = []
+    labels_cache: dict[str, torch.Tensor] = {}
+    for epoch in range(config.epochs):
+        model.train()
+        if frozen:
+            model.encoder.eval()
+        losses = []
+        batches = _batches(image_ids, shapes, config.batch_size, rng)
+        for batch in progress(
+            batches,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            total=len(batches),
+            unit="batch",
+            enabled=show_progress,
+        ):
+            targets = torch.stack([_labels(labels_cache, load_labels, i) for i in batch]).to(device)
+            if (targets == IGNORE_INDEX).all():
+                continue
+            if frozen:
+                assert cache is not None
+                per_image = [cache.get(i) for i in batch]
+                features = [torch.cat(scale) for scale in zip(*per_image, strict=True)]
+            else:
+                images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
+                features = model.features(images)
+            logits = model.logits(features, tuple(targets.shape[-2:]))  # type: ignore[arg-type]
+            loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        log.debug("epoch %d loss %.4f", epoch + 1, history[-1])
+    return history
+
+
+def _labels(cache: dict[str, torch.Tensor], load: LabelLoader, image_id: str) -> torch.Tensor:
+    if image_id not in cache:
+        cache[image_id] = torch.from_numpy(load(image_id).astype(np.int64))
+    return cache[image_id]
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: Segmenter,
+    image_id: str,
+    *,
+    shape: tuple[int, int],
+    load_image: ImageLoader,
+    cache: FeatureCache | None = None,
+) -> np.ndarray:
+    """Softmax probabilities ``C×H×W`` float32 of one image at label resolution ``shape``."""
+    model.eval()
+    device = next(model.parameters()).device
+    if cache is not None:
+        features = cache.get(image_id)
+    else:
+        features = model.features(image_tensor(load_image(image_id))[None].to(device))
+    logits = model.logits(features, shape)
+    return np.asarray(logits.softmax(dim=1)[0].float().cpu().numpy(), dtype=np.float32)
+
+
+def save_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
+    """Atomically save the model's weights (only the head when the encoder is frozen)."""
+    module = model.head if trainable_only else model
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
+    module = model.head if trainable_only else model
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
