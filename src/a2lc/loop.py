@@ -82,18 +82,27 @@ def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = 
     return adaptive_class_weight(counts)
 
 
+ImageHook = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
+"""Called per image during scoring with (image id, probs C×H×W, labels H×W, segments H×W)."""
+
+
 def score_round(
     ws: Workspace,
     load_probs: ProbabilityLoader,
     *,
     config: ScoreConfig,
     show_progress: bool = True,
+    on_image: ImageHook | None = None,
+    record_as: str | None = None,
+    extra_config: dict[str, object] | None = None,
 ) -> int:
     """Score every segment of the pool, select the top-B and record them as a new round.
 
     Nothing is written until every image is scored, so bad input (a corrupt or
     mis-shaped probability map, a budget larger than the segments left) leaves
-    the workspace as it was. Returns the new round's index.
+    the workspace as it was. Returns the new round's index. ``on_image`` sees
+    each image's probabilities before they are discarded (the loop extracts
+    LCM features there); ``record_as`` names the strategy in the round record.
     """
     ws.require_segments()
     acquisition = ACQUISITIONS.get(config.strategy)
@@ -125,6 +134,8 @@ def score_round(
         probs = load_probs(sample.id)
         rng = np.random.default_rng([config.seed, round_index, index])
         result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
+        if on_image is not None:
+            on_image(sample.id, probs, labels, segments)
         keys.append((sample.id, result.ids))
         all_scores.append(result.scores)
         eligible.append(~np.isin(result.ids, manual.get(sample.id, np.zeros(0, np.int64))))
@@ -133,11 +144,11 @@ def score_round(
     image_of = np.concatenate([np.full(ids.size, i) for i, (_, ids) in enumerate(keys)])
     segment_of = np.concatenate([ids for _, ids in keys])
     queries = [(keys[int(image_of[k])][0], int(segment_of[k]), float(scores[k])) for k in picked]
-    config_json: dict[str, object] = dict(asdict(config))
+    config_json: dict[str, object] = {**asdict(config), **(extra_config or {})}
     if weight is not None:
         config_json["class_weight"] = [float(w) for w in weight]
     return ws.start_round(
-        queries, strategy=config.strategy, budget=config.budget, config=config_json
+        queries, strategy=record_as or config.strategy, budget=config.budget, config=config_json
     )
 
 

@@ -145,7 +145,7 @@ def make_synthetic_dataset(
         folder.mkdir(parents=True, exist_ok=True)
     num_classes = len(CLASSES)
     for index in range(num_images):
-        name = f"scene_{index:03d}"
+        name = f"{split}_{index:03d}"
         gt = _scene(rng, height, width)
         image = np.asarray(palette, dtype=np.float32)[gt] + rng.normal(0, 12, (height, width, 3))
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(

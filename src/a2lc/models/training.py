@@ -41,6 +41,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"
+    loss_stride: int = 4
+    """Compute the loss on labels sampled every ``loss_stride`` pixels (1 = full resolution)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,7 +164,9 @@ def train(
             unit="batch",
             enabled=show_progress,
         ):
-            targets = torch.stack([_labels(labels_cache, load_labels, i) for i in batch]).to(device)
+            targets = torch.stack(
+                [_labels(labels_cache, load_labels, i, config.loss_stride) for i in batch]
+            ).to(device)
             if (targets == IGNORE_INDEX).all():
                 continue
             if frozen:
@@ -184,9 +188,14 @@ def train(
     return history
 
 
-def _labels(cache: dict[str, torch.Tensor], load: LabelLoader, image_id: str) -> torch.Tensor:
+def _labels(
+    cache: dict[str, torch.Tensor], load: LabelLoader, image_id: str, stride: int
+) -> torch.Tensor:
+    """Labels sampled at the centre of every ``stride``×``stride`` cell (nearest neighbour)."""
     if image_id not in cache:
-        cache[image_id] = torch.from_numpy(load(image_id).astype(np.int64))
+        labels = load(image_id)
+        offset = stride // 2
+        cache[image_id] = torch.from_numpy(labels[offset::stride, offset::stride].astype(np.int64))
     return cache[image_id]
 
 

@@ -94,6 +94,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (round, name)
     );
     """,
+    # 3: completed steps of the correction loop, so an interrupted run resumes.
+    """
+    CREATE TABLE steps (
+        round       INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        detail      TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (round, name)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

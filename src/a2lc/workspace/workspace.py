@@ -672,6 +672,64 @@ class Workspace:
             for row in self._db.execute(sql + " ORDER BY id", params)
         ]
 
+    def record_auto_corrections(
+        self, round_index: int, changes: Sequence[tuple[str, int, int]], *, step: str = "lcm"
+    ) -> None:
+        """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
+
+        Manually corrected segments are never touched: such a change is refused.
+        """
+        now = _now()
+        with self.transaction() as db:
+            for image_id, segment_id, after in changes:
+                row = db.execute(
+                    "SELECT label, origin FROM segments WHERE image_id = ? AND segment_id = ?",
+                    (image_id, int(segment_id)),
+                ).fetchone()
+                if row is None:
+                    raise WorkspaceError(f"no segment {image_id}/{segment_id}")
+                before, origin = int(row[0]), str(row[1])
+                if origin == "manual":
+                    raise WorkspaceError(
+                        f"segment {image_id}/{segment_id} was corrected manually; automatic corrections may not change it"
+                    )
+                db.execute(
+                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, 1, 'auto', NULL, ?)",
+                    (round_index, image_id, int(segment_id), before, int(after), now),
+                )
+                db.execute(
+                    "UPDATE segments SET label = ?, assigned = ?, origin = 'auto', origin_round = ? "
+                    "WHERE image_id = ? AND segment_id = ?",
+                    (int(after), int(after), round_index, image_id, int(segment_id)),
+                )
+            self._mark_step(db, round_index, step, {"changed": len(changes)})
+
+    # ------------------------------------------------------------------ steps
+
+    def step_done(self, round_index: int, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM steps WHERE round = ? AND name = ?", (round_index, name)
+        ).fetchone()
+        return row is not None
+
+    def mark_step(self, round_index: int, name: str, detail: dict[str, Any] | None = None) -> None:
+        with self.transaction() as db:
+            self._mark_step(db, round_index, name, detail)
+
+    @staticmethod
+    def _mark_step(
+        db: sqlite3.Connection, round_index: int, name: str, detail: dict[str, Any] | None
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO steps(round, name, finished_at, detail) VALUES (?, ?, ?, ?)",
+            (round_index, name, _now(), json.dumps(detail or {}, sort_keys=True)),
+        )
+
+    def segment_labels(self) -> dict[str, SegmentTable]:
+        """Segment tables of every image (one query)."""
+        return {s.id: self.segment_table(s.id) for s in self.samples}
+
     # ------------------------------------------------------------------ metrics
 
     def record_metrics(self, round_index: int, values: dict[str, float]) -> None:

@@ -1,0 +1,127 @@
+"""Train-and-predict for the correction loop: one object that knows the samples,
+the model config and where encoder features are cached.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from a2lc._atomic import atomic_write_text
+from a2lc.data.images import read_image
+from a2lc.data.sample import Sample
+from a2lc.models.segmenter import ModelConfig, Segmenter, build_model
+from a2lc.models.training import (
+    FeatureCache,
+    LabelLoader,
+    TrainConfig,
+    load_checkpoint,
+    predict_probabilities,
+    resolve_device,
+    save_checkpoint,
+    seed_everything,
+    train,
+)
+
+WEIGHTS_FILE = "weights.pt"
+CONFIG_FILE = "config.json"
+
+
+class ModelRunner:
+    """Builds fresh seeded models, trains them, predicts probabilities, saves checkpoints.
+
+    ``samples``: every image the runner may see (pool and evaluation), by id.
+    ``cache_dir``: where frozen-encoder features are kept (None: no cache, the
+    encoder is fine-tuned).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        samples: Mapping[str, Sample],
+        cache_dir: Path | None,
+        show_progress: bool = True,
+    ) -> None:
+        self.model_config = model_config
+        self.train_config = train_config
+        self.samples = dict(samples)
+        self.show_progress = show_progress
+        self.device = resolve_device(train_config.device)
+        frozen = model_config.frozen_encoder and cache_dir is not None
+        self.cache_dir = cache_dir / self.cache_key() if frozen and cache_dir is not None else None
+        self._cache_model: Segmenter | None = None
+
+    def cache_key(self) -> str:
+        key = f"{self.model_config.name}-{Path(self.model_config.weights).name}"
+        # A random frozen encoder depends on the seed; a pretrained one does not.
+        return f"{key}-seed{self.train_config.seed}" if self.model_config.weights == "none" else key
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return read_image(self.samples[image_id].image_path)
+
+    def build(self, *, seed: int) -> Segmenter:
+        seed_everything(seed)
+        return build_model(self.model_config).to(self.device)
+
+    def cache_for(self, model: Segmenter) -> FeatureCache | None:
+        if self.cache_dir is None:
+            return None
+        return FeatureCache(self.cache_dir, model, self.load_image, device=self.device)
+
+    def fit(
+        self, image_ids: Sequence[str], load_labels: LabelLoader, *, seed: int
+    ) -> tuple[Segmenter, list[float]]:
+        """A fresh model (seeded) trained on ``image_ids``; returns it and the loss per epoch."""
+        model = self.build(seed=seed)
+        cache = self.cache_for(model)
+        if cache is not None:
+            cache.fill(image_ids, show_progress=self.show_progress)
+        history = train(
+            model,
+            image_ids,
+            shapes={i: self.samples[i].shape for i in image_ids},
+            load_labels=load_labels,
+            load_image=self.load_image,
+            config=replace(self.train_config, seed=seed),
+            cache=cache,
+            show_progress=self.show_progress,
+        )
+        return model, history
+
+    def predict(self, model: Segmenter, image_id: str) -> np.ndarray:
+        """``C×H×W`` float32 probabilities at the image's label resolution."""
+        return predict_probabilities(
+            model,
+            image_id,
+            shape=self.samples[image_id].shape,
+            load_image=self.load_image,
+            cache=self.cache_for(model),
+        )
+
+    @property
+    def frozen(self) -> bool:
+        return self.cache_dir is not None
+
+    def save(
+        self, model: Segmenter, folder: Path, *, extra: Mapping[str, object] | None = None
+    ) -> None:
+        """Checkpoint + the configs that rebuild it, side by side in ``folder``."""
+        save_checkpoint(folder / WEIGHTS_FILE, model, trainable_only=self.frozen)
+        config = {
+            "model": asdict(self.model_config),
+            "train": asdict(self.train_config),
+            "frozen_encoder_cache": self.frozen,
+            **(extra or {}),
+        }
+        atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))
+
+    def load(self, folder: Path, *, seed: int) -> Segmenter:
+        model = self.build(seed=seed)
+        load_checkpoint(folder / WEIGHTS_FILE, model, trainable_only=self.frozen)
+        return model.to(self.device)

@@ -1,0 +1,400 @@
+"""The correction loop over a workspace, resumable at every step.
+
+Round 0 trains θ_0 on the initial labels. Each round r = 1..R then
+
+1. predicts the pool with θ_{r-1}, one image at a time, scoring its segments and
+   keeping only each segment's mean probability vector (the LCM feature);
+2. records the top-B queries (one transaction);
+3. gets the answers: the simulated annotator (``oracle="gt"``), or people
+   (``oracle="human"``: the run stops here and continues when every answer is in);
+4. runs LCM (strategies with LCM) and records its changes (one transaction);
+5. closes the round (label snapshots), trains θ_r, measures data and model mIoU.
+
+Every completed step is recorded in the workspace, so rerunning the same command
+after an interruption continues from the last completed step. Training and LCM
+are seeded, so the final result is the same as for an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from a2lc._atomic import atomic_write_bytes
+from a2lc._progress import progress
+from a2lc.correction.lcm import (
+    LCMConfig,
+    fit_and_predict,
+    segment_features,
+    select_relabels,
+    tail_classes,
+)
+from a2lc.data.readers import load_dataset, read_ground_truth
+from a2lc.data.sample import IGNORE_INDEX, Dataset
+from a2lc.data.segments import majority_labels
+from a2lc.errors import WorkspaceError
+from a2lc.loop import ScoreConfig, answer_with_oracle, data_miou, score_round
+from a2lc.metrics import ConfusionAccumulator
+from a2lc.models.runner import ModelRunner
+from a2lc.models.segmenter import ModelConfig
+from a2lc.models.training import TrainConfig
+from a2lc.strategies import STRATEGIES
+from a2lc.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+BUDGET_FRACTION = 0.04
+"""Default budget per round: this fraction of the pool's segments."""
+
+Oracle = Literal["gt", "human"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result; stored in the workspace at the first run."""
+
+    strategy: str = "a2lc"
+    rounds: int = 5
+    budget: int | None = None
+    oracle: Oracle = "gt"
+    eval_split: str | None = None
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6))
+    lcm: LCMConfig = field(default_factory=LCMConfig)
+
+
+@dataclass
+class RunResult:
+    """``finished``: all rounds done; else ``waiting_round`` awaits human answers."""
+
+    finished: bool
+    waiting_round: int | None
+    metrics: dict[int, dict[str, float]]
+
+
+def default_budget(ws: Workspace) -> int:
+    return max(1, round(BUDGET_FRACTION * ws.num_segments()))
+
+
+def _config_json(config: RunConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True, default=list)
+
+
+def _check_config(ws: Workspace, config: RunConfig) -> None:
+    """Store the run config at the first run; refuse a different one later (resume must match)."""
+    stored = ws.meta("run_config")
+    wanted = _config_json(config)
+    if stored is None:
+        ws.set_meta({"run_config": wanted})
+        return
+    if stored != wanted:
+        before, now = json.loads(stored), json.loads(wanted)
+        diff = {k: (before.get(k), now.get(k)) for k in now if before.get(k) != now.get(k)}
+        raise WorkspaceError(
+            f"workspace {ws.path} was started with other options; a run resumes only with the same "
+            f"ones. Differences (was, now): {diff}"
+        )
+
+
+def _eval_dataset(ws: Workspace, split: str | None) -> Dataset | None:
+    if split is None:
+        return None
+    root = Path(ws.meta("dataset_root") or ".")
+    return load_dataset(root, split=split, format=ws.meta("dataset_format") or "auto")
+
+
+def model_dir(ws: Workspace, round_index: int) -> Path:
+    return ws.path / "models" / f"round_{round_index:03d}"
+
+
+def features_path(ws: Workspace, round_index: int) -> Path:
+    return ws.path / "rounds" / f"round_{round_index:03d}" / "lcm_features.npz"
+
+
+def run_rounds(
+    ws: Workspace,
+    config: RunConfig,
+    *,
+    cache_dir: Path | None = None,
+    show_progress: bool = True,
+    on_step: Callable[[int, str], None] | None = None,
+) -> RunResult:
+    """Run (or resume) the correction loop on ``ws`` up to ``config.rounds`` rounds."""
+    strategy = STRATEGIES.get(config.strategy)
+    ws.require_segments()
+    if config.model.num_classes not in (0, ws.num_classes):
+        raise WorkspaceError(
+            f"the model is configured for {config.model.num_classes} classes but the workspace has "
+            f"{ws.num_classes}; they must match"
+        )
+    config = replace(config, model=replace(config.model, num_classes=ws.num_classes))
+    if config.oracle == "gt" and not ws.has_ground_truth:
+        raise WorkspaceError(
+            "--oracle gt needs ground truth for every pool image; use --oracle human"
+        )
+    budget = config.budget or default_budget(ws)
+    config = replace(config, budget=budget)
+    _check_config(ws, config)
+    eval_data = _eval_dataset(ws, config.eval_split)
+    samples = {s.id: s for s in ws.samples}
+    if eval_data is not None:
+        overlap = set(samples) & {s.id for s in eval_data.samples}
+        if overlap:
+            raise WorkspaceError(
+                f"evaluation split shares image ids with the pool: {sorted(overlap)[:3]}"
+            )
+        samples.update({s.id: s for s in eval_data.samples})
+    runner = ModelRunner(
+        model_config=config.model,
+        train_config=config.train,
+        samples=samples,
+        cache_dir=cache_dir if cache_dir is not None else ws.path / "cache",
+        show_progress=show_progress,
+    )
+
+    def step(round_index: int, name: str) -> None:
+        if on_step is not None:
+            on_step(round_index, name)
+
+    for r in range(config.rounds + 1):
+        if r > 0:
+            waiting = _correction_round(
+                ws, runner, config, r, strategy.acquisition, strategy.lcm, show_progress, step
+            )
+            if waiting:
+                return RunResult(False, r, ws.metrics())
+        _train_and_evaluate(ws, runner, config, r, eval_data, show_progress, step)
+    return RunResult(True, None, ws.metrics())
+
+
+def _correction_round(
+    ws: Workspace,
+    runner: ModelRunner,
+    config: RunConfig,
+    r: int,
+    acquisition: str,
+    use_lcm: bool,
+    show_progress: bool,
+    step: Callable[[int, str], None],
+) -> bool:
+    """Round r's queries, answers, LCM and closing; True if waiting for human answers."""
+    known = {info.round: info for info in ws.rounds()}
+    if r in known and known[r].status == "closed":
+        return False
+    if r not in known:
+        started = time.perf_counter()
+        model = runner.load(model_dir(ws, r - 1), seed=_model_seed(config, r - 1))
+        ids: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+        def keep_features(
+            image_id: str, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
+        ) -> None:
+            if use_lcm:
+                segment_ids, features = segment_features(probs, segments)
+                ids.append((image_id, segment_ids, features))
+
+        score_round(
+            ws,
+            lambda image_id: runner.predict(model, image_id),
+            config=ScoreConfig(strategy=acquisition, budget=config.budget or 0, seed=config.seed),
+            show_progress=show_progress,
+            on_image=keep_features,
+            record_as=config.strategy,
+            extra_config={"acquisition": acquisition},
+        )
+        if use_lcm:
+            # Saved before the round is recorded, so LCM can run after answers
+            # arrive in another process (human annotators).
+            _save_features(features_path(ws, r), ids)
+        ws.record_metrics(r, {"seconds/predict_and_score": time.perf_counter() - started})
+        step(r, "queries")
+    if ws.count_unanswered(r):
+        if config.oracle == "human":
+            log.info(
+                "round %d: %d queries wait for answers; rerun when they are in",
+                r,
+                ws.count_unanswered(r),
+            )
+            return True
+        answer_with_oracle(ws, r, show_progress=show_progress)
+        step(r, "answers")
+    if use_lcm and not ws.step_done(r, "lcm"):
+        started = time.perf_counter()
+        _run_lcm(ws, config, r)
+        ws.record_metrics(r, {"seconds/lcm": time.perf_counter() - started})
+        step(r, "lcm")
+    ws.close_round(r)
+    step(r, "close")
+    return False
+
+
+def _model_seed(config: RunConfig, round_index: int) -> int:
+    return config.seed * 1000 + round_index
+
+
+def _train_and_evaluate(
+    ws: Workspace,
+    runner: ModelRunner,
+    config: RunConfig,
+    r: int,
+    eval_data: Dataset | None,
+    show_progress: bool,
+    step: Callable[[int, str], None],
+) -> None:
+    folder = model_dir(ws, r)
+    model = None
+    if not ws.step_done(r, "train"):
+        started = time.perf_counter()
+        pool = [s.id for s in ws.samples]
+        model, history = runner.fit(pool, ws.read_labels, seed=_model_seed(config, r))
+        runner.save(model, folder, extra={"round": r, "loss": history, "run": asdict(config)})
+        ws.record_metrics(
+            r, {"seconds/train": time.perf_counter() - started, "train_loss": history[-1]}
+        )
+        ws.mark_step(r, "train", {"loss": history})
+        step(r, "train")
+    if ws.step_done(r, "eval"):
+        return
+    started = time.perf_counter()
+    values: dict[str, float] = {}
+    if ws.has_ground_truth:
+        data = data_miou(ws, show_progress=show_progress)
+        values["data_miou"] = data.miou
+        values.update(
+            {
+                f"data_iou/{c.name}": float(v)
+                for c, v in zip(ws.dataset.classes, data.iou, strict=True)
+            }
+        )
+    if eval_data is not None and eval_data.has_ground_truth:
+        if model is None:
+            model = runner.load(folder, seed=_model_seed(config, r))
+        acc = ConfusionAccumulator(ws.num_classes)
+        for sample in progress(
+            eval_data.samples,
+            desc="model mIoU",
+            total=len(eval_data.samples),
+            enabled=show_progress,
+        ):
+            prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
+            acc.update(read_ground_truth(eval_data, sample), prediction)
+        values["model_miou"] = acc.miou
+        values.update(
+            {
+                f"model_iou/{c.name}": float(v)
+                for c, v in zip(ws.dataset.classes, acc.iou, strict=True)
+            }
+        )
+    values["seconds/eval"] = time.perf_counter() - started
+    values["segments_queried"] = float(
+        sum(len(ws.queries(i.round)) for i in ws.rounds() if i.round <= r)
+    )
+    ws.record_metrics(r, values)
+    ws.mark_step(r, "eval")
+    step(r, "eval")
+
+
+def _save_features(path: Path, items: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        image=np.concatenate(
+            [np.full(ids.size, i, dtype=np.int64) for i, (_, ids, _) in enumerate(items)]
+        ),
+        segment=np.concatenate([ids for _, ids, _ in items]),
+        features=np.concatenate([f for _, _, f in items]),
+        image_ids=np.asarray([image_id for image_id, _, _ in items]),
+    )
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_features(path: Path) -> tuple[list[tuple[str, int]], np.ndarray]:
+    if not path.is_file():
+        raise WorkspaceError(
+            f"{path} is missing: LCM needs the features saved when the round was scored"
+        )
+    with np.load(path) as archive:
+        names = archive["image_ids"].tolist()
+        keys = [
+            (names[i], int(s)) for i, s in zip(archive["image"], archive["segment"], strict=True)
+        ]
+        return keys, archive["features"]
+
+
+def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
+    """Train LCM on this round's answers and record the relabelled segments (one transaction)."""
+    keys, features = _load_features(features_path(ws, r))
+    position = {key: i for i, key in enumerate(keys)}
+    answers = [c for c in ws.corrections(r) if c["source"] == "manual"]
+    after = np.asarray([c["after"] for c in answers], dtype=np.int64)
+    train_rows = [
+        position[(c["image_id"], c["segment_id"])] for c in answers if c["after"] != IGNORE_INDEX
+    ]
+    train_targets = after[after != IGNORE_INDEX]
+    tail = tail_classes(after, ws.num_classes, fraction=config.lcm.tail_fraction)
+    threshold = config.lcm.threshold(r)
+    if len(train_rows) == 0:
+        ws.record_auto_corrections(r, [])
+        ws.record_metrics(r, {"lcm_changed": 0.0})
+        return
+    prediction = fit_and_predict(
+        features[train_rows],
+        train_targets,
+        features,
+        num_classes=ws.num_classes,
+        config=replace(config.lcm, seed=config.seed * 1000 + r),
+    )
+    tables = ws.segment_labels()
+    current = np.empty(len(keys), dtype=np.int64)
+    eligible = np.empty(len(keys), dtype=bool)
+    for i, (image_id, segment_id) in enumerate(keys):
+        table = tables[image_id]
+        row = int(np.searchsorted(table.ids, segment_id))
+        current[i] = table.label[row]
+        eligible[i] = table.origin[row] != "manual"
+    chosen = select_relabels(
+        current,
+        prediction.predicted,
+        prediction.confidence,
+        eligible=eligible,
+        tail=tail,
+        threshold=threshold,
+    )
+    changes = [
+        (keys[i][0], keys[i][1], int(prediction.predicted[i])) for i in np.flatnonzero(chosen)
+    ]
+    values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
+    if changes and ws.has_ground_truth:
+        values["lcm_precision"] = _lcm_precision(ws, changes)
+    ws.record_auto_corrections(r, changes)
+    ws.record_metrics(r, values)
+    log.info("round %d: LCM changed %d segments (τ = %g)", r, len(changes), threshold)
+
+
+def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
+    """Fraction of LCM's changes that gave the segment its majority ground-truth class."""
+    by_image: dict[str, list[tuple[int, int]]] = {}
+    for image_id, segment_id, after in changes:
+        by_image.setdefault(image_id, []).append((segment_id, after))
+    right = 0
+    for image_id, items in by_image.items():
+        segment_ids = np.asarray([s for s, _ in items])
+        truth = majority_labels(
+            ws.read_ground_truth(image_id), ws.read_segments(image_id), segment_ids
+        )
+        right += int(np.sum(truth == np.asarray([a for _, a in items])))
+    return right / len(changes)
+
+
+def run_summary(ws: Workspace) -> dict[str, Any]:
+    """Metrics per round, as stored."""
+    return {"rounds": ws.metrics()}
