@@ -15,6 +15,8 @@ from a2lc import __version__
 from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
 from a2lc.errors import A2LCError
+from a2lc.models.config import MODELS
+from a2lc.strategies import PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
 
@@ -80,14 +82,82 @@ def _parser() -> argparse.ArgumentParser:
         "--oracle", choices=["gt"], default="gt", help="gt: simulated annotator from ground truth"
     )
 
-    demo = commands.add_parser("demo", help="run a small end-to-end example on generated data")
+    pseudo = commands.add_parser(
+        "pseudo-label", help="make initial segments and labels (offline sources; seed model)"
+    )
+    pseudo.add_argument("--workspace", "-w", type=Path, required=True)
+    pseudo.add_argument(
+        "--source",
+        choices=["gt-proxy", "superpixels"],
+        default="superpixels",
+        help="gt-proxy: from ground truth (benchmarks only); superpixels: SLIC",
+    )
+    pseudo.add_argument(
+        "--seed-images", type=int, default=5, help="ground-truth images for the seed model"
+    )
+    pseudo.add_argument("--seed", type=int, default=0)
+    pseudo.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.5,
+        help="segments the seed model is less sure about stay uncovered",
+    )
+    pseudo.add_argument("--seed-epochs", type=int, default=40)
+    pseudo.add_argument(
+        "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
+    )
+
+    run = commands.add_parser("run", help="run or resume the correction loop")
+    run.add_argument("--workspace", "-w", type=Path, required=True)
+    run.add_argument("--strategy", default="a2lc", choices=STRATEGIES.names())
+    run.add_argument(
+        "--preset", choices=PRESETS.names(), help="the paper's budget, rounds and LCM thresholds"
+    )
+    run.add_argument("--rounds", type=int, help="rounds (default 5)")
+    run.add_argument(
+        "--budget", type=int, help="segments queried per round (default: 4%% of the pool)"
+    )
+    run.add_argument("--thresholds", help="LCM confidence thresholds per round, comma-separated")
+    run.add_argument(
+        "--oracle",
+        choices=["gt", "human"],
+        default="gt",
+        help="gt: simulated annotator; human: stop for people's answers",
+    )
+    run.add_argument("--eval-split", help="split for model mIoU (e.g. val)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--epochs", type=int, default=6, help="training epochs per round")
+    run.add_argument("--model", default="efficientnet-lite0", choices=MODELS.names())
+    run.add_argument(
+        "--weights", default="imagenet", help="imagenet, none, or a path to encoder weights"
+    )
+    run.add_argument("--fine-tune", action="store_true", help="train the encoder too (slow on CPU)")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    run.add_argument(
+        "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
+    )
+    run.add_argument("--report", type=Path, help="write an HTML report here when the run stops")
+
+    export = commands.add_parser("export", help="write the corrected labels as palette PNGs")
+    export.add_argument("--workspace", "-w", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True)
+
+    report = commands.add_parser("report", help="write an HTML report of a workspace")
+    report.add_argument("--workspace", "-w", type=Path, required=True)
+    report.add_argument("--out", type=Path, required=True)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole loop on a small example and write a report"
+    )
+    demo.add_argument("--out", type=Path, help="output folder (default: a temporary folder)")
     demo.add_argument(
-        "--out", type=Path, help="folder for the dataset and workspace (default: a temp folder)"
+        "--data", type=Path, help="a dataset (e.g. the CamVid copy) instead of generated scenes"
     )
     demo.add_argument("--rounds", type=int, default=3)
-    demo.add_argument("--budget", type=int, default=40)
-    demo.add_argument("--images", type=int, default=24)
-    demo.add_argument("--strategy", default="abc", choices=ACQUISITIONS.names())
+    demo.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
+    demo.add_argument("--images", type=int, default=40, help="generated images (without --data)")
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--strategy", default="a2lc", choices=STRATEGIES.names())
     return parser
 
 
@@ -185,46 +255,189 @@ def _correct(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from a2lc.data.synthetic import make_synthetic_dataset
-    from a2lc.loop import (
-        ScoreConfig,
-        answer_with_oracle,
-        data_miou,
-        probability_folder_loader,
-        score_round,
+def _pseudo_label(args: argparse.Namespace) -> int:
+    from a2lc.models.runner import ModelRunner
+    from a2lc.models.segmenter import ModelConfig
+    from a2lc.models.training import TrainConfig
+    from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        runner = ModelRunner(
+            model_config=ModelConfig(num_classes=ws.num_classes),
+            train_config=TrainConfig(seed=args.seed),
+            samples={s.id: s for s in ws.samples},
+            cache_dir=args.cache or ws.path / "cache",
+        )
+        config = PseudoLabelConfig(
+            source=args.source,
+            seed_images=args.seed_images,
+            seed=args.seed,
+            min_confidence=args.min_confidence,
+            seed_epochs=args.seed_epochs,
+        )
+        summary = make_pseudo_labels(ws, runner, config=config)
+        print(
+            f"pseudo-labels ({args.source}): {summary['segments']} segments kept, "
+            f"{summary['uncovered_segments']} left uncovered; seed images {summary['seed_images']}"
+        )
+        _print_status(ws.status())
+    return 0
+
+
+def run_config_from_args(args: argparse.Namespace) -> Any:
+    """A :class:`RunConfig` from the ``run`` options (a preset first, explicit options override)."""
+    from dataclasses import replace
+
+    from a2lc.correction.lcm import LCMConfig
+    from a2lc.models.segmenter import ModelConfig
+    from a2lc.models.training import TrainConfig
+    from a2lc.rounds import RunConfig
+
+    config = RunConfig()
+    if args.preset:
+        preset = PRESETS.get(args.preset)
+        config = replace(
+            config,
+            rounds=preset.rounds,
+            budget=preset.budget,
+            lcm=LCMConfig(thresholds=preset.thresholds),
+        )
+    if args.thresholds:
+        try:
+            thresholds = tuple(float(t) for t in args.thresholds.split(","))
+        except ValueError:
+            raise A2LCError(
+                f"--thresholds must be numbers separated by commas, got {args.thresholds!r}"
+            ) from None
+        config = replace(config, lcm=replace(config.lcm, thresholds=thresholds))
+    return replace(
+        config,
+        strategy=args.strategy,
+        rounds=args.rounds if args.rounds is not None else config.rounds,
+        budget=args.budget if args.budget is not None else config.budget,
+        oracle=args.oracle,
+        eval_split=args.eval_split,
+        seed=args.seed,
+        model=ModelConfig(name=args.model, weights=args.weights, frozen_encoder=not args.fine_tune),
+        train=TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device),
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from a2lc.report import workspace_report
+    from a2lc.rounds import run_rounds
+    from a2lc.workspace import Workspace
+
+    config = run_config_from_args(args)
+    with Workspace.open(args.workspace) as ws:
+        result = run_rounds(ws, config, cache_dir=args.cache)
+        _print_metrics(result.metrics)
+        if args.report:
+            workspace_report(ws, args.report)
+            print(f"report: {args.report}")
+        if not result.finished:
+            print(
+                f"round {result.waiting_round}: {ws.count_unanswered(result.waiting_round or 0)} queries "
+                "wait for answers; rerun this command when they are in"
+            )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from a2lc.data.maps import write_label_map
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        ws.require_segments()
+        for sample in ws.samples:
+            write_label_map(
+                args.out / f"{sample.id}.png", ws.read_labels(sample.id), palette=ws.palette
+            )
+        classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in ws.dataset.classes]
+        (args.out / "classes.json").write_text(json.dumps(classes, indent=1))
+        print(f"wrote {len(ws.samples)} label maps (palette PNG, 255 = ignore) to {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from a2lc.report import workspace_report
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        print(f"report: {workspace_report(ws, args.out)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from a2lc.correction.lcm import LCMConfig
+    from a2lc.data.synthetic import make_synthetic_dataset
+    from a2lc.models.training import TrainConfig
+    from a2lc.report import workspace_report
+    from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
 
     out = args.out or Path(tempfile.mkdtemp(prefix="a2lc-demo-"))
-    data = make_synthetic_dataset(out / "data", num_images=args.images)
-    dataset = load_dataset(data.root, split=data.split)
     workspace_dir = out / "workspace"
-    with Workspace.create(
-        workspace_dir,
-        dataset,
-        segments_dir=data.segments,
-        labels_dir=data.pseudo,
-        source="synthetic",
-    ) as ws:
-        loader = probability_folder_loader(ws, data.probs)
-        quality = [data_miou(ws).miou]
-        ws.record_metrics(0, {"data_miou": quality[0]})
-        for _ in range(args.rounds):
-            round_index = score_round(
-                ws, loader, config=ScoreConfig(strategy=args.strategy, budget=args.budget)
+    if workspace_dir.exists():
+        ws = Workspace.open(workspace_dir)
+    elif args.data is None:
+        data = make_synthetic_dataset(out / "data", num_images=args.images)
+        make_synthetic_dataset(
+            out / "data", num_images=max(4, args.images // 4), split="val", seed=1
+        )
+        dataset = load_dataset(data.root, split="train")
+        ws = Workspace.create(
+            workspace_dir,
+            dataset,
+            segments_dir=data.segments,
+            labels_dir=data.pseudo,
+            source="synthetic",
+        )
+    else:
+        ws = Workspace.create(workspace_dir, load_dataset(args.data, split="train"))
+    with ws:
+        if not ws.has_segments:
+            from a2lc.models.runner import ModelRunner
+            from a2lc.models.segmenter import ModelConfig
+            from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+
+            runner = ModelRunner(
+                model_config=ModelConfig(num_classes=ws.num_classes),
+                train_config=TrainConfig(),
+                samples={s.id: s for s in ws.samples},
+                cache_dir=ws.path / "cache",
             )
-            answer_with_oracle(ws, round_index)
-            ws.close_round(round_index)
-            quality.append(data_miou(ws).miou)
-            ws.record_metrics(round_index, {"data_miou": quality[-1]})
+            make_pseudo_labels(ws, runner, config=PseudoLabelConfig(source="gt-proxy"))
+        config = RunConfig(
+            strategy=args.strategy,
+            rounds=args.rounds,
+            budget=args.budget,
+            eval_split="val",
+            train=TrainConfig(epochs=args.epochs),
+            lcm=LCMConfig(),
+        )
+        result = run_rounds(ws, config)
         _print_status(ws.status())
-    print()
-    print("round  segments queried  data mIoU")
-    for r, q in enumerate(quality):
-        print(f"{r:>5d}  {r * args.budget:>16d}  {100 * q:8.2f}")
-    print(f"\nworkspace: {workspace_dir}")
+        print()
+        _print_metrics(result.metrics)
+        report = workspace_report(ws, out / "report.html")
+    print(f"\nworkspace: {workspace_dir}\nreport:    {report}")
     return 0
+
+
+def _print_metrics(metrics: dict[int, dict[str, float]]) -> None:
+    def pct(m: dict[str, float], key: str) -> str:
+        return f"{100 * m[key]:8.2f}" if key in m else "       –"
+
+    print("round  queried  data mIoU  model mIoU  LCM changed  LCM precision")
+    for r in sorted(metrics):
+        m = metrics[r]
+        changed = f"{int(m['lcm_changed']):11d}" if "lcm_changed" in m else "          –"
+        print(
+            f"{r:>5d}  {int(m.get('segments_queried', 0)):>7d}  {pct(m, 'data_miou')}   {pct(m, 'model_miou')}  "
+            f"{changed}  {pct(m, 'lcm_precision')}"
+        )
 
 
 def _print_status(summary: dict[str, Any]) -> None:
@@ -254,7 +467,17 @@ def _print_status(summary: dict[str, Any]) -> None:
         print(f"data mIoU  {100 * summary['data_miou']:.2f}")
 
 
-_HANDLERS = {"init": _init, "status": _status, "score": _score, "correct": _correct, "demo": _demo}
+_HANDLERS = {
+    "init": _init,
+    "status": _status,
+    "score": _score,
+    "correct": _correct,
+    "pseudo-label": _pseudo_label,
+    "run": _run,
+    "export": _export,
+    "report": _report,
+    "demo": _demo,
+}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,45 +1,12 @@
-"""Segmentation models by name, built from one typed config.
-
-``build_model(ModelConfig(name=..., num_classes=...))`` returns a
-:class:`Segmenter`: an encoder producing multi-scale features and a head
-producing logits. Every model takes the same keywords, so a config is saved
-next to each checkpoint and is enough to rebuild the model.
-"""
+"""The segmentation model: an encoder and a head (see :mod:`a2lc.models.config`)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from a2lc.registry import Registry
-
-ModelName = Literal["efficientnet-lite0", "deeplabv3plus-resnet101"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Options shared by every model.
-
-    ``weights``: "imagenet" (the encoder's pretrained weights), "none" (random),
-    or a path to encoder weights. ``frozen_encoder``: train only the head, on
-    cached encoder features. ``encoder_layers``/``encoder_width`` shrink the
-    ResNet encoder (tests); None keeps ResNet-101.
-    """
-
-    name: ModelName = "efficientnet-lite0"
-    num_classes: int = 0
-    weights: str = "imagenet"
-    frozen_encoder: bool = True
-    head_width: int = 64
-    encoder_layers: tuple[int, ...] | None = None
-    encoder_width: int = 64
-    extra: dict[str, str] = field(default_factory=dict)
+from a2lc.models.config import ModelConfig, build_model
 
 
 class Segmenter(nn.Module):
@@ -62,48 +29,4 @@ class Segmenter(nn.Module):
         return self.logits(self.features(images), tuple(images.shape[-2:]))  # type: ignore[arg-type]
 
 
-MODELS: Registry[Callable[[ModelConfig], Segmenter]] = Registry("model")
-
-
-def build_model(config: ModelConfig) -> Segmenter:
-    """Build the model registered as ``config.name``; an unknown name lists valid ones."""
-    if config.num_classes <= 0:
-        raise ValueError(f"num_classes must be positive, got {config.num_classes}")
-    return MODELS.get(config.name)(config)
-
-
-@MODELS.register("efficientnet-lite0")
-def _efficientnet_lite0(config: ModelConfig) -> Segmenter:
-    from a2lc.models.efficientnet_lite import EfficientNetLite0Encoder
-    from a2lc.models.heads import MultiScaleHead
-
-    encoder = EfficientNetLite0Encoder()
-    if config.weights == "imagenet":
-        encoder.load_imagenet()
-    elif config.weights != "none":
-        encoder.load_imagenet(Path(config.weights))
-    head = MultiScaleHead(encoder.out_channels, config.num_classes, width=config.head_width)
-    return Segmenter(encoder, head, config)
-
-
-@MODELS.register("deeplabv3plus-resnet101")
-def _deeplabv3plus(config: ModelConfig) -> Segmenter:
-    from a2lc.models.deeplab import RESNET101_LAYERS, DeepLabV3PlusHead, ResNetEncoder
-
-    encoder = ResNetEncoder(
-        layers=config.encoder_layers or RESNET101_LAYERS, base_width=config.encoder_width
-    )
-    if config.weights not in ("none", "imagenet"):
-        encoder.load_weights(Path(config.weights))
-    elif config.weights == "imagenet":
-        raise ValueError(
-            "deeplabv3plus-resnet101 has no bundled ImageNet weights: pass weights=<path to a "
-            "torchvision ResNet-101 state dict> (downloaded beforehand) or weights='none'"
-        )
-    head = DeepLabV3PlusHead(
-        encoder.low_channels,
-        encoder.high_channels,
-        config.num_classes,
-        width=max(8, config.head_width * 4),
-    )
-    return Segmenter(encoder, head, config)
+__all__ = ["ModelConfig", "Segmenter", "build_model"]

@@ -1,0 +1,202 @@
+"""HTML report of a workspace: quality per round, per-class IoU, queries, LCM changes.
+
+Plots are PNGs (matplotlib, Agg) embedded in one self-contained HTML file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2lc._atomic import atomic_write_text
+from a2lc.errors import MissingDependencyError
+from a2lc.workspace import Workspace
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependencyError("reports need matplotlib: pip install 'a2lc[train]'") from None
+    return plt
+
+
+def figure_png(fig: Any) -> str:
+    """A matplotlib figure as an ``<img>`` tag with an embedded PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="">'
+
+
+def _series(metrics: dict[int, dict[str, float]], name: str) -> tuple[list[int], list[float]]:
+    rounds = [r for r in sorted(metrics) if name in metrics[r]]
+    return rounds, [100 * metrics[r][name] for r in rounds]
+
+
+def quality_plot(metrics: dict[int, dict[str, float]], title: str) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for name, label in (("data_miou", "data mIoU (labels)"), ("model_miou", "model mIoU (val)")):
+        rounds, values = _series(metrics, name)
+        if rounds:
+            ax.plot(rounds, values, marker="o", label=label)
+    ax.set_xlabel("round")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure_png(fig)
+
+
+def per_class_plot(
+    class_names: list[str],
+    before: list[float],
+    after: list[float],
+    *,
+    title: str,
+    labels: tuple[str, str],
+) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    x = np.arange(len(class_names))
+    ax.bar(x - 0.2, 100 * np.nan_to_num(before), width=0.4, label=labels[0])
+    ax.bar(x + 0.2, 100 * np.nan_to_num(after), width=0.4, label=labels[1])
+    ax.set_xticks(x, class_names, rotation=45, ha="right")
+    ax.set_ylabel("IoU (%)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return figure_png(fig)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; }
+"""
+
+
+def html_page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+
+
+def workspace_report(ws: Workspace, out: Path) -> Path:
+    """Write ``out`` (HTML) summarising every round of ``ws``."""
+    metrics = ws.metrics()
+    names = [c.name for c in ws.dataset.classes]
+    parts: list[str] = [
+        f"<p>Workspace <code>{html.escape(str(ws.path))}</code>, "
+        f"{len(ws.samples)} images, {ws.num_segments()} segments.</p>"
+    ]
+    parts.append(quality_plot(metrics, "Quality per round"))
+    rows = []
+    for r in sorted(metrics):
+        m = metrics[r]
+        rows.append(
+            [
+                str(r),
+                f"{int(m.get('segments_queried', 0))}",
+                _percent(m.get("data_miou")),
+                _percent(m.get("model_miou")),
+                f"{int(m['lcm_changed'])}" if "lcm_changed" in m else "–",
+                _percent(m.get("lcm_precision")),
+            ]
+        )
+    parts.append(
+        "<h2>Rounds</h2>"
+        + _table(
+            [
+                "round",
+                "segments queried",
+                "data mIoU",
+                "model mIoU",
+                "LCM changed",
+                "LCM precision",
+            ],
+            rows,
+        )
+    )
+    if metrics:
+        first, last = min(metrics), max(metrics)
+        for kind, title in (
+            ("data_iou", "Label quality per class"),
+            ("model_iou", "Model quality per class"),
+        ):
+            before = [metrics[first].get(f"{kind}/{n}", np.nan) for n in names]
+            after = [metrics[last].get(f"{kind}/{n}", np.nan) for n in names]
+            if np.isfinite(before).any() or np.isfinite(after).any():
+                parts.append(
+                    per_class_plot(
+                        names,
+                        before,
+                        after,
+                        title=title,
+                        labels=(f"round {first}", f"round {last}"),
+                    )
+                )
+    queried_rows = []
+    for info in ws.rounds():
+        corrections = ws.corrections(info.round)
+        manual = [c for c in corrections if c["source"] == "manual"]
+        auto = [c for c in corrections if c["source"] == "auto"]
+        by_class = np.bincount(
+            [min(c["before"], len(names)) for c in manual], minlength=len(names) + 1
+        )
+        top = ", ".join(
+            f"{([*names, 'void'])[i]} {n}"
+            for i, n in sorted(enumerate(by_class), key=lambda t: -t[1])[:4]
+            if n
+        )
+        queried_rows.append(
+            [
+                str(info.round),
+                info.strategy,
+                str(len(manual)),
+                str(sum(c["before"] != c["after"] for c in manual)),
+                html.escape(top),
+                str(len(auto)),
+            ]
+        )
+    if queried_rows:
+        parts.append(
+            "<h2>What was queried and what LCM changed</h2>"
+            + _table(
+                [
+                    "round",
+                    "strategy",
+                    "queried",
+                    "relabelled by annotator",
+                    "queried segments by label (top 4)",
+                    "changed by LCM",
+                ],
+                queried_rows,
+            )
+        )
+    atomic_write_text(out, html_page("a2lc report", "\n".join(parts)))
+    return out
