@@ -146,6 +146,21 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--workspace", "-w", type=Path, required=True)
     report.add_argument("--out", type=Path, required=True)
 
+    bench = commands.add_parser(
+        "bench", help="benchmark strategies × seeds on a dataset, with a report"
+    )
+    bench.add_argument("--data", type=Path, required=True)
+    bench.add_argument("--pool-split", default="train")
+    bench.add_argument("--eval-split", default="val")
+    bench.add_argument("--pseudo", choices=["gt-proxy", "superpixels"], default="gt-proxy")
+    bench.add_argument("--seed-images", type=int, default=5)
+    bench.add_argument("--rounds", type=int, default=5)
+    bench.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
+    bench.add_argument("--strategies", default="a2lc,alc,random")
+    bench.add_argument("--seeds", default="1,2,3")
+    bench.add_argument("--epochs", type=int, default=6, help="training epochs per round")
+    bench.add_argument("--out", type=Path, required=True)
+
     demo = commands.add_parser(
         "demo", help="run the whole loop on a small example and write a report"
     )
@@ -369,6 +384,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from a2lc.bench import BenchConfig, run_benchmark
+    from a2lc.bench.report import markdown_table
+
+    try:
+        seeds = tuple(int(v) for v in args.seeds.split(","))
+    except ValueError:
+        raise A2LCError(
+            f"--seeds must be integers separated by commas, got {args.seeds!r}"
+        ) from None
+    strategies = tuple(v for v in args.strategies.split(",") if v)
+    for name in strategies:
+        STRATEGIES.get(name)
+    config = BenchConfig(
+        data=args.data,
+        out=args.out,
+        pool_split=args.pool_split,
+        eval_split=args.eval_split,
+        pseudo=args.pseudo,
+        seed_images=args.seed_images,
+        rounds=args.rounds,
+        budget=args.budget,
+        strategies=strategies,
+        seeds=seeds,
+        epochs=args.epochs,
+    )
+    results = run_benchmark(config)
+    for metric in ("data_miou", "model_miou"):
+        print(f"\n{metric} (mean ± std over seeds {list(seeds)})")
+        print(markdown_table(results["summary"], metric))
+    print(
+        f"\npeak RSS {results['peak_rss_mb']:.0f} MB; results in {args.out}/results.json, report {args.out}/report.html"
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from a2lc.correction.lcm import LCMConfig
     from a2lc.data.synthetic import make_synthetic_dataset
@@ -476,6 +527,7 @@ _HANDLERS = {
     "run": _run,
     "export": _export,
     "report": _report,
+    "bench": _bench,
     "demo": _demo,
 }
 

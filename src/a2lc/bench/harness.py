@@ -1,0 +1,233 @@
+"""Run strategies × seeds on one dataset and collect per-round results.
+
+Each (seed) gets its initial pseudo-labels once, shared by every strategy; each
+(strategy, seed) run is its own workspace under ``OUT/runs``, so an interrupted
+benchmark resumes where it stopped. Results go to ``OUT/results.json``,
+``OUT/results.csv``, PNG plots and ``OUT/report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2lc._atomic import atomic_write_text
+from a2lc.correction.lcm import LCMConfig
+from a2lc.data.readers import load_dataset
+from a2lc.models.config import ModelConfig
+from a2lc.models.runner import ModelRunner
+from a2lc.models.training import TrainConfig
+from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, SegmentSource, make_pseudo_labels
+from a2lc.rounds import RunConfig, default_budget, run_rounds
+from a2lc.strategies import STRATEGIES
+from a2lc.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    data: Path
+    out: Path
+    pool_split: str = "train"
+    eval_split: str = "val"
+    pseudo: SegmentSource = "gt-proxy"
+    seed_images: int = 5
+    rounds: int = 5
+    budget: int | None = None
+    strategies: tuple[str, ...] = ("a2lc", "alc", "random")
+    seeds: tuple[int, ...] = (1, 2, 3)
+    epochs: int = 6
+    lcm: LCMConfig = field(default_factory=LCMConfig)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _initial_workspace(config: BenchConfig, seed: int, cache: Path) -> Path:
+    """The seed's workspace with initial pseudo-labels (made once, then copied per strategy)."""
+    path = config.out / "runs" / f"seed{seed}" / "initial"
+    if path.exists():
+        with Workspace.open(path) as ws:
+            if ws.has_segments:
+                return path
+        shutil.rmtree(path)
+    dataset = load_dataset(config.data, split=config.pool_split)
+    with Workspace.create(path, dataset) as ws:
+        runner = ModelRunner(
+            model_config=ModelConfig(num_classes=ws.num_classes),
+            train_config=TrainConfig(seed=seed),
+            samples={s.id: s for s in ws.samples},
+            cache_dir=cache,
+        )
+        started = time.perf_counter()
+        make_pseudo_labels(
+            ws,
+            runner,
+            config=PseudoLabelConfig(
+                source=config.pseudo, seed_images=config.seed_images, seed=seed
+            ),
+        )
+        ws.set_meta({"seconds_pseudo_labels": f"{time.perf_counter() - started:.1f}"})
+    return path
+
+
+def _fork(source: Path, dest: Path) -> None:
+    """Copy a workspace that has no rounds yet (database via SQLite's backup API)."""
+    import sqlite3
+
+    staging = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("a2lc.sqlite*", "cache"))
+    with (
+        sqlite3.connect(source / "a2lc.sqlite") as src,
+        sqlite3.connect(staging / "a2lc.sqlite") as dst,
+    ):
+        src.backup(dst)
+    staging.rename(dest)
+
+
+def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every strategy × seed; write and return the results."""
+    for name in config.strategies:
+        STRATEGIES.get(name)
+    cache = config.out / "cache"
+    runs: list[dict[str, Any]] = []
+    for seed in config.seeds:
+        started = time.perf_counter()
+        initial = _initial_workspace(config, seed, cache)
+        with Workspace.open(initial) as ws:
+            budget = config.budget or default_budget(ws)
+            pseudo_seconds = float(ws.meta("seconds_pseudo_labels") or 0.0)
+        log.info(
+            "seed %d: initial labels ready (%.0f s), budget %d per round",
+            seed,
+            time.perf_counter() - started,
+            budget,
+        )
+        for strategy in config.strategies:
+            path = config.out / "runs" / f"seed{seed}" / strategy
+            if not path.exists():
+                _fork(initial, path)
+            run = RunConfig(
+                strategy=strategy,
+                rounds=config.rounds,
+                budget=budget,
+                eval_split=config.eval_split,
+                seed=seed,
+                train=TrainConfig(epochs=config.epochs, seed=seed),
+                lcm=config.lcm,
+            )
+            began = time.perf_counter()
+            with Workspace.open(path) as ws:
+                result = run_rounds(ws, run, cache_dir=cache, show_progress=show_progress)
+            runs.append(
+                {
+                    "strategy": strategy,
+                    "seed": seed,
+                    "budget_per_round": budget,
+                    "seconds_pseudo_labels": pseudo_seconds,
+                    "seconds_this_call": time.perf_counter() - began,
+                    "rounds": [_round_record(r, m) for r, m in sorted(result.metrics.items())],
+                }
+            )
+            log.info("seed %d %s done; peak RSS %.0f MB", seed, strategy, _peak_rss_mb())
+    results = {
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "peak_rss_mb": _peak_rss_mb(),
+        "runs": runs,
+        "summary": summarise(runs),
+    }
+    write_results(config.out, results)
+    return results
+
+
+def _round_record(r: int, m: dict[str, float]) -> dict[str, Any]:
+    return {
+        "round": r,
+        "budget_spent": int(m.get("segments_queried", 0)),
+        "data_miou": m.get("data_miou"),
+        "model_miou": m.get("model_miou"),
+        "lcm_changed": m.get("lcm_changed"),
+        "lcm_precision": m.get("lcm_precision"),
+        "data_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("data_iou/")},
+        "model_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("model_iou/")},
+        "seconds": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("seconds/")},
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, list[float | None]]]]:
+    """strategy → metric → {"mean": per round, "std": per round} over seeds (values in %)."""
+    out: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    for strategy in dict.fromkeys(run["strategy"] for run in runs):
+        mine = [run for run in runs if run["strategy"] == strategy]
+        out[strategy] = {}
+        for metric in ("data_miou", "model_miou", "lcm_changed", "lcm_precision"):
+            rounds = max(len(run["rounds"]) for run in mine)
+            means: list[float | None] = []
+            stds: list[float | None] = []
+            for r in range(rounds):
+                values = [
+                    run["rounds"][r][metric]
+                    for run in mine
+                    if r < len(run["rounds"]) and run["rounds"][r][metric] is not None
+                ]
+                scale = 100.0 if metric in ("data_miou", "model_miou", "lcm_precision") else 1.0
+                means.append(float(np.mean(values)) * scale if values else None)
+                stds.append(float(np.std(values)) * scale if values else None)
+            out[strategy][metric] = {"mean": means, "std": stds}
+    return out
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    from a2lc.bench.report import write_report
+
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            [
+                "strategy",
+                "seed",
+                "round",
+                "budget_spent",
+                "data_miou",
+                "model_miou",
+                "lcm_changed",
+                "lcm_precision",
+                "seconds_train",
+                "seconds_predict_and_score",
+                "seconds_lcm",
+                "seconds_eval",
+            ]
+        )
+        for run in results["runs"]:
+            for rec in run["rounds"]:
+                s = rec["seconds"]
+                writer.writerow(
+                    [
+                        run["strategy"],
+                        run["seed"],
+                        rec["round"],
+                        rec["budget_spent"],
+                        rec["data_miou"],
+                        rec["model_miou"],
+                        rec["lcm_changed"],
+                        rec["lcm_precision"],
+                        s.get("train"),
+                        s.get("predict_and_score"),
+                        s.get("lcm"),
+                        s.get("eval"),
+                    ]
+                )
+    write_report(out, results)
