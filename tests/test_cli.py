@@ -168,3 +168,120 @@ def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "data mIoU" in out
     assert (tmp_path / "workspace" / DB_NAME).is_file()
+
+
+def test_pseudo_label_run_export_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from a2lc.data import identity_lut, read_label_map
+    from a2lc.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", num_images=6, height=48, width=64, cell=16)
+    ws = tmp_path / "ws"
+    assert main(["init", "-w", str(ws), "--data", str(data.root)]) == 0
+    assert (
+        main(
+            [
+                "pseudo-label",
+                "-w",
+                str(ws),
+                "--source",
+                "gt-proxy",
+                "--seed-images",
+                "2",
+                "--seed-epochs",
+                "3",
+                "--min-confidence",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert "pseudo-labels (gt-proxy)" in capsys.readouterr().out
+    with Workspace.open(ws) as w:
+        assert w.has_segments
+        assert w.meta("initial_source") == "gt-proxy"
+        assert '"seed_images": 2' in (w.meta("initial_parameters") or "")
+    assert (
+        main(
+            [
+                "run",
+                "-w",
+                str(ws),
+                "--strategy",
+                "alc",
+                "--rounds",
+                "1",
+                "--budget",
+                "5",
+                "--epochs",
+                "1",
+                "--report",
+                str(tmp_path / "r.html"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "round  queried  data mIoU" in out
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    assert main(["export", "-w", str(ws), "--out", str(tmp_path / "export")]) == 0
+    exported = sorted((tmp_path / "export").glob("*.png"))
+    assert len(exported) == 6
+    with Workspace.open(ws) as w:
+        first = exported[0].stem
+        np.testing.assert_array_equal(
+            read_label_map(exported[0], lut=identity_lut(8)), w.read_labels(first)
+        )
+    assert main(["report", "-w", str(ws), "--out", str(tmp_path / "again.html")]) == 0
+
+
+def test_bench_writes_results_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a2lc.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", num_images=6, height=48, width=64, cell=16)
+    make_synthetic_dataset(
+        tmp_path / "data", num_images=2, height=48, width=64, cell=16, split="val", seed=1
+    )
+    out = tmp_path / "bench"
+    code = main(
+        [
+            "bench",
+            "--data",
+            str(data.root),
+            "--rounds",
+            "1",
+            "--budget",
+            "5",
+            "--seeds",
+            "1,2",
+            "--strategies",
+            "a2lc,random",
+            "--seed-images",
+            "2",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["strategy"], r["seed"]) for r in results["runs"]] == [
+        ("a2lc", 1),
+        ("random", 1),
+        ("a2lc", 2),
+        ("random", 2),
+    ]
+    first = results["runs"][0]["rounds"]
+    assert [r["budget_spent"] for r in first] == [0, 5]
+    assert set(first[1]["seconds"]) >= {"train", "predict_and_score", "eval"}
+    assert set(results["summary"]) == {"a2lc", "random"}
+    # Same seed → same initial labels for every strategy: round 0 data mIoU agrees.
+    assert (
+        results["runs"][0]["rounds"][0]["data_miou"] == results["runs"][1]["rounds"][0]["data_miou"]
+    )
+    assert (out / "results.csv").read_text().count("\n") == 1 + 4 * 2
+    for name in ("report.html", "data_miou.png", "model_miou.png"):
+        assert (out / name).is_file()
+    assert "| a2lc |" in capsys.readouterr().out

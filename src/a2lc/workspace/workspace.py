@@ -25,6 +25,7 @@ import contextlib
 import datetime as _dt
 import json
 import logging
+import math
 import shutil
 import sqlite3
 import tempfile
@@ -733,10 +734,11 @@ class Workspace:
     # ------------------------------------------------------------------ metrics
 
     def record_metrics(self, round_index: int, values: dict[str, float]) -> None:
+        """Store measurements of a round; undefined ones (NaN, e.g. IoU of an absent class) are left out."""
         with self.transaction() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
-                [(round_index, k, float(v)) for k, v in values.items()],
+                [(round_index, k, float(v)) for k, v in values.items() if math.isfinite(float(v))],
             )
 
     def metrics(self) -> dict[int, dict[str, float]]:

@@ -1,0 +1,137 @@
+"""Models: the shipped ImageNet weights, uniform construction by name, deterministic training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from a2lc.data.sample import Sample
+from a2lc.errors import UnknownNameError
+from a2lc.models.config import MODELS, ModelConfig, build_model
+from a2lc.models.efficientnet_lite import EfficientNetLite0Encoder, pretrained_weights_path
+from a2lc.models.runner import ModelRunner
+from a2lc.models.training import FeatureCache, TrainConfig, load_checkpoint, save_checkpoint, train
+
+
+def test_lite0_loads_every_encoder_tensor_from_the_wheel() -> None:
+    encoder = EfficientNetLite0Encoder()
+    encoder.load_imagenet()
+    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
+    for name, tensor in encoder.state_dict().items():
+        torch.testing.assert_close(tensor, state[name])
+
+
+def test_lite0_features_have_strides_8_16_32() -> None:
+    model = build_model(ModelConfig(num_classes=5, weights="none"))
+    with torch.no_grad():
+        features = model.features(torch.rand(1, 3, 64, 96))
+        logits = model(torch.rand(2, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in features] == [(40, 8, 12), (112, 4, 6), (320, 2, 3)]
+    assert logits.shape == (2, 5, 64, 96)
+
+
+def test_tiny_deeplab_builds_from_config() -> None:
+    config = ModelConfig(
+        name="deeplabv3plus-resnet101",
+        num_classes=4,
+        weights="none",
+        encoder_layers=(1, 1, 1, 1),
+        encoder_width=8,
+        head_width=4,
+    )
+    model = build_model(config)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 64)).shape == (1, 4, 64, 64)
+    with pytest.raises(ValueError, match="no bundled ImageNet weights"):
+        build_model(ModelConfig(name="deeplabv3plus-resnet101", num_classes=4))
+
+
+def test_model_registry() -> None:
+    assert MODELS.names() == ["deeplabv3plus-resnet101", "efficientnet-lite0"]
+    with pytest.raises(
+        UnknownNameError, match="valid names: deeplabv3plus-resnet101, efficientnet-lite0"
+    ):
+        build_model(ModelConfig(name="unet", num_classes=3))  # type: ignore[arg-type]
+
+
+def _tiny_problem(
+    tmp_path: Path,
+) -> tuple[dict[str, Sample], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    samples, images, labels = {}, {}, {}
+    for i in range(4):
+        image_id = f"im{i}"
+        labels[image_id] = (np.arange(32)[:, None] // 16 + np.zeros(48, int)[None]).astype(np.uint8)
+        images[image_id] = (
+            labels[image_id][..., None] * 120 + rng.integers(0, 30, (32, 48, 3))
+        ).astype(np.uint8)
+        samples[image_id] = Sample(image_id, tmp_path / f"{image_id}.png", None, 48, 32)
+    return samples, images, labels
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_training_is_deterministic_and_learns(tmp_path: Path, frozen: bool) -> None:
+    samples, images, labels = _tiny_problem(tmp_path)
+    config = TrainConfig(epochs=4, batch_size=2, lr=5e-3, loss_stride=2)
+    weights = []
+    for attempt in range(2):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(num_classes=2, weights="none"))
+        cache = (
+            FeatureCache(
+                tmp_path / f"cache{attempt}", model, images.__getitem__, device=torch.device("cpu")
+            )
+            if frozen
+            else None
+        )
+        history = train(
+            model,
+            list(samples),
+            shapes={i: s.shape for i, s in samples.items()},
+            load_labels=labels.__getitem__,
+            load_image=images.__getitem__,
+            config=config,
+            cache=cache,
+            show_progress=False,
+        )
+        weights.append([p.detach().clone() for p in model.head.parameters()])
+        assert history[-1] < history[0]
+        if frozen:
+            cached = np.load(tmp_path / f"cache{attempt}" / "im0.npz")
+            assert cached["f0"].dtype == np.float16
+    for a, b in zip(*weights, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    model = build_model(ModelConfig(num_classes=3, weights="none"))
+    save_checkpoint(tmp_path / "w.pt", model, trainable_only=True)
+    other = build_model(ModelConfig(num_classes=3, weights="none"))
+    load_checkpoint(tmp_path / "w.pt", other, trainable_only=True)
+    for a, b in zip(
+        model.head.state_dict().values(), other.head.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+
+
+def test_runner_saves_config_beside_checkpoint(tmp_path: Path) -> None:
+    samples, images, labels = _tiny_problem(tmp_path)
+    runner = ModelRunner(
+        model_config=ModelConfig(num_classes=2, weights="none"),
+        train_config=TrainConfig(epochs=1, batch_size=2),
+        samples=samples,
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    runner.load_image = images.__getitem__  # type: ignore[method-assign]
+    model, _ = runner.fit(list(samples), labels.__getitem__, seed=3)
+    runner.save(model, tmp_path / "ckpt", extra={"round": 0})
+    config = (tmp_path / "ckpt" / "config.json").read_text()
+    assert '"num_classes": 2' in config
+    assert '"round": 0' in config
+    probs = runner.predict(runner.load(tmp_path / "ckpt", seed=3), "im0")
+    assert probs.shape == (2, 32, 48)
+    np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
