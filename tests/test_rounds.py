@@ -132,6 +132,18 @@ def test_resume_needs_the_same_options(tmp_path: Path) -> None:
             run_rounds(ws, config(rounds=1, strategy="alc"), show_progress=False)
 
 
+def test_options_that_do_not_touch_finished_work_may_change(tmp_path: Path) -> None:
+    with make_workspace(tmp_path) as ws:
+        run_rounds(ws, config(rounds=0), show_progress=False)  # θ_0 only
+        run_rounds(ws, config(rounds=1, strategy="alc", budget=10), show_progress=False)
+        run_rounds(
+            ws, config(rounds=2, strategy="alc", budget=10), show_progress=False
+        )  # more rounds
+        assert [r.strategy for r in ws.rounds()] == ["alc", "alc"]
+        with pytest.raises(WorkspaceError, match="'seed'"):
+            run_rounds(ws, config(rounds=2, strategy="alc", budget=10, seed=5), show_progress=False)
+
+
 def test_missing_seed_image_ground_truth(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -89,20 +89,31 @@ def _config_json(config: RunConfig) -> str:
     return json.dumps(asdict(config), sort_keys=True, default=list)
 
 
+FREE_ALWAYS = ("rounds", "oracle")
+"""Options a resumed run may change at any time (run more rounds, switch annotators)."""
+FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm")
+"""Options that only matter from round 1 on: free while no correction round has started."""
+
+
 def _check_config(ws: Workspace, config: RunConfig) -> None:
-    """Store the run config at the first run; refuse a different one later (resume must match)."""
+    """Store the run config; refuse a resume whose options would change work already done."""
     stored = ws.meta("run_config")
     wanted = _config_json(config)
-    if stored is None:
-        ws.set_meta({"run_config": wanted})
-        return
-    if stored != wanted:
+    if stored is not None:
         before, now = json.loads(stored), json.loads(wanted)
-        diff = {k: (before.get(k), now.get(k)) for k in now if before.get(k) != now.get(k)}
-        raise WorkspaceError(
-            f"workspace {ws.path} was started with other options; a run resumes only with the same "
-            f"ones. Differences (was, now): {diff}"
-        )
+        free = FREE_ALWAYS + (FREE_BEFORE_ROUND_1 if not ws.rounds() else ())
+        diff = {
+            k: (before.get(k), now.get(k))
+            for k in now
+            if k not in free and before.get(k) != now.get(k)
+        }
+        if diff:
+            raise WorkspaceError(
+                f"workspace {ws.path} was started with other options; a run resumes only with the same "
+                f"ones (except {', '.join(free)}). Differences (was, now): {diff}"
+            )
+    if stored != wanted:
+        ws.set_meta({"run_config": wanted})
 
 
 def _eval_dataset(ws: Workspace, split: str | None) -> Dataset | None:

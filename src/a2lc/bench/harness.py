@@ -8,11 +8,13 @@ benchmark resumes where it stopped. Results go to ``OUT/results.json``,
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import resource
 import shutil
+import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,15 +85,15 @@ def _initial_workspace(config: BenchConfig, seed: int, cache: Path) -> Path:
 
 
 def _fork(source: Path, dest: Path) -> None:
-    """Copy a workspace that has no rounds yet (database via SQLite's backup API)."""
-    import sqlite3
-
+    """Copy a workspace before its first correction round (database via SQLite's backup API)."""
     staging = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("a2lc.sqlite*", "cache"))
+    shutil.copytree(
+        source, staging, ignore=shutil.ignore_patterns("a2lc.sqlite*", "cache", "rounds")
+    )
     with (
-        sqlite3.connect(source / "a2lc.sqlite") as src,
-        sqlite3.connect(staging / "a2lc.sqlite") as dst,
+        contextlib.closing(sqlite3.connect(source / "a2lc.sqlite")) as src,
+        contextlib.closing(sqlite3.connect(staging / "a2lc.sqlite")) as dst,
     ):
         src.backup(dst)
     staging.rename(dest)
@@ -109,6 +111,10 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
         with Workspace.open(initial) as ws:
             budget = config.budget or default_budget(ws)
             pseudo_seconds = float(ws.meta("seconds_pseudo_labels") or 0.0)
+            # θ_0 and its evaluation depend only on the initial labels and the seed: do
+            # them once here; every strategy's copy resumes after round 0.
+            first = _run_config(config, config.strategies[0], seed, budget, rounds=0)
+            run_rounds(ws, first, cache_dir=cache, show_progress=show_progress)
         log.info(
             "seed %d: initial labels ready (%.0f s), budget %d per round",
             seed,
@@ -119,15 +125,7 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
             path = config.out / "runs" / f"seed{seed}" / strategy
             if not path.exists():
                 _fork(initial, path)
-            run = RunConfig(
-                strategy=strategy,
-                rounds=config.rounds,
-                budget=budget,
-                eval_split=config.eval_split,
-                seed=seed,
-                train=TrainConfig(epochs=config.epochs, seed=seed),
-                lcm=config.lcm,
-            )
+            run = _run_config(config, strategy, seed, budget, rounds=config.rounds)
             began = time.perf_counter()
             with Workspace.open(path) as ws:
                 result = run_rounds(ws, run, cache_dir=cache, show_progress=show_progress)
@@ -150,6 +148,20 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
     }
     write_results(config.out, results)
     return results
+
+
+def _run_config(
+    config: BenchConfig, strategy: str, seed: int, budget: int, *, rounds: int
+) -> RunConfig:
+    return RunConfig(
+        strategy=strategy,
+        rounds=rounds,
+        budget=budget,
+        eval_split=config.eval_split,
+        seed=seed,
+        train=TrainConfig(epochs=config.epochs, seed=seed),
+        lcm=config.lcm,
+    )
 
 
 def _round_record(r: int, m: dict[str, float]) -> dict[str, Any]:
