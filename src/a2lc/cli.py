@@ -271,19 +271,10 @@ def _correct(args: argparse.Namespace) -> int:
 
 
 def _pseudo_label(args: argparse.Namespace) -> int:
-    from a2lc.models.runner import ModelRunner
-    from a2lc.models.segmenter import ModelConfig
-    from a2lc.models.training import TrainConfig
     from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace) as ws:
-        runner = ModelRunner(
-            model_config=ModelConfig(num_classes=ws.num_classes),
-            train_config=TrainConfig(seed=args.seed),
-            samples={s.id: s for s in ws.samples},
-            cache_dir=args.cache or ws.path / "cache",
-        )
         config = PseudoLabelConfig(
             source=args.source,
             seed_images=args.seed_images,
@@ -291,7 +282,7 @@ def _pseudo_label(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
             seed_epochs=args.seed_epochs,
         )
-        summary = make_pseudo_labels(ws, runner, config=config)
+        summary = make_pseudo_labels(ws, config=config, cache_dir=args.cache)
         print(
             f"pseudo-labels ({args.source}): {summary['segments']} segments kept, "
             f"{summary['uncovered_segments']} left uncovered; seed images {summary['seed_images']}"
@@ -449,17 +440,9 @@ def _demo(args: argparse.Namespace) -> int:
         ws = Workspace.create(workspace_dir, load_dataset(args.data, split="train"))
     with ws:
         if not ws.has_segments:
-            from a2lc.models.runner import ModelRunner
-            from a2lc.models.segmenter import ModelConfig
             from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
 
-            runner = ModelRunner(
-                model_config=ModelConfig(num_classes=ws.num_classes),
-                train_config=TrainConfig(),
-                samples={s.id: s for s in ws.samples},
-                cache_dir=ws.path / "cache",
-            )
-            make_pseudo_labels(ws, runner, config=PseudoLabelConfig(source="gt-proxy"))
+            make_pseudo_labels(ws, config=PseudoLabelConfig(source="gt-proxy"))
         config = RunConfig(
             strategy=args.strategy,
             rounds=args.rounds,

@@ -25,8 +25,6 @@ import numpy as np
 from a2lc._atomic import atomic_write_text
 from a2lc.correction.lcm import LCMConfig
 from a2lc.data.readers import load_dataset
-from a2lc.models.config import ModelConfig
-from a2lc.models.runner import ModelRunner
 from a2lc.models.training import TrainConfig
 from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, SegmentSource, make_pseudo_labels
 from a2lc.rounds import RunConfig, default_budget, run_rounds
@@ -66,20 +64,9 @@ def _initial_workspace(config: BenchConfig, seed: int, cache: Path) -> Path:
         shutil.rmtree(path)
     dataset = load_dataset(config.data, split=config.pool_split)
     with Workspace.create(path, dataset) as ws:
-        runner = ModelRunner(
-            model_config=ModelConfig(num_classes=ws.num_classes),
-            train_config=TrainConfig(seed=seed),
-            samples={s.id: s for s in ws.samples},
-            cache_dir=cache,
-        )
         started = time.perf_counter()
-        make_pseudo_labels(
-            ws,
-            runner,
-            config=PseudoLabelConfig(
-                source=config.pseudo, seed_images=config.seed_images, seed=seed
-            ),
-        )
+        pseudo = PseudoLabelConfig(source=config.pseudo, seed_images=config.seed_images, seed=seed)
+        make_pseudo_labels(ws, config=pseudo, cache_dir=cache)
         ws.set_meta({"seconds_pseudo_labels": f"{time.perf_counter() - started:.1f}"})
     return path
 

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from a2lc.data.sample import IGNORE_INDEX
+from a2lc.data.segments import id_lookup, segment_sizes
 
 CITYSCAPES_THRESHOLDS = (0.99, 0.99, 0.999, 0.9999, 0.9999999)
 VOC_THRESHOLDS = (0.99,)
@@ -51,23 +52,18 @@ def segment_features(probs: np.ndarray, segments: np.ndarray) -> tuple[np.ndarra
     ``probs``: ``C×H×W``; ``segments``: ``H×W`` (0 = none).
     """
     num_classes = probs.shape[0]
-    seg = segments.ravel()
-    counts = np.bincount(seg)
-    counts[0] = 0
-    ids = np.flatnonzero(counts)
+    ids, sizes = segment_sizes(segments)
+    rows = id_lookup(segments, ids)
+    covered = rows >= 0
     flat = probs.reshape(num_classes, -1)
-    covered = seg > 0
-    lookup = np.full(counts.size, -1, dtype=np.int64)
-    lookup[ids] = np.arange(ids.size)
-    rows = lookup[seg[covered]]
     sums = np.stack(
         [
-            np.bincount(rows, weights=flat[c, covered], minlength=ids.size)
+            np.bincount(rows[covered], weights=flat[c, covered], minlength=ids.size)
             for c in range(num_classes)
         ],
         axis=1,
     )
-    return ids, (sums / counts[ids][:, None]).astype(np.float32)
+    return ids, (sums / sizes[:, None]).astype(np.float32)
 
 
 def class_balanced_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:

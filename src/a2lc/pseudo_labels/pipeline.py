@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from a2lc._progress import progress
 from a2lc.errors import WorkspaceError
+from a2lc.models.config import ModelConfig
 from a2lc.models.runner import ModelRunner
+from a2lc.models.training import TrainConfig
 from a2lc.pseudo_labels.segments import (
     GtProxyConfig,
     gt_proxy_segments,
@@ -61,9 +64,19 @@ def choose_seed_images(ws: Workspace, config: PseudoLabelConfig) -> list[str]:
 
 
 def make_pseudo_labels(
-    ws: Workspace, runner: ModelRunner, *, config: PseudoLabelConfig, show_progress: bool = True
+    ws: Workspace,
+    *,
+    config: PseudoLabelConfig,
+    cache_dir: Path | None = None,
+    model_config: ModelConfig | None = None,
+    show_progress: bool = True,
 ) -> dict[str, object]:
-    """Write initial segments and labels into ``ws``; return a summary."""
+    """Write initial segments and labels into ``ws``; return a summary.
+
+    The seed model is ``model_config`` (default: the default model) trained for
+    ``config.seed_epochs`` on the seed images; encoder features are cached in
+    ``cache_dir`` (default: the workspace's cache).
+    """
     if config.source == "gt-proxy" and not ws.has_ground_truth:
         raise WorkspaceError(
             "gt-proxy segments are derived from ground truth, for benchmarks only; this dataset has none "
@@ -72,10 +85,10 @@ def make_pseudo_labels(
     seed_ids = choose_seed_images(ws, config)
     log.info("training the seed model on %d ground-truth images", len(seed_ids))
     seed_runner = ModelRunner(
-        model_config=runner.model_config,
-        train_config=replace(runner.train_config, epochs=config.seed_epochs),
-        samples=runner.samples,
-        cache_dir=runner.cache_dir.parent if runner.cache_dir is not None else None,
+        model_config=model_config or ModelConfig(num_classes=ws.num_classes),
+        train_config=TrainConfig(epochs=config.seed_epochs, seed=config.seed),
+        samples={s.id: s for s in ws.samples},
+        cache_dir=cache_dir if cache_dir is not None else ws.path / "cache",
         show_progress=show_progress,
     )
     model, _ = seed_runner.fit(seed_ids, ws.read_ground_truth, seed=config.seed)
