@@ -285,3 +285,29 @@ def test_bench_writes_results_and_report(
     for name in ("report.html", "data_miou.png", "model_miou.png"):
         assert (out / name).is_file()
     assert "| a2lc |" in capsys.readouterr().out
+
+
+def test_run_options_presets_and_thresholds() -> None:
+    from a2lc.cli import _parser, run_config_from_args
+    from a2lc.correction.lcm import CITYSCAPES_THRESHOLDS, VOC_THRESHOLDS
+    from a2lc.errors import A2LCError
+
+    parse = _parser().parse_args
+    config = run_config_from_args(parse(["run", "-w", "x", "--preset", "paper-cityscapes"]))
+    assert (config.budget, config.rounds, config.lcm.thresholds) == (
+        10_000,
+        5,
+        CITYSCAPES_THRESHOLDS,
+    )
+    config = run_config_from_args(
+        parse(["run", "-w", "x", "--preset", "paper-voc", "--budget", "7"])
+    )
+    assert (config.budget, config.lcm.thresholds) == (7, VOC_THRESHOLDS)
+    config = run_config_from_args(
+        parse(["run", "-w", "x", "--thresholds", "0.9,0.95", "--fine-tune"])
+    )
+    assert config.lcm.thresholds == (0.9, 0.95)
+    assert not config.model.frozen_encoder
+    assert config.budget is None  # default: 4% of the pool, decided when the pool is known
+    with pytest.raises(A2LCError, match="--thresholds must be numbers"):
+        run_config_from_args(parse(["run", "-w", "x", "--thresholds", "high"]))

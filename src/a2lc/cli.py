@@ -474,6 +474,10 @@ def _print_metrics(metrics: dict[int, dict[str, float]]) -> None:
         )
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
 def _print_status(summary: dict[str, Any]) -> None:
     dataset = summary["dataset"]
     segments = summary["segments"]
@@ -488,12 +492,17 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"segments   {segments['total']} total: {segments['initial']} initial, "
         f"{segments['manual']} manual, {segments['auto']} auto"
     )
+    metrics = {int(k): v for k, v in summary.get("metrics", {}).items()}
     if summary["rounds"]:
-        print("round  status    strategy  budget  queried  answered  changed")
+        print(
+            "round  status    strategy  budget  queried  answered  changed  LCM  data mIoU  model mIoU"
+        )
         for r in summary["rounds"]:
+            m = metrics.get(r["round"], {})
             print(
                 f"{r['round']:>5d}  {r['status']:<8s}  {r['strategy']:<8s}  {r['budget']:>6d}  "
-                f"{r['queried']:>7d}  {r['answered']:>8d}  {r['label_changed']:>7d}"
+                f"{r['queried']:>7d}  {r['answered']:>8d}  {r['label_changed']:>7d}  "
+                f"{r['auto_corrections']:>3d}  {_pct(m.get('data_miou')):>9s}  {_pct(m.get('model_miou')):>10s}"
             )
     else:
         print("rounds     none yet")
