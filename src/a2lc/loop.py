@@ -86,23 +86,29 @@ ImageHook = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 """Called per image during scoring with (image id, probs C×H×W, labels H×W, segments H×W)."""
 
 
-def score_round(
+@dataclass(frozen=True)
+class Selection:
+    """Queries chosen for the next round, not yet recorded."""
+
+    queries: list[tuple[str, int, float]]
+    """(image id, segment id, score), best first."""
+    config: dict[str, object]
+
+
+def select_queries(
     ws: Workspace,
     load_probs: ProbabilityLoader,
     *,
     config: ScoreConfig,
     show_progress: bool = True,
     on_image: ImageHook | None = None,
-    record_as: str | None = None,
-    extra_config: dict[str, object] | None = None,
-) -> int:
-    """Score every segment of the pool, select the top-B and record them as a new round.
+) -> Selection:
+    """Score every segment of the pool and select the top-B; writes nothing.
 
-    Nothing is written until every image is scored, so bad input (a corrupt or
-    mis-shaped probability map, a budget larger than the segments left) leaves
-    the workspace as it was. Returns the new round's index. ``on_image`` sees
-    each image's probabilities before they are discarded (the loop extracts
-    LCM features there); ``record_as`` names the strategy in the round record.
+    ``on_image`` sees each image's probabilities before they are discarded (the
+    loop extracts LCM features there), so memory does not grow with the pool.
+    Bad input (a corrupt or mis-shaped probability map, a budget larger than the
+    segments left) raises before anything is recorded.
     """
     ws.require_segments()
     acquisition = ACQUISITIONS.get(config.strategy)
@@ -144,11 +150,26 @@ def score_round(
     image_of = np.concatenate([np.full(ids.size, i) for i, (_, ids) in enumerate(keys)])
     segment_of = np.concatenate([ids for _, ids in keys])
     queries = [(keys[int(image_of[k])][0], int(segment_of[k]), float(scores[k])) for k in picked]
-    config_json: dict[str, object] = {**asdict(config), **(extra_config or {})}
+    config_json: dict[str, object] = dict(asdict(config))
     if weight is not None:
         config_json["class_weight"] = [float(w) for w in weight]
+    return Selection(queries, config_json)
+
+
+def score_round(
+    ws: Workspace,
+    load_probs: ProbabilityLoader,
+    *,
+    config: ScoreConfig,
+    show_progress: bool = True,
+) -> int:
+    """Select the top-B segments (:func:`select_queries`) and record them as a new round.
+
+    Returns the new round's index; nothing is written if selection fails.
+    """
+    selection = select_queries(ws, load_probs, config=config, show_progress=show_progress)
     return ws.start_round(
-        queries, strategy=record_as or config.strategy, budget=config.budget, config=config_json
+        selection.queries, strategy=config.strategy, budget=config.budget, config=selection.config
     )
 
 

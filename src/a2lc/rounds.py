@@ -41,7 +41,7 @@ from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import IGNORE_INDEX, Dataset
 from a2lc.data.segments import majority_labels
 from a2lc.errors import WorkspaceError
-from a2lc.loop import ScoreConfig, answer_with_oracle, data_miou, score_round
+from a2lc.loop import ScoreConfig, answer_with_oracle, data_miou, select_queries
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
@@ -204,28 +204,32 @@ def _correction_round(
     if r not in known:
         started = time.perf_counter()
         model = runner.load(model_dir(ws, r - 1), seed=_model_seed(config, r - 1))
-        ids: list[tuple[str, np.ndarray, np.ndarray]] = []
+        kept: list[tuple[str, np.ndarray, np.ndarray]] = []
 
         def keep_features(
             image_id: str, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
         ) -> None:
             if use_lcm:
                 segment_ids, features = segment_features(probs, segments)
-                ids.append((image_id, segment_ids, features))
+                kept.append((image_id, segment_ids, features))
 
-        score_round(
+        selection = select_queries(
             ws,
             lambda image_id: runner.predict(model, image_id),
             config=ScoreConfig(strategy=acquisition, budget=config.budget or 0, seed=config.seed),
             show_progress=show_progress,
             on_image=keep_features,
-            record_as=config.strategy,
-            extra_config={"acquisition": acquisition},
         )
         if use_lcm:
-            # Saved before the round is recorded, so LCM can run after answers
-            # arrive in another process (human annotators).
-            _save_features(features_path(ws, r), ids)
+            # Saved before the round is recorded, so that a recorded round always has
+            # its features, and LCM can run after answers arrive in another process.
+            _save_features(features_path(ws, r), kept)
+        ws.start_round(
+            selection.queries,
+            strategy=config.strategy,
+            budget=config.budget or 0,
+            config={**selection.config, "acquisition": acquisition},
+        )
         ws.record_metrics(r, {"seconds/predict_and_score": time.perf_counter() - started})
         step(r, "queries")
     if ws.count_unanswered(r):
