@@ -92,6 +92,7 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
         STRATEGIES.get(name)
     cache = config.out / "cache"
     runs: list[dict[str, Any]] = []
+    seed_seconds: dict[int, float] = {}
     for seed in config.seeds:
         started = time.perf_counter()
         initial = _initial_workspace(config, seed, cache)
@@ -100,8 +101,10 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
             pseudo_seconds = float(ws.meta("seconds_pseudo_labels") or 0.0)
             # θ_0 and its evaluation depend only on the initial labels and the seed: do
             # them once here; every strategy's copy resumes after round 0.
-            first = _run_config(config, config.strategies[0], seed, budget, rounds=0)
-            run_rounds(ws, first, cache_dir=cache, show_progress=show_progress)
+            paths = [config.out / "runs" / f"seed{seed}" / s for s in config.strategies]
+            if not all(p.exists() for p in paths):
+                first = _run_config(config, config.strategies[0], seed, budget, rounds=0)
+                run_rounds(ws, first, cache_dir=cache, show_progress=show_progress)
         log.info(
             "seed %d: initial labels ready (%.0f s), budget %d per round",
             seed,
@@ -127,9 +130,11 @@ def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[st
                 }
             )
             log.info("seed %d %s done; peak RSS %.0f MB", seed, strategy, _peak_rss_mb())
+        seed_seconds[seed] = time.perf_counter() - started
     results = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "peak_rss_mb": _peak_rss_mb(),
+        "seconds_per_seed_this_call": seed_seconds,
         "runs": runs,
         "summary": summarise(runs),
     }
