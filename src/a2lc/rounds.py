@@ -392,7 +392,7 @@ def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
         values["lcm_precision"] = _lcm_precision(ws, changes)
     ws.record_auto_corrections(r, changes)
     ws.record_metrics(r, values)
-    log.info("round %d: LCM changed %d segments (τ = %g)", r, len(changes), threshold)
+    log.info("round %d: LCM changed %d segments (τ = %.10g)", r, len(changes), threshold)
 
 
 def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
