@@ -135,3 +135,23 @@ def test_runner_saves_config_beside_checkpoint(tmp_path: Path) -> None:
     probs = runner.predict(runner.load(tmp_path / "ckpt", seed=3), "im0")
     assert probs.shape == (2, 32, 48)
     np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
+
+
+def test_deeplab_loads_encoder_weights_from_a_local_file(tmp_path: Path) -> None:
+    from a2lc.models.deeplab import ResNetEncoder
+
+    layers, width = (1, 1, 1, 1), 8
+    source = ResNetEncoder(layers=layers, base_width=width)
+    state = {**source.state_dict(), "fc.weight": torch.zeros(10, 32), "fc.bias": torch.zeros(10)}
+    torch.save(state, tmp_path / "resnet.pth")  # torchvision-style, classifier included
+    config = ModelConfig(
+        name="deeplabv3plus-resnet101",
+        num_classes=3,
+        weights=str(tmp_path / "resnet.pth"),
+        encoder_layers=layers,
+        encoder_width=width,
+        head_width=4,
+    )
+    model = build_model(config)
+    for name, tensor in source.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], tensor)
