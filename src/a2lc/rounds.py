@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -408,8 +408,3 @@ def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
         )
         right += int(np.sum(truth == np.asarray([a for _, a in items])))
     return right / len(changes)
-
-
-def run_summary(ws: Workspace) -> dict[str, Any]:
-    """Metrics per round, as stored."""
-    return {"rounds": ws.metrics()}

@@ -185,13 +185,3 @@ def write_segment_map(path: Path, segments: np.ndarray) -> None:
         raise ValueError(f"segment id {top} exceeds {MAX_SEGMENT_ID}, the 16-bit PNG limit")
     dtype = np.uint8 if top <= 255 else np.uint16
     atomic_write_bytes(Path(path), encode_png(segments.astype(dtype)))
-
-
-def check_maps(segments: np.ndarray, labels: np.ndarray, *, path: Path | str = "<array>") -> None:
-    """Check that a segment map and a label map describe the same ``H×W`` image."""
-    if segments.shape != labels.shape:
-        raise DataError(
-            Problem(
-                path, f"segment map {segments.shape} and label map {labels.shape} differ in size"
-            )
-        )

@@ -10,7 +10,7 @@ This module imports torch only when a model is built.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,7 +39,6 @@ class ModelConfig:
     head_width: int = 64
     encoder_layers: tuple[int, ...] | None = None
     encoder_width: int = 64
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 MODELS: Registry[Callable[[ModelConfig], Segmenter]] = Registry("model")
