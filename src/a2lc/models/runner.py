@@ -55,7 +55,6 @@ class ModelRunner:
         self.device = resolve_device(train_config.device)
         frozen = model_config.frozen_encoder and cache_dir is not None
         self.cache_dir = cache_dir / self.cache_key() if frozen and cache_dir is not None else None
-        self._cache_model: Segmenter | None = None
 
     def cache_key(self) -> str:
         key = f"{self.model_config.name}-{Path(self.model_config.weights).name}"

@@ -728,7 +728,7 @@ class Workspace:
         )
 
     def segment_labels(self) -> dict[str, SegmentTable]:
-        """Segment tables of every image (one query)."""
+        """Segment tables of every image, by image id (one query per image)."""
         return {s.id: self.segment_table(s.id) for s in self.samples}
 
     # ------------------------------------------------------------------ metrics
