@@ -244,11 +244,18 @@ def test_bench_writes_results_and_report(
         tmp_path / "data", num_images=2, height=48, width=64, cell=16, split="val", seed=1
     )
     out = tmp_path / "bench"
+    names = [c["name"] for c in json.loads((data.root / "classes.json").read_text())]
+    target = tmp_path / "target.json"
+    target.write_text(json.dumps({name: 60.0 for name in names}))
     code = main(
         [
             "bench",
             "--data",
             str(data.root),
+            "--noise",
+            "seed,detector-like",
+            "--noise-target",
+            str(target),
             "--rounds",
             "1",
             "--budget",
@@ -267,24 +274,30 @@ def test_bench_writes_results_and_report(
     )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert [(r["strategy"], r["seed"]) for r in results["runs"]] == [
-        ("a2lc", 1),
-        ("random", 1),
-        ("a2lc", 2),
-        ("random", 2),
+    runs = results["runs"]
+    assert [(r["noise"], r["strategy"], r["seed"]) for r in runs] == [
+        (noise, strategy, seed)
+        for noise in ("seed", "detector-like")
+        for seed in (1, 2)
+        for strategy in ("a2lc", "random")
     ]
-    first = results["runs"][0]["rounds"]
+    first = runs[0]["rounds"]
     assert [r["budget_spent"] for r in first] == [0, 5]
     assert set(first[1]["seconds"]) >= {"train", "predict_and_score", "eval"}
-    assert set(results["summary"]) == {"a2lc", "random"}
-    # Same seed → same initial labels for every strategy: round 0 data mIoU agrees.
-    assert (
-        results["runs"][0]["rounds"][0]["data_miou"] == results["runs"][1]["rounds"][0]["data_miou"]
-    )
-    assert (out / "results.csv").read_text().count("\n") == 1 + 4 * 2
-    for name in ("report.html", "data_miou.png", "model_miou.png"):
+    assert {n: set(s) for n, s in results["summary"].items()} == {
+        "seed": {"a2lc", "random"},
+        "detector-like": {"a2lc", "random"},
+    }
+    # Same regime and seed → same initial labels for every strategy: round 0 data mIoU
+    # agrees; the two regimes start from different labels.
+    initial = [r["rounds"][0]["data_miou"] for r in runs]
+    assert initial[0] == initial[1] and initial[4] == initial[5]
+    assert initial[0] != initial[4]
+    assert (out / "results.csv").read_text().count("\n") == 1 + 8 * 2
+    for name in ("report.html", "data_miou_seed.png", "model_miou_detector-like.png"):
         assert (out / name).is_file()
-    assert "| a2lc |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "detector-like noise, data_miou" in printed and "| a2lc |" in printed
 
 
 def test_run_options_presets_and_thresholds() -> None:

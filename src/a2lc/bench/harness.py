@@ -1,8 +1,9 @@
-"""Run strategies × seeds on one dataset and collect per-round results.
+"""Run noise regimes × strategies × seeds on one dataset and collect per-round results.
 
-Each (seed) gets its initial pseudo-labels once, shared by every strategy; each
-(strategy, seed) run is its own workspace under ``OUT/runs``, so an interrupted
-benchmark resumes where it stopped. Results go to ``OUT/results.json``,
+Each (regime, seed) gets its initial pseudo-labels once, shared by every
+strategy; each (regime, seed, strategy) run is its own workspace under
+``OUT/runs/REGIME/seedN/STRATEGY``, so an interrupted benchmark resumes where it
+stopped. Results go to ``OUT/results.json``,
 ``OUT/results.csv``, PNG plots and ``OUT/report.html``.
 """
 
@@ -26,7 +27,12 @@ from a2lc._atomic import atomic_write_text
 from a2lc.correction.lcm import LCMConfig
 from a2lc.data.readers import load_dataset
 from a2lc.models.training import TrainConfig
-from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, SegmentSource, make_pseudo_labels
+from a2lc.pseudo_labels.pipeline import (
+    NoiseRegime,
+    PseudoLabelConfig,
+    SegmentSource,
+    make_pseudo_labels,
+)
 from a2lc.rounds import RunConfig, default_budget, run_rounds
 from a2lc.strategies import STRATEGIES
 from a2lc.workspace import Workspace
@@ -41,6 +47,9 @@ class BenchConfig:
     pool_split: str = "train"
     eval_split: str = "val"
     pseudo: SegmentSource = "gt-proxy"
+    noises: tuple[NoiseRegime, ...] = ("seed",)
+    noise_target: dict[str, float] | None = None
+    """detector-like: class name → target initial IoU (%); None = the built-in one."""
     seed_images: int = 5
     rounds: int = 5
     budget: int | None = None
@@ -54,9 +63,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _initial_workspace(config: BenchConfig, seed: int, cache: Path) -> Path:
+def _seed_dir(config: BenchConfig, noise: NoiseRegime, seed: int) -> Path:
+    return config.out / "runs" / noise / f"seed{seed}"
+
+
+def _initial_workspace(config: BenchConfig, noise: NoiseRegime, seed: int, cache: Path) -> Path:
     """The seed's workspace with initial pseudo-labels (made once, then copied per strategy)."""
-    path = config.out / "runs" / f"seed{seed}" / "initial"
+    path = _seed_dir(config, noise, seed) / "initial"
     if path.exists():
         with Workspace.open(path) as ws:
             if ws.has_segments:
@@ -65,7 +78,13 @@ def _initial_workspace(config: BenchConfig, seed: int, cache: Path) -> Path:
     dataset = load_dataset(config.data, split=config.pool_split)
     with Workspace.create(path, dataset) as ws:
         started = time.perf_counter()
-        pseudo = PseudoLabelConfig(source=config.pseudo, seed_images=config.seed_images, seed=seed)
+        pseudo = PseudoLabelConfig(
+            source=config.pseudo,
+            noise=noise,
+            noise_target=config.noise_target if noise == "detector-like" else None,
+            seed_images=config.seed_images,
+            seed=seed,
+        )
         make_pseudo_labels(ws, config=pseudo, cache_dir=cache)
         ws.set_meta({"seconds_pseudo_labels": f"{time.perf_counter() - started:.1f}"})
     return path
@@ -87,59 +106,76 @@ def _fork(source: Path, dest: Path) -> None:
 
 
 def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every strategy × seed; write and return the results."""
+    """Run (or resume) every regime × strategy × seed; write and return the results."""
     for name in config.strategies:
         STRATEGIES.get(name)
     cache = config.out / "cache"
     runs: list[dict[str, Any]] = []
-    seed_seconds: dict[int, float] = {}
-    for seed in config.seeds:
-        started = time.perf_counter()
-        initial = _initial_workspace(config, seed, cache)
-        with Workspace.open(initial) as ws:
-            budget = config.budget or default_budget(ws)
-            pseudo_seconds = float(ws.meta("seconds_pseudo_labels") or 0.0)
-            # θ_0 and its evaluation depend only on the initial labels and the seed: do
-            # them once here; every strategy's copy resumes after round 0.
-            paths = [config.out / "runs" / f"seed{seed}" / s for s in config.strategies]
-            if not all(p.exists() for p in paths):
-                first = _run_config(config, config.strategies[0], seed, budget, rounds=0)
-                run_rounds(ws, first, cache_dir=cache, show_progress=show_progress)
-        log.info(
-            "seed %d: initial labels ready (%.0f s), budget %d per round",
-            seed,
-            time.perf_counter() - started,
-            budget,
-        )
-        for strategy in config.strategies:
-            path = config.out / "runs" / f"seed{seed}" / strategy
-            if not path.exists():
-                _fork(initial, path)
-            run = _run_config(config, strategy, seed, budget, rounds=config.rounds)
-            began = time.perf_counter()
-            with Workspace.open(path) as ws:
-                result = run_rounds(ws, run, cache_dir=cache, show_progress=show_progress)
-            runs.append(
-                {
-                    "strategy": strategy,
-                    "seed": seed,
-                    "budget_per_round": budget,
-                    "seconds_pseudo_labels": pseudo_seconds,
-                    "seconds_this_call": time.perf_counter() - began,
-                    "rounds": [_round_record(r, m) for r, m in sorted(result.metrics.items())],
-                }
-            )
-            log.info("seed %d %s done; peak RSS %.0f MB", seed, strategy, _peak_rss_mb())
-        seed_seconds[seed] = time.perf_counter() - started
+    seed_seconds: dict[str, float] = {}
+    for noise in config.noises:
+        for seed in config.seeds:
+            started = time.perf_counter()
+            runs.extend(_run_seed(config, noise, seed, cache, show_progress=show_progress))
+            seed_seconds[f"{noise}/seed{seed}"] = time.perf_counter() - started
     results = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "peak_rss_mb": _peak_rss_mb(),
         "seconds_per_seed_this_call": seed_seconds,
         "runs": runs,
-        "summary": summarise(runs),
+        "summary": {
+            noise: summarise([run for run in runs if run["noise"] == noise])
+            for noise in config.noises
+        },
     }
     write_results(config.out, results)
     return results
+
+
+def _run_seed(
+    config: BenchConfig, noise: NoiseRegime, seed: int, cache: Path, *, show_progress: bool
+) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    initial = _initial_workspace(config, noise, seed, cache)
+    with Workspace.open(initial) as ws:
+        budget = config.budget or default_budget(ws)
+        pseudo_seconds = float(ws.meta("seconds_pseudo_labels") or 0.0)
+        # θ_0 and its evaluation depend only on the initial labels and the seed: do
+        # them once here; every strategy's copy resumes after round 0.
+        paths = [_seed_dir(config, noise, seed) / s for s in config.strategies]
+        if not all(p.exists() for p in paths):
+            first = _run_config(config, config.strategies[0], seed, budget, rounds=0)
+            run_rounds(ws, first, cache_dir=cache, show_progress=show_progress)
+    log.info(
+        "%s noise, seed %d: initial labels ready (%.0f s), budget %d per round",
+        noise,
+        seed,
+        time.perf_counter() - started,
+        budget,
+    )
+    runs = []
+    for strategy in config.strategies:
+        path = _seed_dir(config, noise, seed) / strategy
+        if not path.exists():
+            _fork(initial, path)
+        run = _run_config(config, strategy, seed, budget, rounds=config.rounds)
+        began = time.perf_counter()
+        with Workspace.open(path) as ws:
+            result = run_rounds(ws, run, cache_dir=cache, show_progress=show_progress)
+        runs.append(
+            {
+                "noise": noise,
+                "strategy": strategy,
+                "seed": seed,
+                "budget_per_round": budget,
+                "seconds_pseudo_labels": pseudo_seconds,
+                "seconds_this_call": time.perf_counter() - began,
+                "rounds": [_round_record(r, m) for r, m in sorted(result.metrics.items())],
+            }
+        )
+        log.info(
+            "%s noise, seed %d, %s done; peak RSS %.0f MB", noise, seed, strategy, _peak_rss_mb()
+        )
+    return runs
 
 
 def _run_config(
@@ -201,6 +237,7 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
         writer = csv.writer(handle)
         writer.writerow(
             [
+                "noise",
                 "strategy",
                 "seed",
                 "round",
@@ -220,6 +257,7 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
                 s = rec["seconds"]
                 writer.writerow(
                     [
+                        run["noise"],
                         run["strategy"],
                         run["seed"],
                         rec["round"],

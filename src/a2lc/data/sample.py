@@ -60,6 +60,10 @@ class Dataset:
         return len(self.classes)
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.classes)
+
+    @property
     def has_ground_truth(self) -> bool:
         return bool(self.samples) and all(s.gt_path is not None for s in self.samples)
 

@@ -1,9 +1,16 @@
 """Initial pseudo-labels for a workspace: segments, labelled by a weak seed model.
 
 The seed model is the default segmentation model trained on a handful of
-ground-truth images (``seed_images``). Each segment gets its majority
-prediction; segments the seed model is unsure about are left uncovered, as a
-detector's misses are. Deterministic under ``seed``.
+ground-truth images (``seed_images``). Two noise regimes:
+
+* ``seed``: each segment gets its majority seed-model prediction; segments the
+  seed model is unsure about are left uncovered, as a detector's misses are.
+* ``detector-like`` (gt-proxy only): each segment keeps its ground-truth
+  majority class or, at a per-class rate solved to hit a target initial IoU,
+  takes a class confusable with it (drawn from the seed model's confusion on
+  its seed images); see :mod:`a2lc.pseudo_labels.noise`.
+
+Deterministic under ``seed``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,23 @@ from typing import Literal
 import numpy as np
 
 from a2lc._progress import progress
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.data.segments import label_histograms
 from a2lc.errors import WorkspaceError
+from a2lc.metrics import ConfusionAccumulator, iou_per_class
 from a2lc.models.config import ModelConfig
 from a2lc.models.runner import ModelRunner
+from a2lc.models.segmenter import Segmenter
 from a2lc.models.training import TrainConfig
+from a2lc.pseudo_labels.noise import (
+    confusion_rows,
+    default_target,
+    draw_labels,
+    realised_confusion,
+    solve_flip_rates,
+    target_vector,
+    validate_target,
+)
 from a2lc.pseudo_labels.segments import (
     GtProxyConfig,
     gt_proxy_segments,
@@ -31,7 +51,12 @@ from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+NOISE_STREAM = 0xF11B
+"""Second seed word of the detector-like flips' random stream (independent of the segments')."""
+
 SegmentSource = Literal["gt-proxy", "superpixels"]
+NoiseRegime = Literal["seed", "detector-like"]
+NOISE_REGIMES: tuple[NoiseRegime, ...] = ("seed", "detector-like")
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,9 @@ class PseudoLabelConfig:
     """How the initial segments and labels are made (recorded in the workspace)."""
 
     source: SegmentSource = "gt-proxy"
+    noise: NoiseRegime = "seed"
+    noise_target: dict[str, float] | None = None
+    """detector-like only: class name → target initial IoU (%); None = the built-in one."""
     seed_images: int = 5
     seed: int = 0
     min_confidence: float = 0.5
@@ -82,6 +110,20 @@ def make_pseudo_labels(
             "gt-proxy segments are derived from ground truth, for benchmarks only; this dataset has none "
             "(use --source superpixels)"
         )
+    if config.noise not in NOISE_REGIMES:
+        raise WorkspaceError(
+            f"unknown noise regime {config.noise!r}; valid: {', '.join(NOISE_REGIMES)}"
+        )
+    if config.noise == "detector-like" and config.source != "gt-proxy":
+        raise WorkspaceError(
+            "--noise detector-like needs --source gt-proxy (it flips ground-truth classes)"
+        )
+    if config.noise == "detector-like":
+        target = (
+            validate_target(config.noise_target, ws.class_names, source="noise target")
+            if config.noise_target is not None
+            else default_target(ws.class_names)
+        )
     seed_ids = choose_seed_images(ws, config)
     log.info("training the seed model on %d ground-truth images", len(seed_ids))
     seed_runner = ModelRunner(
@@ -92,6 +134,16 @@ def make_pseudo_labels(
         show_progress=show_progress,
     )
     model, _ = seed_runner.fit(seed_ids, ws.read_ground_truth, seed=config.seed)
+    if config.noise == "detector-like":
+        return _detector_like(
+            ws,
+            config=config,
+            target=target,
+            runner=seed_runner,
+            model=model,
+            seed_ids=seed_ids,
+            show_progress=show_progress,
+        )
     counts = {"segments": 0, "uncovered_segments": 0}
 
     def maps() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -119,3 +171,119 @@ def make_pseudo_labels(
     parameters = {**asdict(config), "seed_image_ids": seed_ids}
     ws.set_initial_maps(maps(), source=config.source, parameters=parameters)
     return {**counts, "seed_images": seed_ids}
+
+
+def _gt_proxy(ws: Workspace, config: PseudoLabelConfig, index: int, image_id: str) -> np.ndarray:
+    rng = np.random.default_rng([config.seed, index])
+    return gt_proxy_segments(ws.read_ground_truth(image_id), rng=rng, config=config.gt_proxy)
+
+
+def _detector_like(
+    ws: Workspace,
+    *,
+    config: PseudoLabelConfig,
+    target: dict[str, float],
+    runner: ModelRunner,
+    model: Segmenter,
+    seed_ids: list[str],
+    show_progress: bool,
+) -> dict[str, object]:
+    """gt-proxy segments with ground-truth majority classes flipped at solved rates."""
+    num_classes = ws.num_classes
+    names = ws.class_names
+    seed_confusion = ConfusionAccumulator(num_classes)
+    for image_id in seed_ids:
+        prediction = runner.predict(model, image_id).argmax(axis=0).astype(np.uint8)
+        seed_confusion.update(ws.read_ground_truth(image_id), prediction)
+    rows = confusion_rows(seed_confusion.matrix)
+
+    # Pass 1: the pool's segments as ground-truth histograms (segments are recomputed in
+    # pass 2 from the same per-image seed rather than held in memory).
+    histograms: list[np.ndarray] = []
+    for index, sample in enumerate(
+        progress(ws.samples, desc="segments", total=len(ws.samples), enabled=show_progress)
+    ):
+        segments = _gt_proxy(ws, config, index, sample.id)
+        ids = np.arange(1, int(segments.max()) + 1)
+        hist = label_histograms(ws.read_ground_truth(sample.id), segments, ids)[:, :num_classes]
+        histograms.append(hist)
+    pool = np.concatenate(histograms) if histograms else np.zeros((0, num_classes), np.int64)
+    majority = np.where(pool.sum(axis=1) > 0, pool.argmax(axis=1), -1)
+
+    solved = solve_flip_rates(pool, majority, rows, target_vector(target, names))
+    for c in solved.capped:
+        log.warning(
+            "target IoU %.1f for %s is above what the segments allow; capped at %.1f",
+            target[names[c]],
+            names[c],
+            100 * solved.target[c],
+        )
+    for c in solved.unreachable:
+        log.warning(
+            "target IoU %.1f for %s is not reachable: the other classes' flips into it "
+            "bring its expected IoU to %.1f",
+            100 * solved.target[c],
+            names[c],
+            100 * solved.expected_iou[c],
+        )
+    if not solved.converged:
+        log.warning("flip-rate solver stopped after %d iterations", solved.iterations)
+    labels = draw_labels(
+        majority, solved.rates, rows, rng=np.random.default_rng([config.seed, NOISE_STREAM])
+    )
+    realised = iou_per_class(realised_confusion(pool, labels))
+    realised_rates = [
+        float(np.mean(labels[majority == c] != c)) if (majority == c).any() else 0.0
+        for c in range(num_classes)
+    ]
+
+    def maps() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        offset = 0
+        for index, sample in enumerate(
+            progress(ws.samples, desc="pseudo-labels", total=len(ws.samples), enabled=show_progress)
+        ):
+            segments = _gt_proxy(ws, config, index, sample.id)
+            count = int(segments.max())
+            table = np.concatenate([[IGNORE_INDEX], labels[offset : offset + count]]).astype(
+                np.uint8
+            )
+            offset += count
+            yield sample.id, segments, table[segments]
+
+    def per_class(values: np.ndarray | list[float]) -> dict[str, float | None]:
+        return {
+            n: (None if not np.isfinite(v) else round(float(v), 6))
+            for n, v in zip(names, values, strict=True)
+        }
+
+    noise = {
+        "target_iou": per_class(target_vector(target, names)),
+        "capped_classes": [names[c] for c in solved.capped],
+        "unreachable_classes": [names[c] for c in solved.unreachable],
+        "solved_target_iou": per_class(solved.target),
+        "flip_rates": per_class(solved.rates),
+        "realised_flip_rates": per_class(realised_rates),
+        "expected_iou": per_class(solved.expected_iou),
+        "realised_iou": per_class(realised),
+        "solver_iterations": solved.iterations,
+        "confusion_rows": {n: per_class(row) for n, row in zip(names, rows, strict=True)},
+    }
+    parameters = {
+        **asdict(config),
+        "noise_target": target,
+        "seed_image_ids": seed_ids,
+        "detector_like": noise,
+    }
+    ws.set_initial_maps(maps(), source=config.source, parameters=parameters)
+    uncovered = int((majority < 0).sum())
+    log.info(
+        "detector-like labels: initial data mIoU %.1f (expected %.1f)",
+        100 * float(np.nanmean(realised)),
+        100 * float(np.nanmean(solved.expected_iou)),
+    )
+    return {
+        "segments": int(majority.size) - uncovered,
+        "uncovered_segments": uncovered,
+        "seed_images": seed_ids,
+        "noise": noise,
+    }

@@ -291,6 +291,10 @@ class Workspace:
         return self.dataset.num_classes
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.class_names
+
+    @property
     def samples(self) -> tuple[Sample, ...]:
         return self.dataset.samples
 
