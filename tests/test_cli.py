@@ -291,13 +291,15 @@ def test_bench_writes_results_and_report(
     # Same regime and seed → same initial labels for every strategy: round 0 data mIoU
     # agrees; the two regimes start from different labels.
     initial = [r["rounds"][0]["data_miou"] for r in runs]
-    assert initial[0] == initial[1] and initial[4] == initial[5]
+    assert initial[0] == initial[1]
+    assert initial[4] == initial[5]
     assert initial[0] != initial[4]
     assert (out / "results.csv").read_text().count("\n") == 1 + 8 * 2
     for name in ("report.html", "data_miou_seed.png", "model_miou_detector-like.png"):
         assert (out / name).is_file()
     printed = capsys.readouterr().out
-    assert "detector-like noise, data_miou" in printed and "| a2lc |" in printed
+    assert "detector-like noise, data_miou" in printed
+    assert "| a2lc |" in printed
 
 
 def test_run_options_presets_and_thresholds() -> None:

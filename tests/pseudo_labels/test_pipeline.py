@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2lc.cli import main
+from a2lc.data.readers import load_dataset
+from a2lc.data.synthetic import SyntheticPaths
+from a2lc.errors import DataError, WorkspaceError
+from a2lc.metrics import ConfusionAccumulator
+from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+from a2lc.pseudo_labels.segments import GtProxyConfig
+from a2lc.workspace import Workspace
+
+SMALL_SEGMENTS = GtProxyConfig(min_area=4, max_side=16, jitter=1.0, jitter_smoothness=2.0)
+
+
+def detector_like(ws: Workspace, target: dict[str, float], *, seed: int = 1) -> dict[str, object]:
+    config = PseudoLabelConfig(
+        source="gt-proxy",
+        noise="detector-like",
+        noise_target=target,
+        seed_images=2,
+        seed_epochs=2,
+        seed=seed,
+        gt_proxy=SMALL_SEGMENTS,
+    )
+    return make_pseudo_labels(ws, config=config, show_progress=False)
+
+
+def labels_of(ws: Workspace) -> dict[str, np.ndarray]:
+    return {s.id: ws.read_initial_labels(s.id) for s in ws.samples}
+
+
+def test_detector_like_labels_are_deterministic_and_recorded(
+    tmp_path: Path, synthetic: SyntheticPaths
+) -> None:
+    dataset = load_dataset(synthetic.root, split="train")
+    target = {name: 50.0 for name in dataset.class_names}
+    with (
+        Workspace.create(tmp_path / "a", dataset) as a,
+        Workspace.create(tmp_path / "b", dataset) as b,
+    ):
+        summary = detector_like(a, target)
+        detector_like(b, target)
+        first, second = labels_of(a), labels_of(b)
+        assert all(np.array_equal(first[k], second[k]) for k in first)
+        recorded = json.loads(a.meta("initial_parameters") or "{}")
+        noise = recorded["detector_like"]
+        assert noise == summary["noise"]
+        assert recorded["noise"] == "detector-like"
+        assert set(noise["flip_rates"]) == set(dataset.class_names)
+        # The recorded realised IoU is the data IoU of what was written.
+        confusion = ConfusionAccumulator(a.num_classes)
+        for sample in a.samples:
+            confusion.update(a.read_ground_truth(sample.id), first[sample.id])
+        for name, iou in zip(dataset.class_names, confusion.iou, strict=True):
+            assert noise["realised_iou"][name] == pytest.approx(iou, abs=1e-6)
+        # Every segment carries one class, and the only uncovered pixels are unsegmented ones.
+        for sample in a.samples:
+            segments = a.read_segments(sample.id)
+            assert ((segments == 0) == (first[sample.id] == 255)).all()
+    with Workspace.create(tmp_path / "c", dataset) as c:
+        detector_like(c, target, seed=2)
+        other = labels_of(c)
+        assert any(not np.array_equal(first[k], other[k]) for k in first)
+
+
+def test_detector_like_refuses_superpixels_and_bad_targets(
+    tmp_path: Path, synthetic: SyntheticPaths
+) -> None:
+    dataset = load_dataset(synthetic.root, split="train")
+    with Workspace.create(tmp_path / "ws", dataset) as ws:
+        with pytest.raises(WorkspaceError, match="needs --source gt-proxy"):
+            make_pseudo_labels(
+                ws, config=PseudoLabelConfig(source="superpixels", noise="detector-like")
+            )
+        with pytest.raises(DataError, match="unknown class 'nope'"):
+            detector_like(ws, {"nope": 50.0})
+        with pytest.raises(DataError, match="built-in detector-like target only for CamVid"):
+            make_pseudo_labels(
+                ws, config=PseudoLabelConfig(source="gt-proxy", noise="detector-like")
+            )
+        assert not ws.has_segments
+
+
+def test_cli_noise_target_errors(
+    tmp_path: Path, synthetic: SyntheticPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = tmp_path / "ws"
+    assert main(["init", "-w", str(ws), "--data", str(synthetic.root)]) == 0
+    bad = tmp_path / "target.json"
+    bad.write_text('{"Road": 50')
+    args = ["pseudo-label", "-w", str(ws), "--source", "gt-proxy", "--noise", "detector-like"]
+    assert main([*args, "--noise-target", str(bad)]) == 1
+    assert f"{bad}: not a readable JSON file" in capsys.readouterr().err
+    assert main(["pseudo-label", "-w", str(ws), "--noise-target", str(bad)]) == 1
+    assert "only used with --noise detector-like" in capsys.readouterr().err
+    names = load_dataset(synthetic.root, split="train").class_names
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({names[0]: 100.0, names[1]: 40.0}))
+    assert (
+        main([*args, "--noise-target", str(good), "--seed-images", "2", "--seed-epochs", "2"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert f"{names[0]}" in printed
+    assert "(capped by the segments)" in printed
