@@ -16,6 +16,7 @@ from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
 from a2lc.errors import A2LCError
 from a2lc.models.config import MODELS
+from a2lc.pseudo_labels.grounded_sam import DEFAULT_TEXT_THRESHOLD, PAPER_BOX_THRESHOLD
 from a2lc.strategies import PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
@@ -83,15 +84,46 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     pseudo = commands.add_parser(
-        "pseudo-label", help="make initial segments and labels (offline sources; seed model)"
+        "pseudo-label",
+        help="make initial segments and labels (Grounded SAM, or offline sources with a seed model)",
     )
-    pseudo.add_argument("--workspace", "-w", type=Path, required=True)
+    pseudo.add_argument(
+        "--workspace",
+        "-w",
+        type=Path,
+        help="write the result into this workspace as initial labels",
+    )
+    pseudo.add_argument(
+        "--data", type=Path, help="grounded-sam without a workspace: the dataset folder ..."
+    )
+    pseudo.add_argument("--split", default="train", help="... its split ...")
+    pseudo.add_argument(
+        "--out", type=Path, help="... and where segments/ and labels/ go (for `a2lc init`)"
+    )
     pseudo.add_argument(
         "--source",
-        choices=["gt-proxy", "superpixels"],
+        choices=["grounded-sam", "gt-proxy", "superpixels"],
         default="superpixels",
-        help="gt-proxy: from ground truth (benchmarks only); superpixels: SLIC",
+        help="grounded-sam: Grounding DINO boxes + SAM masks (the paper's); gt-proxy: from "
+        "ground truth (benchmarks only); superpixels: SLIC",
     )
+    sam = pseudo.add_argument_group("grounded-sam")
+    sam.add_argument(
+        "--detector", type=Path, help="local Grounding DINO folder (transformers format)"
+    )
+    sam.add_argument("--segmenter", type=Path, help="local SAM folder (transformers format)")
+    sam.add_argument(
+        "--box-threshold", type=float, default=PAPER_BOX_THRESHOLD, help="(paper: 0.2)"
+    )
+    sam.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    sam.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE.json",
+        help='class name → prompt phrase, e.g. {"traffic_light": "traffic light"}',
+    )
+    sam.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    sam.add_argument("--box-batch", type=int, default=32, help="boxes per SAM decoder call")
     pseudo.add_argument(
         "--noise",
         choices=["seed", "detector-like"],
@@ -297,10 +329,83 @@ def _correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grounded_sam_config(args: argparse.Namespace, class_names: Sequence[str]) -> Any:
+    from a2lc.pseudo_labels.grounded_sam import GroundedSamConfig, prompt_phrases
+
+    if args.detector is None or args.segmenter is None:
+        raise A2LCError(
+            "--source grounded-sam needs --detector DIR and --segmenter DIR (local model folders)"
+        )
+    for name in ("box_threshold", "text_threshold"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise A2LCError(f"--{name.replace('_', '-')} must be in 0..1")
+    if args.box_batch < 1:
+        raise A2LCError("--box-batch must be at least 1")
+    prompts: dict[str, str] = {}
+    if args.prompts is not None:
+        try:
+            raw = json.loads(args.prompts.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise A2LCError(f"{args.prompts}: not a readable JSON file ({exc})") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise A2LCError(f"{args.prompts}: must be a JSON object of class name → phrase")
+        prompts = {str(k): v for k, v in raw.items()}
+    prompt_phrases(class_names, prompts)  # validates names and phrases before any model loads
+    return GroundedSamConfig(
+        detector=args.detector,
+        segmenter=args.segmenter,
+        box_threshold=args.box_threshold,
+        text_threshold=args.text_threshold,
+        prompts=prompts,
+        device=args.device,
+        box_batch=args.box_batch,
+    )
+
+
+def _grounded_sam(args: argparse.Namespace) -> int:
+    if args.workspace is None:
+        from a2lc.pseudo_labels.grounded_sam import run_grounded_sam
+
+        if args.data is None or args.out is None:
+            raise A2LCError("give --workspace W, or --data DIR and --out DIR")
+        dataset = load_dataset(args.data, split=args.split)
+        config = _grounded_sam_config(args, dataset.class_names)
+        summary = run_grounded_sam(
+            dataset.samples,
+            args.out,
+            config=config,
+            class_names=dataset.class_names,
+            palette=[c.color for c in dataset.classes],
+        )
+        print(
+            f"grounded-sam: {summary.images} images ({summary.skipped} done before), "
+            f"{summary.detections} detections in {summary.seconds:.0f} s; segments and labels in "
+            f"{args.out} (use them with `a2lc init --segments {args.out}/segments "
+            f"--labels {args.out}/labels`)"
+        )
+        return 0
+    from a2lc.pseudo_labels.pipeline import make_grounded_sam_labels
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        config = _grounded_sam_config(args, ws.class_names)
+        result = make_grounded_sam_labels(ws, config=config)
+        print(
+            f"grounded-sam: {result['images']} images ({result['resumed_from']} done before), "
+            f"{result['detections']} detections"
+        )
+        _print_status(ws.status())
+    return 0
+
+
 def _pseudo_label(args: argparse.Namespace) -> int:
     from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
     from a2lc.workspace import Workspace
 
+    if args.source == "grounded-sam":
+        return _grounded_sam(args)
+    if args.workspace is None:
+        raise A2LCError(f"--source {args.source} needs --workspace W")
     with Workspace.open(args.workspace) as ws:
         config = PseudoLabelConfig(
             source=args.source,

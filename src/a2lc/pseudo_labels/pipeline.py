@@ -15,7 +15,10 @@ Deterministic under ``seed``.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ from a2lc.models.config import ModelConfig
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import Segmenter
 from a2lc.models.training import TrainConfig
+from a2lc.pseudo_labels.grounded_sam import GroundedSamConfig
 from a2lc.pseudo_labels.noise import (
     confusion_rows,
     default_target,
@@ -286,4 +290,56 @@ def _detector_like(
         "uncovered_segments": uncovered,
         "seed_images": seed_ids,
         "noise": noise,
+    }
+
+
+GROUNDED_SAM_STAGING = "staging/grounded-sam"
+"""Per-image Grounded SAM output inside a workspace until every image is done."""
+
+
+def make_grounded_sam_labels(
+    ws: Workspace, *, config: GroundedSamConfig, show_progress: bool = True
+) -> dict[str, object]:
+    """Run Grounded SAM over the workspace's images and store the result as initial labels.
+
+    Per-image results are staged in the workspace (an interrupted run resumes
+    there) and become the initial segments and labels in one transaction at
+    the end, with source ``grounded-sam`` and the thresholds recorded.
+    """
+    from a2lc.pseudo_labels.grounded_sam import read_outputs, run_grounded_sam
+
+    staging = ws.path / GROUNDED_SAM_STAGING
+    summary = run_grounded_sam(
+        ws.samples,
+        staging,
+        config=config,
+        class_names=ws.class_names,
+        palette=ws.palette,
+        show_progress=show_progress,
+    )
+    detections = sum(
+        len(json.loads((staging / "detections" / f"{s.id}.json").read_text())["classes"])
+        for s in ws.samples
+    )
+    parameters = {
+        "detector": str(config.detector),
+        "segmenter": str(config.segmenter),
+        "box_threshold": config.box_threshold,
+        "text_threshold": config.text_threshold,
+        "prompts": config.prompts,
+        "detections": detections,
+    }
+    ws.set_initial_maps(
+        read_outputs(staging, ws.samples, num_classes=ws.num_classes),
+        source="grounded-sam",
+        parameters=parameters,
+    )
+    shutil.rmtree(staging)
+    with contextlib.suppress(OSError):  # the parent stays if something else is staged there
+        staging.parent.rmdir()
+    return {
+        "images": summary.images,
+        "resumed_from": summary.skipped,
+        "detections": detections,
+        "seconds": summary.seconds,
     }
