@@ -343,3 +343,27 @@ def test_core_package_imports_without_transformers() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--detector" in result.stdout
+
+
+def test_one_image_embedding_per_image_and_batched_boxes(models: tuple[Path, Path]) -> None:
+    model = GroundedSam(config(models, box_batch=5), ["road", "car"])
+    embeddings: list[int] = []
+    decoder_boxes: list[int] = []
+    embed, forward = model.segmenter.get_image_embeddings, model.segmenter.forward
+
+    def counting_embed(*args: object, **kwargs: object) -> object:
+        embeddings.append(1)
+        return embed(*args, **kwargs)
+
+    def counting_forward(*args: object, **kwargs: object) -> object:
+        decoder_boxes.append(int(kwargs["input_boxes"].shape[1]))  # type: ignore[attr-defined]
+        return forward(*args, **kwargs)
+
+    model.segmenter.get_image_embeddings = counting_embed
+    model.segmenter.forward = counting_forward
+    image = (np.random.default_rng(1).random((200, 130, 3)) * 255).astype(np.uint8)
+    boxes = model.detect(image).boxes
+    masks = model.segment(image, boxes)
+    assert masks.shape == (12, 200, 130)
+    assert embeddings == [1]
+    assert decoder_boxes == [5, 5, 2]
