@@ -184,6 +184,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--report", type=Path, help="write an HTML report here when the run stops")
 
+    annotate = commands.add_parser(
+        "annotate", help="a local web app where people answer the open round's queries"
+    )
+    annotate.add_argument("--workspace", "-w", type=Path, required=True)
+    annotate.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)",
+    )
+    annotate.add_argument("--port", type=int, default=8000)
+    annotate.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=300.0,
+        help="a query nobody answers within this goes back to the pool",
+    )
+
     export = commands.add_parser("export", help="write the corrected labels as palette PNGs")
     export.add_argument("--workspace", "-w", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)
@@ -395,6 +412,31 @@ def _grounded_sam(args: argparse.Namespace) -> int:
             f"{result['detections']} detections"
         )
         _print_status(ws.status())
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        current = ws.open_round()
+        if current is None:
+            raise A2LCError(
+                f"{args.workspace} has no open round; start one with `a2lc run -w "
+                f"{args.workspace} --oracle human` (it stops once the queries are recorded)"
+            )
+        pending = ws.count_unanswered(current.round)
+    if args.lease_seconds <= 0:
+        raise A2LCError("--lease-seconds must be positive")
+    from a2lc.web.app import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: other machines can reach this app", file=sys.stderr)
+    print(
+        f"round {current.round}: {pending} queries to answer; open http://{args.host}:{args.port}/ "
+        "(Ctrl+C stops; answers are saved as they come)"
+    )
+    serve(args.workspace, host=args.host, port=args.port, lease_seconds=args.lease_seconds)
     return 0
 
 
@@ -699,6 +741,7 @@ _HANDLERS = {
     "score": _score,
     "correct": _correct,
     "pseudo-label": _pseudo_label,
+    "annotate": _annotate,
     "run": _run,
     "export": _export,
     "report": _report,

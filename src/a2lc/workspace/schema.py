@@ -104,6 +104,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (round, name)
     );
     """,
+    # 4: people answering queries: leases, and the state an answer replaced (for undo).
+    """
+    CREATE TABLE leases (
+        round      INTEGER NOT NULL REFERENCES rounds(round),
+        image_id   TEXT NOT NULL,
+        segment_id INTEGER NOT NULL,
+        annotator  TEXT NOT NULL,
+        expires_at REAL NOT NULL,        -- unix seconds
+        PRIMARY KEY (round, image_id, segment_id),
+        FOREIGN KEY (round, image_id, segment_id) REFERENCES queries(round, image_id, segment_id)
+    );
+    CREATE INDEX leases_by_annotator ON leases(round, annotator);
+    ALTER TABLE corrections ADD COLUMN prev_assigned INTEGER;
+    ALTER TABLE corrections ADD COLUMN prev_origin TEXT;
+    ALTER TABLE corrections ADD COLUMN prev_origin_round INTEGER;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

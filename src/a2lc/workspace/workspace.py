@@ -200,6 +200,11 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection, for read-only queries by the workspace's own modules."""
+        return self._db
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One database transaction: committed on success, rolled back on any error."""
@@ -559,6 +564,12 @@ class Workspace:
         again, even when its label did not change). Validation happens first;
         an invalid answer rejects the whole batch and changes nothing.
         """
+        self.validate_answers(round_index, answers)
+        with self.transaction() as db:
+            self.write_answers(db, round_index, answers)
+
+    def validate_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
+        """Raise :class:`WorkspaceError` unless every answer is for a distinct open query."""
         info = self._round(round_index)
         if info.status != "querying":
             raise WorkspaceError(f"round {round_index} is closed; it takes no more answers")
@@ -578,36 +589,46 @@ class Workspace:
                     f"answer for {answer.image_id}/{answer.segment_id}: class {answer.label} is not "
                     f"0..{self.num_classes - 1} or {IGNORE_INDEX} (void)"
                 )
+
+    @staticmethod
+    def write_answers(db: sqlite3.Connection, round_index: int, answers: Sequence[Answer]) -> None:
+        """Insert validated answers inside the caller's transaction.
+
+        The segment's state before the answer is kept in the correction row, so
+        an answer can be undone while its round is open.
+        """
         now = _now()
-        with self.transaction() as db:
-            for answer in answers:
-                before = int(
-                    db.execute(
-                        "SELECT label FROM segments WHERE image_id = ? AND segment_id = ?",
-                        (answer.image_id, answer.segment_id),
-                    ).fetchone()[0]
-                )
-                relabel = answer.label is not None
-                after = int(answer.label) if answer.label is not None else before
-                db.execute(
-                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?)",
-                    (
-                        round_index,
-                        answer.image_id,
-                        answer.segment_id,
-                        before,
-                        after,
-                        int(relabel),
-                        answer.annotator,
-                        now,
-                    ),
-                )
-                db.execute(
-                    "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
-                    "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
-                    (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
-                )
+        for answer in answers:
+            before, assigned, origin, origin_round = db.execute(
+                "SELECT label, assigned, origin, origin_round FROM segments "
+                "WHERE image_id = ? AND segment_id = ?",
+                (answer.image_id, answer.segment_id),
+            ).fetchone()
+            relabel = answer.label is not None
+            after = int(answer.label) if answer.label is not None else int(before)
+            db.execute(
+                "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, "
+                "annotator, created_at, prev_assigned, prev_origin, prev_origin_round) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?)",
+                (
+                    round_index,
+                    answer.image_id,
+                    answer.segment_id,
+                    int(before),
+                    after,
+                    int(relabel),
+                    answer.annotator,
+                    now,
+                    assigned,
+                    origin,
+                    origin_round,
+                ),
+            )
+            db.execute(
+                "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
+                "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
+                (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
+            )
 
     def close_round(self, round_index: int, *, show_progress: bool = False) -> None:
         """Write the round's label snapshots and mark it closed. Idempotent; needs every answer."""
@@ -814,7 +835,10 @@ def _rgb(values: Sequence[int]) -> tuple[int, int, int]:
 
 
 def _connect(db_path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(db_path, isolation_level=None, timeout=30.0)
+    # Callers that share a workspace across threads (the web app) serialise access with a lock.
+    connection = sqlite3.connect(
+        db_path, isolation_level=None, timeout=30.0, check_same_thread=False
+    )
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")

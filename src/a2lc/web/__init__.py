@@ -1,0 +1,1 @@
+"""The annotation web app (optional extra ``a2lc[web]``): see :mod:`a2lc.web.app`."""

@@ -1,0 +1,266 @@
+"""The annotation web app: an ASGI (Starlette) app over one workspace's open round.
+
+Routes (JSON unless said otherwise):
+
+* ``GET /``: the single-page app; ``GET /static/...``: its script and style.
+* ``GET /api/info``: round, classes (id, name, colour), the void id.
+* ``POST /api/lease`` ``{"annotator"}``: the annotator's query (leased to them).
+* ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label"}``:
+  ``label`` is a class id, 255 (void) or null (keep the current label).
+* ``POST /api/undo`` ``{"annotator"}``: take back the annotator's last answer.
+* ``GET /api/progress``: answered / total, per annotator.
+* ``GET /api/view/{image_id}/{segment_id}.png?zoom=0|1``: the segment highlighted.
+
+Only images of the workspace are served, looked up by id (never by path).
+Every request is validated before anything changes: malformed JSON or fields
+→ 400, unknown image or segment → 404, an expired or foreign lease or a query
+that is not open → 409, a class id out of range → 422.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from a2lc.data.images import read_image
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.errors import A2LCError, MissingDependencyError, WorkspaceError
+from a2lc.web.render import segment_view
+from a2lc.workspace import Workspace
+from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, AnnotationDesk, Lease, LeaseError
+
+try:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+except ImportError:  # pragma: no cover - exercised through the error message
+    raise MissingDependencyError(
+        "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
+    ) from None
+
+MAX_BODY_BYTES = 16_384
+STATIC = resources.files("a2lc.web") / "static"
+
+
+class RequestError(A2LCError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(
+    workspace: Path | str,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """The app over ``workspace``; it holds the workspace open until shutdown."""
+    ws = Workspace.open(workspace)
+    desk = AnnotationDesk(ws, lease_seconds=lease_seconds, **({"clock": clock} if clock else {}))
+    lock = threading.Lock()  # one SQLite connection, shared by the worker threads
+    segment_counts: dict[str, set[int]] = {}
+
+    def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            def run() -> Response:
+                with lock:
+                    return handler(request)
+
+            try:
+                request.state.body = await _json_body(request) if request.method == "POST" else {}
+                return await run_in_threadpool(run)
+            except RequestError as exc:
+                return _error(exc.status, str(exc))
+            except LeaseError as exc:
+                return _error(409, str(exc))
+            except WorkspaceError as exc:
+                return _error(409, str(exc))
+
+        return endpoint
+
+    def known_segment(image_id: str, segment_id: int) -> None:
+        if image_id not in {s.id for s in ws.samples}:
+            raise RequestError(404, f"no image {image_id!r} in this workspace")
+        if image_id not in segment_counts:
+            segment_counts[image_id] = set(ws.segment_table(image_id).ids.tolist())
+        if segment_id not in segment_counts[image_id]:
+            raise RequestError(404, f"image {image_id!r} has no segment {segment_id}")
+
+    def query_payload(lease: Lease | None) -> dict[str, Any] | None:
+        if lease is None:
+            return None
+        q = lease.query
+        table = ws.segment_table(q.image_id)
+        row = int(np.flatnonzero(table.ids == q.segment_id)[0])
+        label = int(table.label[row])
+        return {
+            "image_id": q.image_id,
+            "segment_id": q.segment_id,
+            "score": q.score,
+            "rank": q.rank,
+            "label": label,
+            "pixels": int(table.pixel_count[row]),
+            "lease_expires_at": lease.expires_at,
+        }
+
+    def progress_payload() -> dict[str, Any]:
+        p = desk.progress()
+        return {
+            "answered": p.answered,
+            "total": p.total,
+            "leased": p.leased,
+            "by_annotator": p.by_annotator,
+        }
+
+    def info(request: Request) -> Response:
+        current = ws.open_round()
+        return JSONResponse(
+            {
+                "workspace": ws.path.name,
+                "round": current.round if current else None,
+                "classes": [
+                    {"id": c.id, "name": c.name, "color": c.color} for c in ws.dataset.classes
+                ],
+                "void": IGNORE_INDEX,
+                "lease_seconds": desk.lease_seconds,
+            }
+        )
+
+    def lease(request: Request) -> Response:
+        annotator = _field(request.state.body, "annotator", str)
+        payload = query_payload(desk.lease(annotator))
+        return JSONResponse({"query": payload, "progress": progress_payload()})
+
+    def answer(request: Request) -> Response:
+        body = request.state.body
+        annotator = _field(body, "annotator", str)
+        image_id = _field(body, "image_id", str)
+        segment_id = _field(body, "segment_id", int)
+        if "label" not in body:
+            raise RequestError(
+                400, "missing field 'label' (a class id, 255 for void, or null to keep)"
+            )
+        label = body["label"]
+        if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+            raise RequestError(400, "'label' must be an integer class id, 255 or null")
+        if label is not None and not (0 <= label < ws.num_classes or label == IGNORE_INDEX):
+            raise RequestError(
+                422, f"class {label} is not 0..{ws.num_classes - 1} or {IGNORE_INDEX} (void)"
+            )
+        known_segment(image_id, segment_id)
+        desk.answer(annotator, image_id, segment_id, label)
+        return JSONResponse({"ok": True, "progress": progress_payload()})
+
+    def undo(request: Request) -> Response:
+        annotator = _field(request.state.body, "annotator", str)
+        query = desk.undo(annotator)
+        payload = query_payload(desk.lease(annotator)) if query else None
+        return JSONResponse({"query": payload, "progress": progress_payload()})
+
+    def progress(request: Request) -> Response:
+        return JSONResponse(progress_payload())
+
+    def view(request: Request) -> Response:
+        image_id = request.path_params["image_id"]
+        try:
+            segment_id = int(request.path_params["segment_id"])
+        except ValueError:
+            raise RequestError(400, "segment id must be an integer") from None
+        zoom = request.query_params.get("zoom", "1")
+        if zoom not in ("0", "1"):
+            raise RequestError(400, "zoom must be 0 or 1")
+        known_segment(image_id, segment_id)
+        sample = ws.sample(image_id)
+        image = read_image(sample.image_path)
+        segments = ws.read_segments(image_id)
+        if image.shape[:2] != segments.shape:
+            image = np.asarray(
+                Image.fromarray(image).resize(segments.shape[::-1], Image.Resampling.BILINEAR)
+            )
+        picture = segment_view(image, segments == segment_id, zoom=zoom == "1")
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        return Response(
+            buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "max-age=3600"}
+        )
+
+    async def index(request: Request) -> Response:
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+
+    routes = [
+        Route("/", index),
+        Route("/api/info", guarded(info)),
+        Route("/api/lease", guarded(lease), methods=["POST"]),
+        Route("/api/answer", guarded(answer), methods=["POST"]),
+        Route("/api/undo", guarded(undo), methods=["POST"]),
+        Route("/api/progress", guarded(progress)),
+        Route("/api/view/{image_id}/{segment_id}.png", guarded(view)),
+        Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            ws.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.workspace = ws
+    return app
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(413, "request body too large")
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RequestError(400, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in body:
+        raise RequestError(400, f"missing field {name!r}")
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise RequestError(400, f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def serve(
+    workspace: Path | str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+) -> None:
+    """Run the app with uvicorn until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingDependencyError(
+            "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
+        ) from None
+    app = create_app(workspace, lease_seconds=lease_seconds)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,130 @@
+// a2lc annotation app: one query at a time, keyboard first.
+"use strict";
+const VOID = 255;
+const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, query: null, zoom: true, busy: false };
+const $ = (id) => document.getElementById(id);
+const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
+
+async function api(path, body) {
+  const options = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const response = await fetch(path, options);
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.error || response.statusText);
+  return data;
+}
+
+function className(id) {
+  if (id === VOID) return "void";
+  const c = state.info.classes.find((k) => k.id === id);
+  return c ? c.name : String(id);
+}
+
+function showProgress(p) {
+  const mine = p.by_annotator[state.name] || 0;
+  $("progress").textContent = `${p.answered} / ${p.total} answered · you: ${mine}`;
+}
+
+function showQuery(query) {
+  state.query = query;
+  $("task").hidden = !query;
+  $("done").hidden = !!query;
+  if (!query) return;
+  $("current").textContent = className(query.label);
+  $("zoom").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${state.zoom ? 1 : 0}`;
+  $("zoom").dataset.segment = `${query.image_id}/${query.segment_id}`;
+  for (const li of $("palette").children) li.classList.toggle("current", Number(li.dataset.id) === query.label);
+}
+
+async function next() {
+  const data = await api("/api/lease", { annotator: state.name });
+  showProgress(data.progress);
+  showQuery(data.query);
+}
+
+async function submit(label) {
+  if (!state.query || state.busy) return;
+  state.busy = true;
+  const q = state.query;
+  try {
+    const data = await api("/api/answer", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label });
+    showProgress(data.progress);
+    $("message").textContent = `${q.image_id}/${q.segment_id}: ${label === null ? "kept " + className(q.label) : className(label)}`;
+    await next();
+  } catch (error) {
+    $("message").textContent = error.message;
+    await next();
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function undo() {
+  if (state.busy) return;
+  state.busy = true;
+  try {
+    const data = await api("/api/undo", { annotator: state.name });
+    showProgress(data.progress);
+    if (data.query) { showQuery(data.query); $("message").textContent = "undone"; }
+    else $("message").textContent = "nothing to undo";
+  } catch (error) {
+    $("message").textContent = error.message;
+  } finally {
+    state.busy = false;
+  }
+}
+
+function buildPalette() {
+  const list = $("palette");
+  list.innerHTML = "";
+  state.info.classes.forEach((c, i) => {
+    const li = document.createElement("li");
+    li.dataset.id = c.id;
+    li.innerHTML = `<kbd>${i < KEYS.length ? KEYS[i] : ""}</kbd><span class="swatch"></span><span></span>`;
+    li.querySelector(".swatch").style.background = `rgb(${c.color.join(",")})`;
+    li.lastChild.textContent = c.name;
+    li.addEventListener("click", () => submit(c.id));
+    list.appendChild(li);
+  });
+}
+
+function onKey(event) {
+  if (!state.name || event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key.toLowerCase();
+  const index = KEYS.indexOf(event.key);
+  if (key === "enter" || key === " ") submit(null);
+  else if (index >= 0 && index < state.info.classes.length) submit(state.info.classes[index].id);
+  else if (key === "x") submit(VOID);
+  else if (key === "u" || key === "backspace") undo();
+  else if (key === "z") { state.zoom = !state.zoom; showQuery(state.query); }
+  else if (key === "r") next();
+  else return;
+  event.preventDefault();
+}
+
+async function start() {
+  state.info = await api("/api/info");
+  $("round").textContent = state.info.round ? `round ${state.info.round}` : "no open round";
+  buildPalette();
+  document.addEventListener("keydown", onKey);
+  $("confirm").addEventListener("click", () => submit(null));
+  $("void").addEventListener("click", () => submit(VOID));
+  $("undo").addEventListener("click", undo);
+  $("refresh").addEventListener("click", next);
+  $("login").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.name = $("name").value.trim();
+    if (!state.name) return;
+    localStorage.setItem("a2lc.annotator", state.name);
+    $("login").hidden = true;
+    begin();
+  });
+  if (state.name) begin();
+  else { $("login").hidden = false; $("name").focus(); }
+}
+
+function begin() {
+  $("who").textContent = state.name;
+  next().catch((error) => { $("message").textContent = error.message; $("task").hidden = false; });
+}
+
+start().catch((error) => { document.body.textContent = `a2lc: ${error.message}`; });

@@ -1,0 +1,208 @@
+"""People answering a round's queries: leases, answers, undo and progress.
+
+A query is leased to one annotator at a time; a lease not renewed within its
+time to live expires and the query goes back to the pool. Every answer is
+committed in its own transaction the moment it arrives, and only by the
+annotator holding the lease. All state lives in the workspace database, so a
+restarted server continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from a2lc.errors import A2LCError
+from a2lc.workspace.workspace import Answer, Query, Workspace
+
+DEFAULT_LEASE_SECONDS = 300.0
+"""How long a query stays reserved for an annotator who does not answer it."""
+
+
+class LeaseError(A2LCError):
+    """The annotator does not hold (or no longer holds) the lease on that query."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    query: Query
+    annotator: str
+    expires_at: float
+    """Unix seconds."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    answered: int
+    total: int
+    leased: int
+    by_annotator: dict[str, int]
+
+
+class AnnotationDesk:
+    """Leases and answers for the open round of ``ws`` (``lease_seconds``: lease lifetime)."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ws = ws
+        self.lease_seconds = lease_seconds
+        self._clock = clock
+
+    def _now(self) -> float:
+        return float(self._clock())
+
+    def round_index(self) -> int:
+        info = self.ws.open_round()
+        if info is None:
+            raise LeaseError(
+                "no open round: start one with `a2lc run --oracle human` (it stops once the "
+                "round's queries are recorded)"
+            )
+        return info.round
+
+    def lease(self, annotator: str) -> Lease | None:
+        """The annotator's current lease (renewed), else the best-ranked free query, else None."""
+        annotator = _check_name(annotator)
+        round_index = self.round_index()
+        now = self._now()
+        expires = now + self.lease_seconds
+        with self.ws.transaction() as db:
+            db.execute("DELETE FROM leases WHERE round = ? AND expires_at <= ?", (round_index, now))
+            row = db.execute(
+                "SELECT image_id, segment_id FROM leases WHERE round = ? AND annotator = ? "
+                "ORDER BY expires_at LIMIT 1",
+                (round_index, annotator),
+            ).fetchone()
+            if row is None:
+                row = db.execute(
+                    "SELECT q.image_id, q.segment_id FROM queries q WHERE q.round = ? "
+                    "AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.round = q.round "
+                    "AND c.image_id = q.image_id AND c.segment_id = q.segment_id AND c.source = 'manual') "
+                    "AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.round = q.round "
+                    "AND l.image_id = q.image_id AND l.segment_id = q.segment_id) "
+                    "ORDER BY q.rank LIMIT 1",
+                    (round_index,),
+                ).fetchone()
+                if row is None:
+                    return None
+                db.execute(
+                    "INSERT INTO leases(round, image_id, segment_id, annotator, expires_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (round_index, row[0], row[1], annotator, expires),
+                )
+            else:
+                db.execute(
+                    "UPDATE leases SET expires_at = ? WHERE round = ? AND image_id = ? AND segment_id = ?",
+                    (expires, round_index, row[0], row[1]),
+                )
+            score, rank = db.execute(
+                "SELECT score, rank FROM queries WHERE round = ? AND image_id = ? AND segment_id = ?",
+                (round_index, row[0], row[1]),
+            ).fetchone()
+        query = Query(str(row[0]), int(row[1]), float(score), int(rank))
+        return Lease(query=query, annotator=annotator, expires_at=expires)
+
+    def answer(self, annotator: str, image_id: str, segment_id: int, label: int | None) -> None:
+        """Commit one answer (None = confirm the current label, 255 = void) under a valid lease."""
+        annotator = _check_name(annotator)
+        round_index = self.round_index()
+        answer = Answer(image_id, int(segment_id), label, annotator)
+        self.ws.validate_answers(round_index, [answer])
+        now = self._now()
+        with self.ws.transaction() as db:
+            row = db.execute(
+                "SELECT annotator, expires_at FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
+                (round_index, image_id, int(segment_id)),
+            ).fetchone()
+            if row is None or row[1] <= now:
+                raise LeaseError(
+                    f"the lease on {image_id}/{segment_id} expired or was never given; ask for the next query"
+                )
+            if row[0] != annotator:
+                raise LeaseError(f"{image_id}/{segment_id} is leased to another annotator")
+            Workspace.write_answers(db, round_index, [answer])
+            db.execute(
+                "DELETE FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
+                (round_index, image_id, int(segment_id)),
+            )
+
+    def undo(self, annotator: str) -> Query | None:
+        """Take back the annotator's last answer of the open round; lease that query to them again."""
+        annotator = _check_name(annotator)
+        round_index = self.round_index()
+        expires = self._now() + self.lease_seconds
+        with self.ws.transaction() as db:
+            row = db.execute(
+                "SELECT id, image_id, segment_id, before, prev_assigned, prev_origin, prev_origin_round "
+                "FROM corrections WHERE round = ? AND source = 'manual' AND annotator = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (round_index, annotator),
+            ).fetchone()
+            if row is None:
+                return None
+            correction_id, image_id, segment_id, before, assigned, origin, origin_round = row
+            if origin is None:
+                raise LeaseError("this answer predates undo support and cannot be taken back")
+            db.execute("DELETE FROM corrections WHERE id = ?", (correction_id,))
+            db.execute(
+                "UPDATE segments SET label = ?, assigned = ?, origin = ?, origin_round = ? "
+                "WHERE image_id = ? AND segment_id = ?",
+                (before, assigned, origin, origin_round, image_id, segment_id),
+            )
+            # Any lease the annotator holds goes back; the undone query is theirs again.
+            db.execute(
+                "DELETE FROM leases WHERE round = ? AND annotator = ?", (round_index, annotator)
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO leases(round, image_id, segment_id, annotator, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (round_index, image_id, segment_id, annotator, expires),
+            )
+            score, rank = db.execute(
+                "SELECT score, rank FROM queries WHERE round = ? AND image_id = ? AND segment_id = ?",
+                (round_index, image_id, segment_id),
+            ).fetchone()
+        return Query(str(image_id), int(segment_id), float(score), int(rank))
+
+    def progress(self) -> Progress:
+        round_index = self.round_index()
+        db = self.ws.connection
+        total = db.execute(
+            "SELECT COUNT(*) FROM queries WHERE round = ?", (round_index,)
+        ).fetchone()[0]
+        by_annotator = {
+            str(name or "(unnamed)"): int(n)
+            for name, n in db.execute(
+                "SELECT annotator, COUNT(*) FROM corrections WHERE round = ? AND source = 'manual' "
+                "GROUP BY annotator ORDER BY annotator",
+                (round_index,),
+            )
+        }
+        leased = db.execute(
+            "SELECT COUNT(*) FROM leases WHERE round = ? AND expires_at > ?",
+            (round_index, self._now()),
+        ).fetchone()[0]
+        return Progress(
+            answered=sum(by_annotator.values()),
+            total=int(total),
+            leased=int(leased),
+            by_annotator=by_annotator,
+        )
+
+
+MAX_NAME_LENGTH = 64
+
+
+def _check_name(annotator: object) -> str:
+    if not isinstance(annotator, str) or not annotator.strip():
+        raise LeaseError("give an annotator name")
+    name = annotator.strip()
+    if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise LeaseError(f"annotator names are printable and at most {MAX_NAME_LENGTH} characters")
+    return name
