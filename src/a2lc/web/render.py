@@ -11,7 +11,8 @@ from scipy import ndimage
 DIM = 0.45
 """Brightness kept outside the segment."""
 OUTLINE_COLOR = (255, 214, 0)
-OUTLINE_WIDTH = 2
+OUTLINE_FRACTION = 1 / 250
+"""Outline width as a fraction of the image's shorter side (at least one pixel)."""
 CONTEXT = 1.0
 """Zoomed view: margin around the segment's box, as a fraction of the box size."""
 MIN_CROP = 48
@@ -31,7 +32,8 @@ def highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The image with everything outside ``mask`` dimmed and the mask's boundary outlined."""
     out = image.astype(np.float32)
     out[~mask] *= DIM
-    inner = ndimage.binary_erosion(mask, iterations=OUTLINE_WIDTH, border_value=0)
+    width = max(1, round(min(mask.shape) * OUTLINE_FRACTION))
+    inner = ndimage.binary_erosion(mask, iterations=width, border_value=0)
     outline = mask & ~inner
     out[outline] = OUTLINE_COLOR
     return out.astype(np.uint8)

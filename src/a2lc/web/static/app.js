@@ -115,6 +115,7 @@ async function start() {
     state.name = $("name").value.trim();
     if (!state.name) return;
     localStorage.setItem("a2lc.annotator", state.name);
+    $("name").blur();
     $("login").hidden = true;
     begin();
   });

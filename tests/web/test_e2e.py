@@ -1,0 +1,174 @@
+"""End to end in a real headless Chromium: answer a small round by keyboard.
+
+Uses Debian's ``chromium`` (installed by the test command) through Playwright's
+Python package with ``executable_path``; no browser is downloaded. Without
+Chromium this test fails: it never skips. A screenshot of the page goes to
+``$A2LC_TEST_OUTPUT`` (default ``test-output/`` in the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from a2lc.workspace import Workspace
+
+from .conftest import BUDGET
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = Path(os.environ.get("A2LC_TEST_OUTPUT", REPO / "test-output"))
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.fail(
+        "Debian's chromium is not installed (apt-get install chromium); the e2e test needs it"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``a2lc annotate`` in its own process, as a user starts it."""
+
+    def __init__(self, workspace: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "a2lc.cli",
+                "annotate",
+                "-w",
+                str(workspace),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "api/info", timeout=1).read()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    out = self.process.stdout.read().decode() if self.process.stdout else ""
+                    pytest.fail(f"a2lc annotate exited: {out}")
+                time.sleep(0.2)
+        pytest.fail("a2lc annotate did not start within 60 s")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+def answers(workspace: Path) -> list[tuple[str, int, int, int, int, str]]:
+    with Workspace.open(workspace) as ws:
+        rows = ws.connection.execute(
+            "SELECT image_id, segment_id, before, after, relabel, annotator FROM corrections "
+            "WHERE round = 1 AND source = 'manual' ORDER BY id"
+        ).fetchall()
+    return [tuple(r) for r in rows]
+
+
+def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = Server(open_round, port)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium(), args=["--no-sandbox"], headless=True
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 640})
+        try:
+
+            def answered(n: int) -> None:
+                page.wait_for_function(
+                    f"document.getElementById('progress').textContent.startsWith('{n} / {BUDGET}')",
+                    timeout=20_000,
+                )
+
+            def segment_shown() -> str:
+                page.wait_for_function(
+                    "(() => { const i = document.getElementById('zoom'); "
+                    "return !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
+                    timeout=20_000,
+                )
+                return str(page.get_attribute("#zoom", "data-segment"))
+
+            page.goto(server.url)
+            page.wait_for_selector("#name", state="visible")
+            page.keyboard.type("alice")
+            page.keyboard.press("Enter")
+            shown = [segment_shown()]
+            answered(0)
+            page.screenshot(path=str(OUTPUT / "annotate.png"))
+            page.keyboard.press("2")  # class 1 (building)
+            answered(1)
+            shown.append(segment_shown())
+            page.keyboard.press("Enter")  # keep the current label
+            answered(2)
+            shown.append(segment_shown())
+            page.keyboard.press("x")  # void
+            answered(3)
+            shown.append(segment_shown())
+            page.keyboard.press("u")  # undo the void ...
+            answered(2)
+            assert segment_shown() == shown[2]
+            page.keyboard.press("x")  # ... and answer it again
+            answered(3)
+
+            # Reload midway: the name is remembered and the same query comes back.
+            current = segment_shown()
+            page.reload()
+            assert segment_shown() == current
+            answered(3)
+
+            # Kill the server without warning: nothing submitted is lost; a new one continues.
+            server.kill()
+            assert len(answers(open_round)) == 3
+            server = Server(open_round, port)
+            page.reload()
+            assert segment_shown() == current
+            # Keys pressed while an answer is in flight are ignored (they would land on
+            # the wrong segment), so wait for each next segment as a person does.
+            for n, key in enumerate(("3", "Enter", "1"), start=4):
+                segment_shown()
+                page.keyboard.press(key)
+                answered(n)
+            page.wait_for_selector("#done", state="visible")
+        finally:
+            page.screenshot(path=str(OUTPUT / "annotate-end.png"))
+            browser.close()
+            server.kill()
+
+    rows = answers(open_round)
+    assert len(rows) == BUDGET
+    assert {r[5] for r in rows} == {"alice"}
+    assert len({(r[0], r[1]) for r in rows}) == BUDGET
+    assert [f"{r[0]}/{r[1]}" for r in rows[:3]] == shown[:3]
+    expected = [(1, 1), (None, 0), (255, 1), (2, 1), (None, 0), (0, 1)]
+    for row, (after, relabel) in zip(rows, expected, strict=True):
+        assert row[4] == relabel
+        assert row[3] == (row[2] if after is None else after)
+    assert (OUTPUT / "annotate.png").stat().st_size > 10_000
