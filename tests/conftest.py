@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from a2lc.cli import main
 from a2lc.data.synthetic import SyntheticPaths, make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,3 +32,19 @@ def camvid() -> Path:
     if not root.is_dir():
         pytest.fail(f"the shared CamVid copy is missing at {root}")
     return root
+
+
+OPEN_ROUND_BUDGET = 6
+
+
+@pytest.fixture
+def open_round(synthetic: SyntheticPaths, tmp_path: Path) -> Path:
+    """A workspace whose round 1 is open with ``OPEN_ROUND_BUDGET`` queries."""
+    ws = tmp_path / "ws"
+    init = ["init", "-w", str(ws), "--data", str(synthetic.root)]
+    assert (
+        main([*init, "--segments", str(synthetic.segments), "--labels", str(synthetic.pseudo)]) == 0
+    )
+    budget = str(OPEN_ROUND_BUDGET)
+    assert main(["score", "-w", str(ws), "--probs", str(synthetic.probs), "--budget", budget]) == 0
+    return ws

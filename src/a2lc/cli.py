@@ -201,9 +201,46 @@ def _parser() -> argparse.ArgumentParser:
         help="a query nobody answers within this goes back to the pool",
     )
 
-    export = commands.add_parser("export", help="write the corrected labels as palette PNGs")
+    export = commands.add_parser(
+        "export", help="write the corrected dataset: palette PNGs, CVAT masks or COCO panoptic"
+    )
     export.add_argument("--workspace", "-w", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--format",
+        choices=["png", "cvat", "coco-panoptic"],
+        default="png",
+        help="png: palette PNGs + classes.json; cvat: Segmentation mask 1.1; coco-panoptic: "
+        "PNG + segments_info JSON, one segment per mask",
+    )
+
+    queries = commands.add_parser(
+        "export-queries", help="the open round's queries as Label Studio tasks"
+    )
+    queries.add_argument("--workspace", "-w", type=Path, required=True)
+    queries.add_argument(
+        "--out", type=Path, required=True, help="folder for tasks.json and labeling_config.xml"
+    )
+    queries.add_argument(
+        "--image-prefix",
+        default="/data/local-files/?d=",
+        help="put before each image's absolute path to form its URL (default: Label Studio "
+        "local files)",
+    )
+
+    answers = commands.add_parser(
+        "import-answers", help="record answers from a Label Studio JSON export"
+    )
+    answers.add_argument("--workspace", "-w", type=Path, required=True)
+    answers.add_argument("--label-studio", type=Path, required=True, metavar="EXPORT.json")
+
+    labels = commands.add_parser(
+        "import-labels", help="initial segments and labels from CVAT masks or COCO panoptic"
+    )
+    labels.add_argument("--workspace", "-w", type=Path, required=True)
+    source = labels.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cvat", type=Path, metavar="DIR", help="a Segmentation mask 1.1 export")
+    source.add_argument("--coco-panoptic", type=Path, metavar="FILE.json")
 
     report = commands.add_parser("report", help="write an HTML report of a workspace")
     report.add_argument("--workspace", "-w", type=Path, required=True)
@@ -565,6 +602,21 @@ def _export(args: argparse.Namespace) -> int:
 
     with Workspace.open(args.workspace) as ws:
         ws.require_segments()
+        if args.format == "cvat":
+            from a2lc.interop.cvat import export_cvat
+
+            count = export_cvat(ws, args.out)
+            print(f"wrote {count} images as CVAT Segmentation mask 1.1 to {args.out}")
+            return 0
+        if args.format == "coco-panoptic":
+            from a2lc.interop.coco_panoptic import export_panoptic
+
+            summary = export_panoptic(ws, args.out)
+            print(
+                f"wrote {summary['images']} images, {summary['segments']} segments as COCO "
+                f"panoptic to {args.out}/panoptic.json"
+            )
+            return 0
         for sample in ws.samples:
             write_label_map(
                 args.out / f"{sample.id}.png", ws.read_labels(sample.id), palette=ws.palette
@@ -572,6 +624,60 @@ def _export(args: argparse.Namespace) -> int:
         classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in ws.dataset.classes]
         (args.out / "classes.json").write_text(json.dumps(classes, indent=1))
         print(f"wrote {len(ws.samples)} label maps (palette PNG, 255 = ignore) to {args.out}")
+    return 0
+
+
+def _export_queries(args: argparse.Namespace) -> int:
+    from a2lc.interop.label_studio import export_tasks
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        summary = export_tasks(ws, args.out, image_prefix=args.image_prefix)
+    print(
+        f"round {summary['round']}: {summary['tasks']} Label Studio tasks in {args.out}/tasks.json; "
+        f"labeling config in {args.out}/labeling_config.xml"
+    )
+    return 0
+
+
+def _import_answers(args: argparse.Namespace) -> int:
+    from a2lc.interop.label_studio import import_answers
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        summary = import_answers(ws, args.label_studio)
+    print(
+        f"round {summary['round']}: recorded {summary['answers']} answers; "
+        f"{summary['unanswered']} queries still open"
+    )
+    return 0
+
+
+def _import_labels(args: argparse.Namespace) -> int:
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace) as ws:
+        if args.cvat is not None:
+            from a2lc.interop.cvat import read_cvat
+
+            def maps() -> Any:
+                return read_cvat(args.cvat, ws)
+
+            source = "cvat"
+        else:
+            from a2lc.interop.coco_panoptic import read_panoptic
+
+            def maps() -> Any:
+                return read_panoptic(args.coco_panoptic, ws)
+
+            source = "coco-panoptic"
+        ws.require_no_open_round()
+        for _ in maps():  # validate every image before anything is written
+            pass
+        ws.set_initial_maps(
+            maps(), source=source, parameters={"from": str(args.cvat or args.coco_panoptic)}
+        )
+        _print_status(ws.status())
     return 0
 
 
@@ -742,6 +848,9 @@ _HANDLERS = {
     "correct": _correct,
     "pseudo-label": _pseudo_label,
     "annotate": _annotate,
+    "export-queries": _export_queries,
+    "import-answers": _import_answers,
+    "import-labels": _import_labels,
     "run": _run,
     "export": _export,
     "report": _report,

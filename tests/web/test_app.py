@@ -9,8 +9,7 @@ from starlette.testclient import TestClient
 
 from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
-
-from .conftest import BUDGET
+from tests.conftest import OPEN_ROUND_BUDGET as BUDGET
 
 
 class Clock:

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from a2lc.workspace import Workspace
-
-from .conftest import BUDGET
+from tests.conftest import OPEN_ROUND_BUDGET as BUDGET
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get("A2LC_TEST_OUTPUT", REPO / "test-output"))

@@ -1,0 +1,1 @@
+"""Exchange with annotation tools: Label Studio tasks, CVAT masks, COCO panoptic."""

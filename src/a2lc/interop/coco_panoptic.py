@@ -1,0 +1,167 @@
+"""COCO panoptic: one PNG of segment ids per image plus ``segments_info`` JSON.
+
+Each segment is one mask (SAM-style) with one class: the majority of its
+current labels. Segment ids are encoded ``R + 256·G + 256²·B``; id 0 is void.
+Category ids are class id + 1 (COCO keeps 0 for "nothing"); categories carry
+the class names, which is how an import maps them back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from a2lc._atomic import atomic_write_text
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.data.segments import label_histograms, segment_sizes
+from a2lc.errors import DataError, Problem
+from a2lc.pseudo_labels.segments import relabel_consecutive
+from a2lc.workspace import Workspace
+
+PNG_FOLDER = "panoptic"
+JSON_NAME = "panoptic.json"
+
+
+def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
+    """``H×W`` ids → ``H×W×3`` uint8 (``R + 256·G + 256²·B``)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.stack([ids & 0xFF, (ids >> 8) & 0xFF, (ids >> 16) & 0xFF], axis=-1).astype(np.uint8)
+
+
+def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int64)
+    return np.asarray(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2])
+
+
+def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
+    """Write ``out/panoptic.json`` and ``out/panoptic/<id>.png`` for every image."""
+    ws.require_segments()
+    num_classes = ws.num_classes
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    total = 0
+    for sample in ws.samples:
+        segments = ws.read_segments(sample.id)
+        labels = ws.read_labels(sample.id, segments=segments)
+        ids, sizes = segment_sizes(segments)
+        hist = label_histograms(labels, segments, ids)[:, :num_classes]
+        majority = hist.argmax(axis=1)
+        has_class = hist.sum(axis=1) > 0
+        keep = np.zeros(int(segments.max(initial=0)) + 1, dtype=bool)
+        keep[ids[has_class]] = True
+        panoptic = np.where(keep[segments], segments, 0)
+        infos = []
+        for seg_id, size, cls, ok in zip(ids, sizes, majority, has_class, strict=True):
+            if not ok:
+                continue
+            ys, xs = np.nonzero(segments == seg_id)
+            x0, y0 = int(xs.min()), int(ys.min())
+            infos.append(
+                {
+                    "id": int(seg_id),
+                    "category_id": int(cls) + 1,
+                    "area": int(size),
+                    "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+                    "iscrowd": 0,
+                }
+            )
+        file_name = f"{sample.id}.png"
+        path = out / PNG_FOLDER / file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{file_name}.tmp")
+        Image.fromarray(ids_to_rgb(panoptic), mode="RGB").save(tmp, format="PNG")
+        tmp.replace(path)
+        images.append(
+            {
+                "id": sample.id,
+                "file_name": Path(sample.image_path).name,
+                "width": sample.width,
+                "height": sample.height,
+            }
+        )
+        annotations.append({"image_id": sample.id, "file_name": file_name, "segments_info": infos})
+        total += len(infos)
+    categories = [
+        {
+            "id": c.id + 1,
+            "name": c.name,
+            "color": list(c.color),
+            "isthing": 1,
+            "supercategory": c.name,
+        }
+        for c in ws.dataset.classes
+    ]
+    document = {"images": images, "annotations": annotations, "categories": categories}
+    atomic_write_text(out / JSON_NAME, json.dumps(document))
+    return {"images": len(images), "segments": total}
+
+
+def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(image id, segments, labels)`` per workspace image from a panoptic JSON + PNG folder.
+
+    Images are matched by ``image_id`` or, failing that, by the PNG's file stem;
+    categories by name (case-insensitive).
+    """
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+        annotations = document["annotations"]
+        categories = document["categories"]
+    except FileNotFoundError:
+        raise DataError(Problem(path, "no such file")) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(Problem(path, f"not a COCO panoptic JSON ({exc})")) from None
+    index = {name.lower(): i for i, name in enumerate(ws.class_names)}
+    category_class: dict[int, int] = {}
+    problems = []
+    for category in categories:
+        name = str(category.get("name", ""))
+        if name.lower() not in index:
+            problems.append(
+                Problem(
+                    path,
+                    f"category {name!r} is not a class of the workspace ({', '.join(ws.class_names)})",
+                )
+            )
+        else:
+            category_class[int(category["id"])] = index[name.lower()]
+    DataError.collect(problems)
+    by_image: dict[str, dict[str, Any]] = {}
+    for annotation in annotations:
+        by_image[str(annotation["image_id"])] = annotation
+        by_image.setdefault(Path(str(annotation["file_name"])).stem, annotation)
+    folder = path.parent / PNG_FOLDER
+    missing = [s.id for s in ws.samples if s.id not in by_image]
+    if missing:
+        raise DataError(
+            Problem(path, f"no annotation for {len(missing)} images, e.g. {missing[:3]}")
+        )
+    for sample in ws.samples:
+        annotation = by_image[sample.id]
+        png = folder / str(annotation["file_name"])
+        try:
+            with Image.open(png) as image:
+                ids = rgb_to_ids(np.asarray(image.convert("RGB")))
+        except (FileNotFoundError, OSError) as exc:
+            raise DataError(Problem(png, f"missing or unreadable ({exc})")) from None
+        if ids.shape != sample.shape:
+            raise DataError(
+                Problem(png, f"size {ids.shape} differs from the image's {sample.shape}")
+            )
+        top = int(ids.max(initial=0))
+        table = np.full(top + 1, IGNORE_INDEX, dtype=np.int64)
+        for info in annotation["segments_info"]:
+            seg_id, category = int(info["id"]), int(info["category_id"])
+            if category not in category_class:
+                raise DataError(Problem(png, f"segment {seg_id} has unknown category {category}"))
+            if seg_id <= top:
+                table[seg_id] = category_class[category]
+        labels = table[ids]
+        described = labels != IGNORE_INDEX
+        segments = relabel_consecutive(np.where(described, ids, 0))
+        yield sample.id, segments, np.where(described, labels, IGNORE_INDEX).astype(np.uint8)

@@ -1,0 +1,167 @@
+"""CVAT "Segmentation mask 1.1": export the corrected dataset, import initial pseudo-labels.
+
+Layout (as CVAT writes and reads it)::
+
+    labelmap.txt                      # label:color_rgb:parts:actions
+    ImageSets/Segmentation/default.txt
+    SegmentationClass/<id>.png        # class colours (palette PNG), background = void
+    SegmentationObject/<id>.png       # one colour per segment
+
+Classes are matched by name (case-insensitive); ``background`` is void (255).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from a2lc._atomic import atomic_write_text
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.errors import DataError, Problem
+from a2lc.pseudo_labels.segments import relabel_consecutive
+from a2lc.workspace import Workspace
+
+BACKGROUND = "background"
+BACKGROUND_COLOR = (0, 0, 0)
+OBJECT_BLUE = 128
+"""Blue channel of every segment colour in SegmentationObject (ids live in red and green)."""
+
+
+def _write_png(path: Path, image: Image.Image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+
+
+def export_cvat(ws: Workspace, out: Path) -> int:
+    """Write the current labels and segments of every image; returns the image count."""
+    ws.require_segments()
+    colors = [tuple(c) for c in ws.palette]
+    if BACKGROUND_COLOR in colors:
+        raise DataError(
+            Problem(
+                ws.path,
+                f"class {ws.class_names[colors.index(BACKGROUND_COLOR)]!r} is black, "
+                "CVAT's background colour; give it another colour in classes.json",
+            )
+        )
+    lines = ["# label:color_rgb:parts:actions", f"{BACKGROUND}:0,0,0::"]
+    lines += [
+        f"{name}:{r},{g},{b}::" for name, (r, g, b) in zip(ws.class_names, colors, strict=True)
+    ]
+    palette = [*BACKGROUND_COLOR, *(v for c in colors for v in c)]
+    for sample in ws.samples:
+        segments = ws.read_segments(sample.id)
+        labels = ws.read_labels(sample.id, segments=segments)
+        index = np.where(labels == IGNORE_INDEX, 0, labels.astype(np.int64) + 1).astype(np.uint8)
+        image = Image.fromarray(index, mode="P")
+        image.putpalette(palette)
+        _write_png(out / "SegmentationClass" / f"{sample.id}.png", image)
+        objects = np.zeros((*segments.shape, 3), dtype=np.uint8)
+        covered = segments > 0
+        objects[..., 0] = segments & 0xFF
+        objects[..., 1] = (segments >> 8) & 0xFF
+        objects[..., 2] = np.where(covered, OBJECT_BLUE, 0)
+        _write_png(
+            out / "SegmentationObject" / f"{sample.id}.png", Image.fromarray(objects, mode="RGB")
+        )
+    atomic_write_text(out / "labelmap.txt", "\n".join(lines) + "\n")
+    atomic_write_text(
+        out / "ImageSets" / "Segmentation" / "default.txt",
+        "".join(f"{s.id}\n" for s in ws.samples),
+    )
+    return len(ws.samples)
+
+
+def read_labelmap(path: Path, class_names: Sequence[str]) -> dict[tuple[int, int, int], int]:
+    """Colour → class id (255 for background) from ``labelmap.txt``."""
+    if not path.is_file():
+        raise DataError(Problem(path, "no labelmap.txt: not a CVAT 'Segmentation mask 1.1' export"))
+    index = {name.lower(): i for i, name in enumerate(class_names)}
+    mapping: dict[tuple[int, int, int], int] = {}
+    problems = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split(":")
+        try:
+            name, color = parts[0].strip(), tuple(int(v) for v in parts[1].split(","))
+            if len(color) != 3:
+                raise ValueError
+        except (IndexError, ValueError):
+            problems.append(Problem(f"{path}:{number}", f"expected name:r,g,b::, got {line!r}"))
+            continue
+        if name.lower() == BACKGROUND:
+            mapping[color] = IGNORE_INDEX
+        elif name.lower() in index:
+            mapping[color] = index[name.lower()]
+        else:
+            problems.append(
+                Problem(
+                    f"{path}:{number}",
+                    f"label {name!r} is not a class of the workspace ({', '.join(class_names)})",
+                )
+            )
+    DataError.collect(problems)
+    return mapping
+
+
+def _rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(Problem(path, "missing")) from None
+    except OSError as exc:
+        raise DataError(Problem(path, f"unreadable PNG ({exc})")) from None
+
+
+def _color_keys(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int64)
+    return np.asarray((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2])
+
+
+def read_cvat(folder: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(image id, segments, labels)`` per workspace image from a CVAT mask export."""
+    mapping = read_labelmap(folder / "labelmap.txt", ws.class_names)
+    keys = np.array([(r << 16) | (g << 8) | b for r, g, b in mapping], dtype=np.int64)
+    classes = np.array(list(mapping.values()), dtype=np.int64)
+    order = np.argsort(keys)
+    keys, classes = keys[order], classes[order]
+    for sample in ws.samples:
+        class_path = folder / "SegmentationClass" / f"{sample.id}.png"
+        rgb = _rgb(class_path)
+        if rgb.shape[:2] != sample.shape:
+            raise DataError(
+                Problem(class_path, f"size {rgb.shape[:2]} differs from the image's {sample.shape}")
+            )
+        color = _color_keys(rgb)
+        where = np.searchsorted(keys, color).clip(0, keys.size - 1)
+        unknown = keys[where] != color
+        if unknown.any():
+            bad = rgb[unknown][0].tolist()
+            raise DataError(Problem(class_path, f"colour {bad} is not in labelmap.txt"))
+        labels = classes[where].astype(np.uint8)
+        object_path = folder / "SegmentationObject" / f"{sample.id}.png"
+        if object_path.is_file():
+            objects = _rgb(object_path)
+            if objects.shape[:2] != sample.shape:
+                raise DataError(Problem(object_path, "size differs from the image's"))
+            key = _color_keys(objects)
+            key[labels == IGNORE_INDEX] = 0
+        else:  # no instances: each connected region of one class is a segment
+            from scipy import ndimage
+
+            key = np.zeros(sample.shape, dtype=np.int64)
+            offset = 0
+            for c in np.unique(labels[labels != IGNORE_INDEX]):
+                components, count = ndimage.label(labels == c)
+                key[components > 0] = components[components > 0] + offset
+                offset += count
+        segments = relabel_consecutive(key)
+        labels[segments == 0] = IGNORE_INDEX
+        yield sample.id, segments, labels

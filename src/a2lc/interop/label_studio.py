@@ -1,0 +1,179 @@
+"""Label Studio: the open round's queries as tasks, and the annotations back as answers.
+
+Export writes ``tasks.json`` (one task per query: the image, one pre-filled
+brush region for the segment labelled with its current class, the acquisition
+score as the prediction's score) and ``labeling_config.xml`` (a ``BrushLabels``
+control with every class and ``void``). Import reads Label Studio's JSON
+export: per task, the latest annotation's brush label is the answer; the
+current class means "keep", ``void`` or a deleted region means void.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from a2lc._atomic import atomic_write_text
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.errors import DataError, Problem
+from a2lc.interop.rle import encode_mask
+from a2lc.workspace import Answer, Workspace
+
+VOID_NAME = "void"
+FROM_NAME = "label"
+TO_NAME = "image"
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+"""Label Studio serves local files under this URL (with LOCAL_FILES_SERVING_ENABLED)."""
+
+
+def _hex(color: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{v:02x}" for v in color)
+
+
+def labeling_config(class_names: list[str], colors: list[tuple[int, int, int]]) -> str:
+    labels = "\n".join(
+        f"    <Label value={quoteattr(name)} background={quoteattr(_hex(color))}/>"
+        for name, color in zip(class_names, colors, strict=True)
+    )
+    return (
+        "<View>\n"
+        f'  <Image name="{TO_NAME}" value="$image" zoom="true"/>\n'
+        f'  <BrushLabels name="{FROM_NAME}" toName="{TO_NAME}">\n'
+        f"{labels}\n"
+        f'    <Label value="{VOID_NAME}" background="#000000"/>\n'
+        "  </BrushLabels>\n"
+        "</View>\n"
+    )
+
+
+def export_tasks(
+    ws: Workspace, out: Path, *, image_prefix: str = LOCAL_FILES_PREFIX
+) -> dict[str, Any]:
+    """Write ``out/tasks.json`` and ``out/labeling_config.xml`` for the open round."""
+    current = ws.open_round()
+    if current is None:
+        raise DataError(Problem(ws.path, "no open round: there are no queries to export"))
+    names = list(ws.class_names)
+    tasks = []
+    segments_cache: dict[str, Any] = {}
+    for query in ws.unanswered(current.round):
+        if query.image_id not in segments_cache:
+            segments_cache = {query.image_id: ws.read_segments(query.image_id)}
+        segments = segments_cache[query.image_id]
+        table = ws.segment_table(query.image_id)
+        label = int(table.label[table.ids.tolist().index(query.segment_id)])
+        sample = ws.sample(query.image_id)
+        region = {
+            "id": f"{query.image_id}_{query.segment_id}",
+            "from_name": FROM_NAME,
+            "to_name": TO_NAME,
+            "type": "brushlabels",
+            "original_width": sample.width,
+            "original_height": sample.height,
+            "image_rotation": 0,
+            "value": {
+                "format": "rle",
+                "rle": encode_mask(segments == query.segment_id),
+                "brushlabels": [VOID_NAME if label == IGNORE_INDEX else names[label]],
+            },
+        }
+        tasks.append(
+            {
+                "data": {
+                    TO_NAME: f"{image_prefix}{Path(sample.image_path).resolve()}",
+                    "image_id": query.image_id,
+                    "segment_id": query.segment_id,
+                    "round": current.round,
+                    "rank": query.rank,
+                },
+                "predictions": [
+                    {
+                        "model_version": f"a2lc-round-{current.round}",
+                        "score": query.score,
+                        "result": [region],
+                    }
+                ],
+            }
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "tasks.json", json.dumps(tasks))
+    atomic_write_text(out / "labeling_config.xml", labeling_config(names, ws.palette))
+    return {"round": current.round, "tasks": len(tasks)}
+
+
+def read_answers(ws: Workspace, path: Path) -> list[Answer]:
+    """Answers from a Label Studio JSON export (validated against the open round by the caller)."""
+    try:
+        tasks = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(Problem(path, "no such file")) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(Problem(path, f"not a readable JSON file ({exc})")) from None
+    if not isinstance(tasks, list):
+        raise DataError(Problem(path, "expected Label Studio's JSON export: a list of tasks"))
+    index = {name: i for i, name in enumerate(ws.class_names)}
+    answers: list[Answer] = []
+    problems: list[Problem] = []
+    for n, task in enumerate(tasks):
+        where = f"{path} task {n}"
+        try:
+            data = task["data"]
+            image_id, segment_id = str(data["image_id"]), int(data["segment_id"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(Problem(where, "no data.image_id / data.segment_id (not an a2lc task)"))
+            continue
+        done = [
+            a
+            for a in task.get("annotations") or []
+            if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
+        if not done:
+            continue  # not annotated yet
+        latest = max(done, key=lambda a: (str(a.get("updated_at") or ""), int(a.get("id") or 0)))
+        regions = [
+            r
+            for r in latest.get("result") or []
+            if isinstance(r, dict) and r.get("type") == "brushlabels"
+        ]
+        names = [str(x) for r in regions for x in (r.get("value") or {}).get("brushlabels") or []]
+        if len(set(names)) > 1:
+            problems.append(Problem(where, f"the region has several labels {sorted(set(names))}"))
+            continue
+        if not names or names[0] == VOID_NAME:
+            label: int | None = IGNORE_INDEX
+        elif names[0] in index:
+            label = index[names[0]]
+        else:
+            problems.append(
+                Problem(
+                    where, f"unknown label {names[0]!r}; valid: {', '.join([*index, VOID_NAME])}"
+                )
+            )
+            continue
+        table = ws.segment_table(image_id)
+        ids = table.ids.tolist()
+        if segment_id in ids and label == int(table.label[ids.index(segment_id)]):
+            label = None  # the current class confirmed: keep the segment's pixels as they are
+        who = latest.get("completed_by")
+        annotator = (
+            str(who.get("email") if isinstance(who, dict) else who) if who else "label-studio"
+        )
+        answers.append(Answer(image_id, segment_id, label, annotator))
+    DataError.collect(problems)
+    return answers
+
+
+def import_answers(ws: Workspace, path: Path) -> dict[str, int]:
+    """Record the answers of a Label Studio export in one transaction (all or nothing)."""
+    current = ws.open_round()
+    if current is None:
+        raise DataError(Problem(ws.path, "no open round to take answers"))
+    answers = read_answers(ws, path)
+    ws.record_answers(current.round, answers)
+    return {
+        "round": current.round,
+        "answers": len(answers),
+        "unanswered": ws.count_unanswered(current.round),
+    }
