@@ -32,6 +32,7 @@ function showQuery(query) {
   $("current").textContent = className(query.label);
   $("zoom").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${state.zoom ? 1 : 0}`;
   $("zoom").dataset.segment = `${query.image_id}/${query.segment_id}`;
+  $("whole").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=0`;
   for (const li of $("palette").children) li.classList.toggle("current", Number(li.dataset.id) === query.label);
 }
 
