@@ -397,10 +397,9 @@ def _grounded_sam_config(args: argparse.Namespace, class_names: Sequence[str]) -
         raise A2LCError("--box-batch must be at least 1")
     prompts: dict[str, str] = {}
     if args.prompts is not None:
-        try:
-            raw = json.loads(args.prompts.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise A2LCError(f"{args.prompts}: not a readable JSON file ({exc})") from None
+        from a2lc._json import read_json
+
+        raw = read_json(args.prompts)
         if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
             raise A2LCError(f"{args.prompts}: must be a JSON object of class name → phrase")
         prompts = {str(k): v for k, v in raw.items()}
@@ -591,7 +590,8 @@ def _run(args: argparse.Namespace) -> int:
         if not result.finished:
             print(
                 f"round {result.waiting_round}: {ws.count_unanswered(result.waiting_round or 0)} queries "
-                "wait for answers; rerun this command when they are in"
+                f"wait for answers (`a2lc annotate -w {args.workspace}`, or Label Studio via "
+                "`a2lc export-queries`); rerun this command when they are in"
             )
     return 0
 

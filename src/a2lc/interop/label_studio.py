@@ -16,6 +16,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from a2lc._atomic import atomic_write_text
+from a2lc._json import read_json
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.interop.rle import encode_mask
@@ -105,12 +106,7 @@ def export_tasks(
 
 def read_answers(ws: Workspace, path: Path) -> list[Answer]:
     """Answers from a Label Studio JSON export (validated against the open round by the caller)."""
-    try:
-        tasks = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(Problem(path, "no such file")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(Problem(path, f"not a readable JSON file ({exc})")) from None
+    tasks = read_json(path)
     if not isinstance(tasks, list):
         raise DataError(Problem(path, "expected Label Studio's JSON export: a list of tasks"))
     index = {name: i for i, name in enumerate(ws.class_names)}

@@ -15,7 +15,6 @@ valid ground-truth pixel. IoUs are fractions in ``[0, 1]``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from a2lc._json import read_json
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.metrics import iou_per_class
@@ -250,13 +250,7 @@ def validate_target(
 
 def load_target(path: Path, class_names: Sequence[str]) -> dict[str, float]:
     """Read ``--noise-target FILE.json`` (class name → IoU in %)."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(Problem(path, "no such file")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(Problem(path, f"not a readable JSON file ({exc})")) from None
-    return validate_target(raw, class_names, source=path)
+    return validate_target(read_json(path), class_names, source=path)
 
 
 def default_target(class_names: Sequence[str]) -> dict[str, float]:
