@@ -122,6 +122,9 @@ def test_panoptic_json_and_bad_categories(
         rgb = np.asarray(image.convert("RGB")).astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
     assert (ids == info["id"]).sum() == info["area"]
+    ys, xs = np.nonzero(ids == info["id"])
+    width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    assert info["bbox"] == [xs.min(), ys.min(), width, height]
     document["categories"][0]["name"] = "heaven"
     (out / "panoptic.json").write_text(json.dumps(document))
     target = fresh(synthetic, tmp_path / "imported")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from a2lc._atomic import atomic_write_text
 from a2lc.data.sample import IGNORE_INDEX
@@ -55,18 +56,23 @@ def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
         keep = np.zeros(int(segments.max(initial=0)) + 1, dtype=bool)
         keep[ids[has_class]] = True
         panoptic = np.where(keep[segments], segments, 0)
+        boxes = ndimage.find_objects(segments)  # one pass: a (row, col) slice per id
         infos = []
         for seg_id, size, cls, ok in zip(ids, sizes, majority, has_class, strict=True):
             if not ok:
                 continue
-            ys, xs = np.nonzero(segments == seg_id)
-            x0, y0 = int(xs.min()), int(ys.min())
+            rows, cols = boxes[seg_id - 1]
             infos.append(
                 {
                     "id": int(seg_id),
                     "category_id": int(cls) + 1,
                     "area": int(size),
-                    "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
+                    "bbox": [
+                        cols.start,
+                        rows.start,
+                        cols.stop - cols.start,
+                        rows.stop - rows.start,
+                    ],
                     "iscrowd": 0,
                 }
             )

@@ -155,10 +155,7 @@ def make_pseudo_labels(
             progress(ws.samples, desc="pseudo-labels", total=len(ws.samples), enabled=show_progress)
         ):
             if config.source == "gt-proxy":
-                rng = np.random.default_rng([config.seed, index])
-                segments = gt_proxy_segments(
-                    ws.read_ground_truth(sample.id), rng=rng, config=config.gt_proxy
-                )
+                segments = _gt_proxy(ws, config, index, sample.id)
             else:
                 segments = superpixel_segments(
                     seed_runner.load_image(sample.id), num_segments=config.superpixels
