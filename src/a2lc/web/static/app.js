@@ -22,6 +22,8 @@ function className(id) {
 function showProgress(p) {
   const mine = p.by_annotator[state.name] || 0;
   $("progress").textContent = `${p.answered} / ${p.total} answered · you: ${mine}`;
+  const others = Object.entries(p.by_annotator).filter(([name]) => name !== state.name);
+  $("team").textContent = others.map(([name, n]) => `${name}: ${n}`).join(" · ");
 }
 
 function showQuery(query) {
