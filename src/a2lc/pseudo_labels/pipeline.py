@@ -305,6 +305,8 @@ def make_grounded_sam_labels(
     """
     from a2lc.pseudo_labels.grounded_sam import read_outputs, run_grounded_sam
 
+    if ws.rounds():  # checked before hours of model time, not after
+        raise WorkspaceError("initial labels cannot change after the first round started")
     staging = ws.path / GROUNDED_SAM_STAGING
     summary = run_grounded_sam(
         ws.samples,
