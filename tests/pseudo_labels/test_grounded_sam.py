@@ -367,3 +367,12 @@ def test_one_image_embedding_per_image_and_batched_boxes(models: tuple[Path, Pat
     assert masks.shape == (12, 200, 130)
     assert embeddings == [1]
     assert decoder_boxes == [5, 5, 2]
+
+
+def test_refused_before_running_once_a_round_started(
+    open_round: Path, models: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["pseudo-label", "-w", str(open_round), "--source", "grounded-sam"]
+    assert main([*args, "--detector", str(models[0]), "--segmenter", str(models[1])]) == 1
+    assert "cannot change after the first round started" in capsys.readouterr().err
+    assert not (open_round / "staging").exists()
