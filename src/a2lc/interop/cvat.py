@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from a2lc._atomic import atomic_write_text
+from a2lc.data.images import read_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.pseudo_labels.segments import relabel_consecutive
@@ -110,16 +111,6 @@ def read_labelmap(path: Path, class_names: Sequence[str]) -> dict[tuple[int, int
     return mapping
 
 
-def _rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError:
-        raise DataError(Problem(path, "missing")) from None
-    except OSError as exc:
-        raise DataError(Problem(path, f"unreadable PNG ({exc})")) from None
-
-
 def _color_keys(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.int64)
     return np.asarray((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2])
@@ -134,7 +125,7 @@ def read_cvat(folder: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np
     keys, classes = keys[order], classes[order]
     for sample in ws.samples:
         class_path = folder / "SegmentationClass" / f"{sample.id}.png"
-        rgb = _rgb(class_path)
+        rgb = read_image(class_path)
         if rgb.shape[:2] != sample.shape:
             raise DataError(
                 Problem(class_path, f"size {rgb.shape[:2]} differs from the image's {sample.shape}")
@@ -148,7 +139,7 @@ def read_cvat(folder: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np
         labels = classes[where].astype(np.uint8)
         object_path = folder / "SegmentationObject" / f"{sample.id}.png"
         if object_path.is_file():
-            objects = _rgb(object_path)
+            objects = read_image(object_path)
             if objects.shape[:2] != sample.shape:
                 raise DataError(Problem(object_path, "size differs from the image's"))
             key = _color_keys(objects)
