@@ -512,13 +512,15 @@ def _print_noise(noise: dict[str, Any]) -> None:
 
     print(f"{'class':<16} {'target':>7} {'rate %':>7} {'expected':>9} {'realised':>9}")
     for name in noise["target_iou"]:
-        mark = (
-            " (capped by the segments)"
-            if name in noise["capped_classes"]
-            else " (not reachable)"
-            if name in noise["unreachable_classes"]
-            else ""
-        )
+        notes = [
+            note
+            for note, key in (
+                ("capped by the segments", "capped_classes"),
+                ("not reachable", "unreachable_classes"),
+            )
+            if name in noise[key]
+        ]
+        mark = f" ({'; '.join(notes)})" if notes else ""
         print(
             f"{name:<16} {pct(noise['solved_target_iou'][name]):>7} "
             f"{pct(noise['realised_flip_rates'][name]):>7} {pct(noise['expected_iou'][name]):>9} "

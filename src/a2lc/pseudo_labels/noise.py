@@ -3,9 +3,11 @@
 A foundation-model pipeline such as Grounded SAM finds most objects but
 confuses similar classes systematically. This module reproduces that: a
 segment whose ground-truth majority class is ``c`` keeps ``c`` with
-probability ``1 − e_c`` and otherwise takes a confusable class drawn from row
-``c`` of a confusion matrix. The rates ``e_c`` are solved so that the expected
-initial per-class IoU matches a target vector.
+probability ``1 − e_c`` and otherwise takes a confusable class from row ``c``
+of a confusion matrix. The rates ``e_c`` are solved so that the expected
+initial per-class IoU matches a target vector; :func:`draw_labels` then flips
+whole segments, without replacement, so that the flipped pixel mass of each
+class (and what each confusable class receives) matches that expectation.
 
 Pure functions on arrays. Shapes: ``S`` segments of the whole pool, ``C``
 classes; ``histograms`` is ``(S, C)`` ground-truth pixel counts per segment
@@ -175,25 +177,62 @@ def solve_flip_rates(
 
 
 def draw_labels(
-    majority: np.ndarray, rates: np.ndarray, rows: np.ndarray, *, rng: np.random.Generator
+    majority: np.ndarray,
+    rates: np.ndarray,
+    rows: np.ndarray,
+    *,
+    sizes: np.ndarray,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """``(S,)`` uint8 labels: majority classes with ``round(e_c · N_c)`` of each class's flipped.
+    """``(S,)`` uint8 labels: majority classes, with a share ``e_c`` of each class's pixels flipped.
 
-    The flipped segments of class ``c`` are drawn without replacement, so the
-    realised rate equals the solved one; each takes a class drawn from
-    ``rows[c]``. Segments with ``majority == -1`` get 255 (uncovered).
+    ``sizes`` is ``(S,)`` valid pixels per segment. The solver works on expected
+    pixel counts, so the draw matches them rather than segment counts (a few large
+    segments would otherwise swing a class's IoU): class ``c``'s segments are
+    visited in random order, without replacement, and the prefix whose pixel mass
+    is closest to ``e_c`` of the class's mass is flipped. The flipped segments then
+    take their new classes by systematic sampling along their mass, so class ``j``
+    receives a share ``rows[c, j]`` of it. Both are exact up to one segment's mass.
+    Segments with ``majority == -1`` get 255 (uncovered).
     """
     majority = np.asarray(majority, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.shape != majority.shape:
+        raise ValueError(f"sizes {sizes.shape} and majority {majority.shape} differ in shape")
     num_classes = rows.shape[0]
     labels = np.where(majority >= 0, majority, IGNORE_INDEX).astype(np.uint8)
     for c in range(num_classes):
         members = np.flatnonzero(majority == c)
-        count = round(float(rates[c]) * members.size)
+        if members.size == 0 or rates[c] <= 0:
+            continue
+        order = rng.permutation(members)
+        mass = np.cumsum(sizes[order])
+        prefixes = np.concatenate([[0.0], mass])
+        count = int(np.argmin(np.abs(prefixes - rates[c] * mass[-1])))
         if count == 0:
             continue
-        flipped = rng.choice(members, size=count, replace=False)
-        labels[flipped] = rng.choice(num_classes, size=count, p=rows[c])
+        flipped = order[:count]
+        centres = (mass[:count] - sizes[flipped] / 2) / mass[count - 1]
+        allowed = np.flatnonzero(rows[c] > 0)
+        edges = np.cumsum(rows[c])
+        destination = np.searchsorted(edges, centres, side="right")
+        # Rounding can leave the last edge a hair below 1: stay on an allowed class.
+        labels[flipped] = np.minimum(destination, allowed[-1])
     return labels
+
+
+def flipped_share(
+    majority: np.ndarray, labels: np.ndarray, sizes: np.ndarray, *, num_classes: int
+) -> np.ndarray:
+    """``(C,)`` realised flip rates: the share of each class's segment pixels relabelled."""
+    majority = np.asarray(majority, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    valid = majority >= 0
+    total = np.bincount(majority[valid], weights=sizes[valid], minlength=num_classes)
+    moved = valid & (labels != majority)
+    flipped = np.bincount(majority[moved], weights=sizes[moved], minlength=num_classes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, flipped / total, 0.0)
 
 
 def realised_confusion(histograms: np.ndarray, labels: np.ndarray) -> np.ndarray:

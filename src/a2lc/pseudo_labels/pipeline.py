@@ -40,6 +40,7 @@ from a2lc.pseudo_labels.noise import (
     confusion_rows,
     default_target,
     draw_labels,
+    flipped_share,
     realised_confusion,
     solve_flip_rates,
     target_vector,
@@ -229,14 +230,16 @@ def _detector_like(
         )
     if not solved.converged:
         log.warning("flip-rate solver stopped after %d iterations", solved.iterations)
+    sizes = pool.sum(axis=1)
     labels = draw_labels(
-        majority, solved.rates, rows, rng=np.random.default_rng([config.seed, NOISE_STREAM])
+        majority,
+        solved.rates,
+        rows,
+        sizes=sizes,
+        rng=np.random.default_rng([config.seed, NOISE_STREAM]),
     )
     realised = iou_per_class(realised_confusion(pool, labels))
-    realised_rates = [
-        float(np.mean(labels[majority == c] != c)) if (majority == c).any() else 0.0
-        for c in range(num_classes)
-    ]
+    realised_rates = flipped_share(majority, labels, sizes, num_classes=num_classes)
 
     def maps() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         offset = 0
