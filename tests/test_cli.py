@@ -302,6 +302,36 @@ def test_bench_writes_results_and_report(
     assert "| a2lc |" in printed
 
 
+def test_bench_starts_over_an_initial_workspace_killed_before_its_database(
+    tmp_path: Path,
+) -> None:
+    from a2lc.bench import BenchConfig, run_benchmark
+    from a2lc.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", num_images=4, height=48, width=64, cell=16)
+    make_synthetic_dataset(
+        tmp_path / "data", num_images=2, height=48, width=64, cell=16, split="val", seed=1
+    )
+    out = tmp_path / "bench"
+    # What a kill during the initial pseudo-labels can leave: maps but no database yet.
+    stale = out / "runs" / "seed" / "seed1" / "initial"
+    (stale / "segments").mkdir(parents=True)
+    (stale / "segments" / "train_000.png").write_bytes(b"partial")
+    config = BenchConfig(
+        data=data.root,
+        out=out,
+        strategies=("random",),
+        seeds=(1,),
+        rounds=1,
+        budget=3,
+        seed_images=2,
+        epochs=1,
+    )
+    results = run_benchmark(config, show_progress=False)
+    assert [r["round"] for r in results["runs"][0]["rounds"]] == [0, 1]
+    assert (stale / "a2lc.sqlite").is_file()
+
+
 def test_run_options_presets_and_thresholds() -> None:
     from a2lc.cli import _parser, run_config_from_args
     from a2lc.correction.lcm import CITYSCAPES_THRESHOLDS, VOC_THRESHOLDS

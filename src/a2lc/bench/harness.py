@@ -36,6 +36,7 @@ from a2lc.pseudo_labels.pipeline import (
 from a2lc.rounds import RunConfig, default_budget, run_rounds
 from a2lc.strategies import STRATEGIES
 from a2lc.workspace import Workspace
+from a2lc.workspace.workspace import DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,12 @@ def _seed_dir(config: BenchConfig, noise: NoiseRegime, seed: int) -> Path:
 def _initial_workspace(config: BenchConfig, noise: NoiseRegime, seed: int, cache: Path) -> Path:
     """The seed's workspace with initial pseudo-labels (made once, then copied per strategy)."""
     path = _seed_dir(config, noise, seed) / "initial"
-    if path.exists():
+    if (path / DB_NAME).exists():
         with Workspace.open(path) as ws:
             if ws.has_segments:
                 return path
-        shutil.rmtree(path)
+    # Not started, or interrupted before its labels were complete: start over.
+    shutil.rmtree(path, ignore_errors=True)
     dataset = load_dataset(config.data, split=config.pool_split)
     with Workspace.create(path, dataset) as ws:
         started = time.perf_counter()
