@@ -55,6 +55,7 @@ class Tally:
     names: tuple[str, ...] = ()
     queried: Counter[int] = field(default_factory=Counter)
     fixed: Counter[int] = field(default_factory=Counter)
+    fixed_pixels: int = 0
     lcm_right: Counter[tuple[int, int]] = field(default_factory=Counter)
     lcm_wrong: Counter[tuple[int, int]] = field(default_factory=Counter)
 
@@ -70,9 +71,17 @@ def analyse(paths: list[Path]) -> Tally:
             rows = ws.corrections()
             manual = [r for r in rows if r["source"] == "manual"]
             auto = [r for r in rows if r["source"] == "auto"]
+            sizes = {
+                (image_id, segment_id): pixels
+                for image_id, segment_id, pixels in ws.connection.execute(
+                    "SELECT image_id, segment_id, pixel_count FROM segments"
+                )
+            }
             for r in manual:
+                wrong = r["before"] != r["after"]
                 tally.queried[r["before"]] += 1
-                tally.fixed[r["before"]] += int(r["before"] != r["after"])
+                tally.fixed[r["before"]] += int(wrong)
+                tally.fixed_pixels += sizes[(r["image_id"], r["segment_id"])] if wrong else 0
             if auto:
                 truth = _ground_truth_majority(ws, auto)
                 for r, t in zip(auto, truth, strict=True):
@@ -96,7 +105,8 @@ def main() -> None:
         print(f"\n### {noise} noise, {strategy} ({len(paths)} runs)\n")
         if total_q:
             print(
-                f"Queries: {total_q:,}, mislabelled {total_f:,} ({100 * total_f / total_q:.1f}%).\n"
+                f"Queries: {total_q:,}, mislabelled {total_f:,} ({100 * total_f / total_q:.1f}%; "
+                f"{tally.fixed_pixels / 1e6:.1f} M pixels).\n"
             )
             print("| label when queried | queried | mislabelled |")
             print("|---|---|---|")
