@@ -208,6 +208,7 @@ def test_bad_requests_are_refused_without_a_state_change(
         ({**good, "segment_id": 99999}, 404, "has no segment 99999"),
         ({**good, "annotator": ""}, 409, "give an annotator name"),
         ({**good, "annotator": "someone else"}, 409, "another annotator"),
+        ({**good, "padding": "x" * 20_000}, 413, "too large"),
     ]
     for body, status, message in cases:
         if isinstance(body, bytes):
