@@ -18,11 +18,10 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from a2lc.data.segments import majority_labels
+from a2lc.rounds import ground_truth_majority
 from a2lc.workspace import Workspace
 
 
@@ -32,20 +31,6 @@ def _runs(out: Path) -> dict[tuple[str, str], list[Path]]:
         if path.name != "initial" and (path / "a2lc.sqlite").exists():
             runs.setdefault((path.parent.parent.name, path.name), []).append(path)
     return runs
-
-
-def _ground_truth_majority(ws: Workspace, rows: list[dict[str, Any]]) -> np.ndarray:
-    """``(len(rows),)`` majority ground-truth class of each corrected segment."""
-    truth = np.empty(len(rows), dtype=np.int64)
-    by_image: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_image.setdefault(row["image_id"], []).append(i)
-    for image_id, index in by_image.items():
-        ids = np.asarray([rows[i]["segment_id"] for i in index])
-        truth[index] = majority_labels(
-            ws.read_ground_truth(image_id), ws.read_segments(image_id), ids
-        )
-    return truth
 
 
 @dataclass
@@ -71,19 +56,17 @@ def analyse(paths: list[Path]) -> Tally:
             rows = ws.corrections()
             manual = [r for r in rows if r["source"] == "manual"]
             auto = [r for r in rows if r["source"] == "auto"]
-            sizes = {
-                (image_id, segment_id): pixels
-                for image_id, segment_id, pixels in ws.connection.execute(
-                    "SELECT image_id, segment_id, pixel_count FROM segments"
-                )
-            }
+            tables = ws.segment_labels()
             for r in manual:
                 wrong = r["before"] != r["after"]
                 tally.queried[r["before"]] += 1
                 tally.fixed[r["before"]] += int(wrong)
-                tally.fixed_pixels += sizes[(r["image_id"], r["segment_id"])] if wrong else 0
+                if wrong:
+                    table = tables[r["image_id"]]
+                    row = int(np.searchsorted(table.ids, r["segment_id"]))
+                    tally.fixed_pixels += int(table.pixel_count[row])
             if auto:
-                truth = _ground_truth_majority(ws, auto)
+                truth = ground_truth_majority(ws, [(r["image_id"], r["segment_id"]) for r in auto])
                 for r, t in zip(auto, truth, strict=True):
                     pair = (r["before"], r["after"])
                     (tally.lcm_right if t == r["after"] else tally.lcm_wrong)[pair] += 1

@@ -395,16 +395,23 @@ def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
     log.info("round %d: LCM changed %d segments (τ = %.10g)", r, len(changes), threshold)
 
 
-def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
-    """Fraction of LCM's changes that gave the segment its majority ground-truth class."""
-    by_image: dict[str, list[tuple[int, int]]] = {}
-    for image_id, segment_id, after in changes:
-        by_image.setdefault(image_id, []).append((segment_id, after))
-    right = 0
-    for image_id, items in by_image.items():
-        segment_ids = np.asarray([s for s, _ in items])
-        truth = majority_labels(
+def ground_truth_majority(ws: Workspace, keys: list[tuple[str, int]]) -> np.ndarray:
+    """``(len(keys),)`` majority ground-truth value of each (image id, segment id)."""
+    truth = np.empty(len(keys), dtype=np.int64)
+    by_image: dict[str, list[int]] = {}
+    for i, (image_id, _) in enumerate(keys):
+        by_image.setdefault(image_id, []).append(i)
+    for image_id, rows in by_image.items():
+        segment_ids = np.asarray([keys[i][1] for i in rows])
+        truth[rows] = majority_labels(
             ws.read_ground_truth(image_id), ws.read_segments(image_id), segment_ids
         )
-        right += int(np.sum(truth == np.asarray([a for _, a in items])))
-    return right / len(changes)
+    return truth
+
+
+def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
+    """Fraction of LCM's changes that gave the segment its majority ground-truth class."""
+    truth = ground_truth_majority(
+        ws, [(image_id, segment_id) for image_id, segment_id, _ in changes]
+    )
+    return float(np.mean(truth == np.asarray([after for _, _, after in changes])))
