@@ -156,7 +156,7 @@ def make_pseudo_labels(
             progress(ws.samples, desc="pseudo-labels", total=len(ws.samples), enabled=show_progress)
         ):
             if config.source == "gt-proxy":
-                segments = _gt_proxy(ws, config, index, sample.id)
+                segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
             else:
                 segments = superpixel_segments(
                     seed_runner.load_image(sample.id), num_segments=config.superpixels
@@ -175,9 +175,10 @@ def make_pseudo_labels(
     return {**counts, "seed_images": seed_ids}
 
 
-def _gt_proxy(ws: Workspace, config: PseudoLabelConfig, index: int, image_id: str) -> np.ndarray:
+def _gt_proxy(config: PseudoLabelConfig, index: int, ground_truth: np.ndarray) -> np.ndarray:
+    """gt-proxy segments of the pool's image ``index`` (its own random stream under ``seed``)."""
     rng = np.random.default_rng([config.seed, index])
-    return gt_proxy_segments(ws.read_ground_truth(image_id), rng=rng, config=config.gt_proxy)
+    return gt_proxy_segments(ground_truth, rng=rng, config=config.gt_proxy)
 
 
 def _detector_like(
@@ -205,9 +206,10 @@ def _detector_like(
     for index, sample in enumerate(
         progress(ws.samples, desc="segments", total=len(ws.samples), enabled=show_progress)
     ):
-        segments = _gt_proxy(ws, config, index, sample.id)
+        ground_truth = ws.read_ground_truth(sample.id)
+        segments = _gt_proxy(config, index, ground_truth)
         ids = np.arange(1, int(segments.max()) + 1)
-        hist = label_histograms(ws.read_ground_truth(sample.id), segments, ids)[:, :num_classes]
+        hist = label_histograms(ground_truth, segments, ids)[:, :num_classes]
         histograms.append(hist)
     pool = np.concatenate(histograms) if histograms else np.zeros((0, num_classes), np.int64)
     majority = np.where(pool.sum(axis=1) > 0, pool.argmax(axis=1), -1)
@@ -246,7 +248,7 @@ def _detector_like(
         for index, sample in enumerate(
             progress(ws.samples, desc="pseudo-labels", total=len(ws.samples), enabled=show_progress)
         ):
-            segments = _gt_proxy(ws, config, index, sample.id)
+            segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
             count = int(segments.max())
             table = np.concatenate([[IGNORE_INDEX], labels[offset : offset + count]]).astype(
                 np.uint8
