@@ -25,6 +25,7 @@ from tests.conftest import OPEN_ROUND_BUDGET as BUDGET
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = Path(os.environ.get("A2LC_TEST_OUTPUT", REPO / "test-output"))
+LEASE_DELAY_S = 0.3
 
 
 def chromium() -> str:
@@ -89,7 +90,7 @@ def answers(workspace: Path) -> list[tuple[str, int, int, int, int, str]]:
 
 
 def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round: Path) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Route, sync_playwright
 
     port = free_port()
     server = Server(open_round, port)
@@ -99,6 +100,14 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
             executable_path=chromium(), args=["--no-sandbox"], headless=True
         )
         page = browser.new_page(viewport={"width": 1100, "height": 640})
+
+        # A slow server (as on a busy CI machine) must not let a key land while the
+        # next segment is still on its way: every lease answer is held back a little.
+        def slow_lease(route: Route) -> None:
+            time.sleep(LEASE_DELAY_S)
+            route.continue_()
+
+        page.route("**/api/lease", slow_lease)
         try:
 
             def answered(n: int) -> None:
@@ -110,7 +119,8 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
             def segment_shown() -> str:
                 page.wait_for_function(
                     "(() => { const i = document.getElementById('zoom'); "
-                    "return !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
+                    "return !document.body.classList.contains('busy') "
+                    "&& !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
                     timeout=20_000,
                 )
                 return str(page.get_attribute("#zoom", "data-segment"))

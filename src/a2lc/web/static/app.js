@@ -42,38 +42,56 @@ async function next() {
   const data = await api("/api/lease", { annotator: state.name });
   showProgress(data.progress);
   showQuery(data.query);
+  // Ready once the segment is on screen; a broken image still leaves the page usable.
+  if (data.query) await $("zoom").decode().catch(() => {});
 }
 
-async function submit(label) {
-  if (!state.query || state.busy) return;
-  state.busy = true;
-  const q = state.query;
-  try {
-    const data = await api("/api/answer", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label });
-    showProgress(data.progress);
-    $("message").textContent = `${q.image_id}/${q.segment_id}: ${label === null ? "kept " + className(q.label) : className(label)}`;
-    await next();
-  } catch (error) {
-    $("message").textContent = error.message;
-    await next();
-  } finally {
-    state.busy = false;
-  }
-}
-
-async function undo() {
+// One request at a time: a key pressed while an answer is in flight would land on the
+// segment that is about to be replaced, so it is dropped. The page shows the busy state
+// (body.busy) until the next segment and the progress that goes with it are on screen.
+async function exclusive(work) {
   if (state.busy) return;
   state.busy = true;
+  document.body.classList.add("busy");
   try {
-    const data = await api("/api/undo", { annotator: state.name });
-    showProgress(data.progress);
-    if (data.query) { showQuery(data.query); $("message").textContent = "undone"; }
-    else $("message").textContent = "nothing to undo";
+    await work();
   } catch (error) {
     $("message").textContent = error.message;
   } finally {
     state.busy = false;
+    document.body.classList.remove("busy");
   }
+}
+
+function submit(label) {
+  if (!state.query) return;
+  const q = state.query;
+  return exclusive(async () => {
+    try {
+      await api("/api/answer", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label });
+      $("message").textContent = `${q.image_id}/${q.segment_id}: ${label === null ? "kept " + className(q.label) : className(label)}`;
+    } catch (error) {
+      $("message").textContent = error.message;
+    }
+    await next();
+  });
+}
+
+function undo() {
+  return exclusive(async () => {
+    const data = await api("/api/undo", { annotator: state.name });
+    showProgress(data.progress);
+    if (data.query) {
+      showQuery(data.query);
+      $("message").textContent = "undone";
+      await $("zoom").decode().catch(() => {});
+    }
+    else $("message").textContent = "nothing to undo";
+  });
+}
+
+function refresh() {
+  return exclusive(next);
 }
 
 function buildPalette() {
@@ -99,7 +117,7 @@ function onKey(event) {
   else if (key === "x") submit(VOID);
   else if (key === "u" || key === "backspace") undo();
   else if (key === "z") { state.zoom = !state.zoom; showQuery(state.query); }
-  else if (key === "r") next();
+  else if (key === "r") refresh();
   else return;
   event.preventDefault();
 }
@@ -112,7 +130,7 @@ async function start() {
   $("confirm").addEventListener("click", () => submit(null));
   $("void").addEventListener("click", () => submit(VOID));
   $("undo").addEventListener("click", undo);
-  $("refresh").addEventListener("click", next);
+  $("refresh").addEventListener("click", refresh);
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     state.name = $("name").value.trim();
@@ -128,7 +146,14 @@ async function start() {
 
 function begin() {
   $("who").textContent = state.name;
-  next().catch((error) => { $("message").textContent = error.message; $("task").hidden = false; });
+  exclusive(async () => {
+    try {
+      await next();
+    } catch (error) {
+      $("task").hidden = false; // the message is shown inside the task panel
+      throw error;
+    }
+  });
 }
 
 start().catch((error) => { document.body.textContent = `a2lc: ${error.message}`; });
