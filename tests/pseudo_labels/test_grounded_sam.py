@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -288,6 +289,48 @@ def test_cli_writes_initial_labels_into_the_workspace(
             present += np.unique(segments[segments > 0]).size
         assert w.status()["segments"]["initial"] == present
         assert not (ws / "staging").exists()
+
+
+OFFLINE_DRIVER = """
+import os, socket, sys
+
+def refuse(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise OSError(f"a2lc tried to reach the network: {address}")
+    return real_connect(self, address)
+
+real_connect = socket.socket.connect
+socket.socket.connect = refuse
+from a2lc.cli import main
+code = main(sys.argv[1:])
+print("offline:", os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+sys.exit(code)
+"""
+
+
+def test_runs_offline_without_touching_the_network(
+    tmp_path: Path, models: tuple[Path, Path], dataset_root: Path
+) -> None:
+    """A fresh process with the hub's offline switches unset and every TCP connect refused."""
+    ws = tmp_path / "ws"
+    assert main(["init", "-w", str(ws), "--data", str(dataset_root)]) == 0
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    env["TQDM_DISABLE"] = "1"
+    args = ["pseudo-label", "-w", str(ws), "--source", "grounded-sam", "--device", "cpu"]
+    args += ["--detector", str(models[0]), "--segmenter", str(models[1])]
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_DRIVER, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "offline: 1 1" in result.stdout
+    with Workspace.open(ws) as w:
+        assert w.meta("initial_source") == "grounded-sam"
 
 
 def test_errors_say_what_is_wrong_and_how_to_get_weights(
