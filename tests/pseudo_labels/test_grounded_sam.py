@@ -200,14 +200,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
     tmp_path: Path, models: tuple[Path, Path], dataset_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset = load_dataset(dataset_root, split="train")
-    names = dataset.class_names
-    run_grounded_sam(
-        dataset.samples,
-        tmp_path / "whole",
-        config=config(models),
-        class_names=names,
-        show_progress=False,
-    )
+
+    def run(folder: str, **options: object) -> grounded_sam.RunSummary:
+        return run_grounded_sam(
+            dataset.samples,
+            tmp_path / folder,
+            config=config(models, **options),
+            class_names=dataset.class_names,
+            show_progress=False,
+        )
+
+    run("whole")
 
     calls: list[int] = []
     original = GroundedSam.segment
@@ -220,13 +223,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
 
     monkeypatch.setattr(GroundedSam, "segment", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_grounded_sam(
-            dataset.samples,
-            tmp_path / "part",
-            config=config(models),
-            class_names=names,
-            show_progress=False,
-        )
+        run("part")
     monkeypatch.setattr(GroundedSam, "segment", original)
     detected: list[int] = []
     original_detect = GroundedSam.detect
@@ -236,13 +233,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
         return original_detect(self, image)
 
     monkeypatch.setattr(GroundedSam, "detect", counting)
-    summary = run_grounded_sam(
-        dataset.samples,
-        tmp_path / "part",
-        config=config(models),
-        class_names=names,
-        show_progress=False,
-    )
+    summary = run("part")
     assert summary.skipped == 1
     assert len(detected) == 2
     for sub in ("segments", "labels", "detections"):
@@ -252,12 +243,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(
             assert (tmp_path / "part" / sub / name).read_bytes() == whole
     # Other thresholds in the same folder would mix two runs: refused.
     with pytest.raises(Exception, match="other models, thresholds or prompts"):
-        run_grounded_sam(
-            dataset.samples,
-            tmp_path / "part",
-            config=config(models, box_threshold=0.5),
-            class_names=names,
-        )
+        run("part", box_threshold=0.5)
 
 
 def test_cli_writes_initial_labels_into_the_workspace(

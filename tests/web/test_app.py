@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
 from tests.conftest import OPEN_ROUND_BUDGET as BUDGET
+from tests.web.answers import answer_body
 
 
 class Clock:
@@ -57,12 +58,7 @@ def test_lease_answer_progress_and_undo(client: TestClient, open_round: Path) ->
         == query["segment_id"]
     )
     new_label = (query["label"] + 1) % len(info["classes"])
-    answer = {
-        "annotator": "ann",
-        "image_id": query["image_id"],
-        "segment_id": query["segment_id"],
-        "label": new_label,
-    }
+    answer = answer_body(query, new_label, annotator="ann")
     reply = client.post("/api/answer", json=answer)
     assert reply.status_code == 200, reply.text
     assert reply.json()["progress"]["by_annotator"] == {"ann": 1}
@@ -97,12 +93,7 @@ def test_every_answer_kind_and_the_round_continues(client: TestClient, open_roun
     for i in range(BUDGET):
         query = client.post("/api/lease", json={"annotator": "ann"}).json()["query"]
         label = kinds[i % 3]
-        body = {
-            "annotator": "ann",
-            "image_id": query["image_id"],
-            "segment_id": query["segment_id"],
-            "label": label,
-        }
+        body = answer_body(query, label, annotator="ann")
         assert client.post("/api/answer", json=body).status_code == 200
         answered.append((query["image_id"], query["segment_id"], label, query["label"]))
     done = client.post("/api/lease", json={"annotator": "ann"}).json()
@@ -128,12 +119,7 @@ def test_two_annotators_get_different_queries_and_answer_concurrently(
     b = client.post("/api/lease", json={"annotator": "b"}).json()["query"]
     assert (a["image_id"], a["segment_id"]) != (b["image_id"], b["segment_id"])
     # b may not answer a's query.
-    stolen = {
-        "annotator": "b",
-        "image_id": a["image_id"],
-        "segment_id": a["segment_id"],
-        "label": 0,
-    }
+    stolen = answer_body(a, 0, annotator="b")
     reply = client.post("/api/answer", json=stolen)
     assert reply.status_code == 409
     assert "another annotator" in reply.json()["error"]
@@ -144,12 +130,7 @@ def test_two_annotators_get_different_queries_and_answer_concurrently(
             q = client.post("/api/lease", json={"annotator": name}).json()["query"]
             if q is None:
                 return
-            body = {
-                "annotator": name,
-                "image_id": q["image_id"],
-                "segment_id": q["segment_id"],
-                "label": 1,
-            }
+            body = answer_body(q, 1, annotator=name)
             status = client.post("/api/answer", json=body).status_code
             assert status == 200
             results[name] = results.get(name, 0) + 1
@@ -188,12 +169,7 @@ def test_bad_requests_are_refused_without_a_state_change(
     client: TestClient, open_round: Path
 ) -> None:
     query = client.post("/api/lease", json={"annotator": "ann"}).json()["query"]
-    good = {
-        "annotator": "ann",
-        "image_id": query["image_id"],
-        "segment_id": query["segment_id"],
-        "label": 0,
-    }
+    good = answer_body(query, 0, annotator="ann")
     before = snapshot(open_round)
     cases = [
         (b"{not json", 400, "not valid JSON"),

@@ -12,6 +12,7 @@ from a2lc.rounds import run_rounds
 from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
 from tests.test_rounds import config, make_workspace
+from tests.web.answers import answer_body
 
 
 def oracle_answers(ws: Workspace, round_index: int) -> dict[tuple[str, int], int | None]:
@@ -54,12 +55,7 @@ def test_web_answers_continue_the_round_like_the_oracle(tmp_path: Path) -> None:
         name = names[i % 2]
         query = client.post("/api/lease", json={"annotator": name}).json()["query"]
         label = answers[(query["image_id"], query["segment_id"])]
-        body = {
-            "annotator": name,
-            "image_id": query["image_id"],
-            "segment_id": query["segment_id"],
-            "label": label,
-        }
+        body = answer_body(query, label, annotator=name)
         assert client.post("/api/answer", json=body).status_code == 200
     assert client.post("/api/lease", json={"annotator": "ann"}).json()["query"] is None
     client.close()
@@ -82,12 +78,7 @@ def test_a_restarted_server_continues_where_it_stopped(open_round: Path) -> None
     done = []
     for _ in range(2):
         q = first.post("/api/lease", json={"annotator": "ann"}).json()["query"]
-        body = {
-            "annotator": "ann",
-            "image_id": q["image_id"],
-            "segment_id": q["segment_id"],
-            "label": 0,
-        }
+        body = answer_body(q, 0, annotator="ann")
         assert first.post("/api/answer", json=body).status_code == 200
         done.append((q["image_id"], q["segment_id"]))
     held = first.post("/api/lease", json={"annotator": "ann"}).json()["query"]
