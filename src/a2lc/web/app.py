@@ -38,6 +38,8 @@ from a2lc.web.render import segment_view
 from a2lc.workspace import Workspace
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, AnnotationDesk, Lease, LeaseError
 
+WEB_EXTRA_HELP = "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
+
 try:
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -46,9 +48,7 @@ try:
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 except ImportError:  # pragma: no cover - exercised through the error message
-    raise MissingDependencyError(
-        "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
-    ) from None
+    raise MissingDependencyError(WEB_EXTRA_HELP) from None
 
 MAX_BODY_BYTES = 16_384
 STATIC = resources.files("a2lc.web") / "static"
@@ -70,7 +70,8 @@ def create_app(
     ws = Workspace.open(workspace)
     desk = AnnotationDesk(ws, lease_seconds=lease_seconds, **({"clock": clock} if clock else {}))
     lock = threading.Lock()  # one SQLite connection, shared by the worker threads
-    segment_counts: dict[str, set[int]] = {}
+    image_ids = {s.id for s in ws.samples}
+    segment_ids: dict[str, set[int]] = {}  # per image, read on first use
 
     def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -91,11 +92,11 @@ def create_app(
         return endpoint
 
     def known_segment(image_id: str, segment_id: int) -> None:
-        if image_id not in {s.id for s in ws.samples}:
+        if image_id not in image_ids:
             raise RequestError(404, f"no image {image_id!r} in this workspace")
-        if image_id not in segment_counts:
-            segment_counts[image_id] = set(ws.segment_table(image_id).ids.tolist())
-        if segment_id not in segment_counts[image_id]:
+        if image_id not in segment_ids:
+            segment_ids[image_id] = set(ws.segment_table(image_id).ids.tolist())
+        if segment_id not in segment_ids[image_id]:
             raise RequestError(404, f"image {image_id!r} has no segment {segment_id}")
 
     def query_payload(lease: Lease | None) -> dict[str, Any] | None:
@@ -259,8 +260,6 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        raise MissingDependencyError(
-            "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
-        ) from None
+        raise MissingDependencyError(WEB_EXTRA_HELP) from None
     app = create_app(workspace, lease_seconds=lease_seconds)
     uvicorn.run(app, host=host, port=port, log_level="warning")
