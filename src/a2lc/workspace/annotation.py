@@ -9,6 +9,7 @@ restarted server continues where it stopped.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,11 +102,7 @@ class AnnotationDesk:
                     "UPDATE leases SET expires_at = ? WHERE round = ? AND image_id = ? AND segment_id = ?",
                     (expires, round_index, row[0], row[1]),
                 )
-            score, rank = db.execute(
-                "SELECT score, rank FROM queries WHERE round = ? AND image_id = ? AND segment_id = ?",
-                (round_index, row[0], row[1]),
-            ).fetchone()
-        query = Query(str(row[0]), int(row[1]), float(score), int(rank))
+            query = _query(db, round_index, row[0], row[1])
         return Lease(query=query, annotator=annotator, expires_at=expires)
 
     def answer(self, annotator: str, image_id: str, segment_id: int, label: int | None) -> None:
@@ -164,11 +161,7 @@ class AnnotationDesk:
                 "VALUES (?, ?, ?, ?, ?)",
                 (round_index, image_id, segment_id, annotator, expires),
             )
-            score, rank = db.execute(
-                "SELECT score, rank FROM queries WHERE round = ? AND image_id = ? AND segment_id = ?",
-                (round_index, image_id, segment_id),
-            ).fetchone()
-        return Query(str(image_id), int(segment_id), float(score), int(rank))
+            return _query(db, round_index, image_id, segment_id)
 
     def progress(self) -> Progress:
         round_index = self.round_index()
@@ -197,6 +190,14 @@ class AnnotationDesk:
 
 
 MAX_NAME_LENGTH = 64
+
+
+def _query(db: sqlite3.Connection, round_index: int, image_id: str, segment_id: int) -> Query:
+    score, rank = db.execute(
+        "SELECT score, rank FROM queries WHERE round = ? AND image_id = ? AND segment_id = ?",
+        (round_index, image_id, segment_id),
+    ).fetchone()
+    return Query(str(image_id), int(segment_id), float(score), int(rank))
 
 
 def _check_name(annotator: object) -> str:
