@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from a2lc._atomic import atomic_write_bytes
+from a2lc._atomic import atomic_write, atomic_write_bytes
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 
@@ -145,6 +145,11 @@ def encode_png(
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+def write_png_image(path: Path, image: Image.Image) -> None:
+    """Atomically write a PIL image (any mode PNG takes) as PNG."""
+    atomic_write(Path(path), lambda handle: image.save(handle, format="PNG"))
 
 
 def _palette_image(array: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Image.Image:

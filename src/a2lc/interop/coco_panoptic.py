@@ -18,6 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from a2lc._atomic import atomic_write_text
+from a2lc.data.maps import write_png_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms, segment_sizes
 from a2lc.errors import DataError, Problem
@@ -77,11 +78,8 @@ def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
                 }
             )
         file_name = f"{sample.id}.png"
-        path = out / PNG_FOLDER / file_name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{file_name}.tmp")
-        Image.fromarray(ids_to_rgb(panoptic), mode="RGB").save(tmp, format="PNG")
-        tmp.replace(path)
+        picture = Image.fromarray(ids_to_rgb(panoptic), mode="RGB")
+        write_png_image(out / PNG_FOLDER / file_name, picture)
         images.append(
             {
                 "id": sample.id,

@@ -20,6 +20,7 @@ from PIL import Image
 
 from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
+from a2lc.data.maps import write_png_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.pseudo_labels.segments import relabel_consecutive
@@ -29,13 +30,6 @@ BACKGROUND = "background"
 BACKGROUND_COLOR = (0, 0, 0)
 OBJECT_BLUE = 128
 """Blue channel of every segment colour in SegmentationObject (ids live in red and green)."""
-
-
-def _write_png(path: Path, image: Image.Image) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 def export_cvat(ws: Workspace, out: Path) -> int:
@@ -61,13 +55,13 @@ def export_cvat(ws: Workspace, out: Path) -> int:
         index = np.where(labels == IGNORE_INDEX, 0, labels.astype(np.int64) + 1).astype(np.uint8)
         image = Image.fromarray(index, mode="P")
         image.putpalette(palette)
-        _write_png(out / "SegmentationClass" / f"{sample.id}.png", image)
+        write_png_image(out / "SegmentationClass" / f"{sample.id}.png", image)
         objects = np.zeros((*segments.shape, 3), dtype=np.uint8)
         covered = segments > 0
         objects[..., 0] = segments & 0xFF
         objects[..., 1] = (segments >> 8) & 0xFF
         objects[..., 2] = np.where(covered, OBJECT_BLUE, 0)
-        _write_png(
+        write_png_image(
             out / "SegmentationObject" / f"{sample.id}.png", Image.fromarray(objects, mode="RGB")
         )
     atomic_write_text(out / "labelmap.txt", "\n".join(lines) + "\n")
