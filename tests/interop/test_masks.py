@@ -133,3 +133,8 @@ def test_panoptic_json_and_bad_categories(
         == 1
     )
     assert "category 'heaven' is not a class" in capsys.readouterr().err
+    for text, message in (("{not json", "not a readable JSON file"), ("[]", "not a COCO panoptic")):
+        (out / "panoptic.json").write_text(text)
+        args = ["import-labels", "-w", str(target), "--coco-panoptic", str(out / "panoptic.json")]
+        assert main(args) == 1
+        assert f"{out / 'panoptic.json'}: {message}" in capsys.readouterr().err

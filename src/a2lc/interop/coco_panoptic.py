@@ -18,6 +18,7 @@ from PIL import Image
 from scipy import ndimage
 
 from a2lc._atomic import atomic_write_text
+from a2lc._json import read_json
 from a2lc.data.maps import write_png_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms, segment_sizes
@@ -112,13 +113,11 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
     categories by name (case-insensitive).
     """
     path = Path(path)
+    document = read_json(path)
     try:
-        document = json.loads(path.read_text())
         annotations = document["annotations"]
         categories = document["categories"]
-    except FileNotFoundError:
-        raise DataError(Problem(path, "no such file")) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise DataError(Problem(path, f"not a COCO panoptic JSON ({exc})")) from None
     index = {name.lower(): i for i, name in enumerate(ws.class_names)}
     category_class: dict[int, int] = {}

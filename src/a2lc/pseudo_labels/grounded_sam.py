@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from a2lc._atomic import atomic_write_text
+from a2lc._json import read_json
 from a2lc._progress import progress
 from a2lc.data.images import read_image
 from a2lc.data.maps import read_label_map, read_segment_map, write_label_map, write_segment_map
@@ -434,7 +435,7 @@ def run_grounded_sam(
     }
     params_path = out / PARAMS_FILE
     if params_path.is_file():
-        previous = json.loads(params_path.read_text())
+        previous = read_json(params_path)
         if previous.get("fingerprint") != params["fingerprint"] or previous.get(
             "class_names"
         ) != list(class_names):
