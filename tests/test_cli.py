@@ -356,3 +356,24 @@ def test_run_options_presets_and_thresholds() -> None:
     assert config.budget is None  # default: 4% of the pool, decided when the pool is known
     with pytest.raises(A2LCError, match="--thresholds must be numbers"):
         run_config_from_args(parse(["run", "-w", "x", "--thresholds", "high"]))
+
+
+def test_cli_defaults_are_the_library_defaults() -> None:
+    """The CLI repeats a few library defaults to keep its start-up free of their modules."""
+    from a2lc.cli import _parser
+    from a2lc.interop.label_studio import LOCAL_FILES_PREFIX
+    from a2lc.pseudo_labels.grounded_sam import GroundedSamConfig
+    from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
+
+    parser = _parser()
+    assert parser.parse_args(["annotate", "-w", "w"]).lease_seconds == DEFAULT_LEASE_SECONDS
+    queries = parser.parse_args(["export-queries", "-w", "w", "--out", "o"])
+    assert queries.image_prefix == LOCAL_FILES_PREFIX
+    sam = parser.parse_args(["pseudo-label", "--source", "grounded-sam"])
+    config = GroundedSamConfig(detector=Path("d"), segmenter=Path("s"))
+    assert (sam.box_threshold, sam.text_threshold, sam.box_batch, sam.device) == (
+        config.box_threshold,
+        config.text_threshold,
+        config.box_batch,
+        config.device,
+    )

@@ -16,7 +16,11 @@ from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
 from a2lc.errors import A2LCError
 from a2lc.models.config import MODELS
-from a2lc.pseudo_labels.grounded_sam import DEFAULT_TEXT_THRESHOLD, PAPER_BOX_THRESHOLD
+from a2lc.pseudo_labels.grounded_sam import (
+    DEFAULT_BOX_BATCH,
+    DEFAULT_TEXT_THRESHOLD,
+    PAPER_BOX_THRESHOLD,
+)
 from a2lc.strategies import PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
@@ -123,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         help='class name → prompt phrase, e.g. {"traffic_light": "traffic light"}',
     )
     sam.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    sam.add_argument("--box-batch", type=int, default=32, help="boxes per SAM decoder call")
+    sam.add_argument(
+        "--box-batch", type=int, default=DEFAULT_BOX_BATCH, help="boxes per SAM decoder call"
+    )
     pseudo.add_argument(
         "--noise",
         choices=["seed", "detector-like"],

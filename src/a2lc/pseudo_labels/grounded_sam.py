@@ -45,6 +45,8 @@ PAPER_BOX_THRESHOLD = 0.2
 """The paper's Grounding DINO box threshold."""
 DEFAULT_TEXT_THRESHOLD = 0.25
 """Grounding DINO's usual text threshold: a phrase must score this much to name a box."""
+DEFAULT_BOX_BATCH = 32
+"""Boxes per SAM mask-decoder call: bounds the decoder's memory, not the result."""
 PHRASE_SEPARATOR = " . "
 """Grounding DINO separates the category phrases of a prompt with full stops."""
 
@@ -72,7 +74,7 @@ class GroundedSamConfig:
     """Optional class name → prompt phrase (default: the class name in words)."""
     device: str = "auto"
     """auto (CUDA when present), cpu or cuda."""
-    box_batch: int = 32
+    box_batch: int = DEFAULT_BOX_BATCH
     """Boxes per SAM mask-decoder call."""
 
     def fingerprint(self) -> str:
