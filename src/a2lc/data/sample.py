@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,16 @@ class Dataset:
     def has_ground_truth(self) -> bool:
         return bool(self.samples) and all(s.gt_path is not None for s in self.samples)
 
+    @cached_property
+    def _by_id(self) -> dict[str, Sample]:
+        return {sample.id: sample for sample in self.samples}
+
     def sample(self, sample_id: str) -> Sample:
-        for sample in self.samples:
-            if sample.id == sample_id:
-                return sample
-        raise KeyError(f"no sample {sample_id!r} in {self.root} ({self.split})")
+        """The sample with this id (a dictionary lookup, built on first use)."""
+        try:
+            return self._by_id[sample_id]
+        except KeyError:
+            raise KeyError(f"no sample {sample_id!r} in {self.root} ({self.split})") from None
 
 
 def identity_lut(num_classes: int) -> np.ndarray:
