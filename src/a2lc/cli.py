@@ -21,6 +21,7 @@ from a2lc.pseudo_labels.grounded_sam import (
     DEFAULT_TEXT_THRESHOLD,
     PAPER_BOX_THRESHOLD,
 )
+from a2lc.runtime import request_threads
 from a2lc.strategies import PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
@@ -36,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"a2lc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: A2LC_THREADS or OMP_NUM_THREADS if set, else "
+        "half the CPUs, fewer when the machine is busy)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     init = commands.add_parser("init", help="create a workspace from a dataset (and initial maps)")
@@ -306,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        request_threads(args.threads)
         handler = _HANDLERS[args.command]
         return handler(args)
     except A2LCError as exc:

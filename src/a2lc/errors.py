@@ -59,6 +59,10 @@ class WorkspaceError(A2LCError):
     """The workspace is missing, in the wrong state for the request, or damaged."""
 
 
+class ConfigError(A2LCError, ValueError):
+    """An option or environment variable has a value that cannot be used."""
+
+
 class UnknownNameError(A2LCError, KeyError):
     """A name looked up in a registry does not exist."""
 

@@ -26,6 +26,7 @@ from a2lc.models.training import (
     seed_everything,
     train,
 )
+from a2lc.runtime import configure_threads
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
@@ -48,6 +49,7 @@ class ModelRunner:
         cache_dir: Path | None,
         show_progress: bool = True,
     ) -> None:
+        configure_threads()
         self.model_config = model_config
         self.train_config = train_config
         self.samples = dict(samples)

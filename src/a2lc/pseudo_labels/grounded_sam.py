@@ -284,7 +284,9 @@ class GroundedSam:
         _check_model_dir(config.segmenter, option="--segmenter", model_types=("sam",))
         transformers = _import_transformers()
         from a2lc.models.training import resolve_device
+        from a2lc.runtime import configure_threads
 
+        configure_threads()
         self.config = config
         self.device = resolve_device(config.device)
         try:

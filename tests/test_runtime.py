@@ -1,0 +1,87 @@
+"""Thread and memory settings: one place decides, environment and --threads win."""
+
+from __future__ import annotations
+
+import pytest
+
+from a2lc import runtime
+from a2lc.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (*runtime.THREAD_VARIABLES, runtime.FEATURE_MEMORY_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "load", "expected"),
+    [(2, 0.0, 1), (16, 0.0, 8), (16, 12.0, 4), (16, 30.0, 1), (1, 0.0, 1), (64, 0.4, 32)],
+)
+def test_default_is_half_the_cpus_and_leaves_busy_ones_alone(
+    cpus: int, load: float, expected: int
+) -> None:
+    assert runtime.default_threads(cpus=cpus, load=load) == expected
+
+
+def test_explicit_threads_beat_the_environment_which_beats_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert runtime.resolve_threads(None)[1].startswith("default")
+    monkeypatch.setenv("MKL_NUM_THREADS", "5")
+    assert runtime.resolve_threads(None) == (5, "MKL_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert runtime.resolve_threads(None) == (4, "OMP_NUM_THREADS")
+    monkeypatch.setenv("A2LC_THREADS", "3")
+    assert runtime.resolve_threads(None) == (3, "A2LC_THREADS")
+    assert runtime.resolve_threads(2) == (2, "--threads")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_thread_variables_are_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    with pytest.raises(ConfigError, match="OMP_NUM_THREADS"):
+        runtime.resolve_threads(None)
+
+
+def test_configure_threads_applies_once_unless_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "_configured", None)
+    monkeypatch.setattr(runtime, "_requested", None)
+    try:
+        runtime.request_threads(2)
+        assert runtime.configure_threads() == 2
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # someone else changed it: a plain call keeps the decision
+        assert runtime.configure_threads() == 2
+        assert runtime.configure_threads(1) == 1
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ConfigError, match="--threads"):
+            runtime.request_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cli_threads_option_reaches_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from a2lc.cli import main
+
+    monkeypatch.setattr(runtime, "_configured", None)
+    monkeypatch.setattr(runtime, "_requested", None)
+    assert main(["--threads", "0", "status", "-w", "nowhere"]) == 1
+    main(["--threads", "3", "status", "-w", "nowhere"])
+    assert runtime._requested == 3
+
+
+def test_feature_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert 0 < runtime.feature_memory_budget() <= runtime.DEFAULT_FEATURE_MEMORY_MB * 2**20
+    monkeypatch.setenv(runtime.FEATURE_MEMORY_VARIABLE, "1.5")
+    assert runtime.feature_memory_budget() == int(1.5 * 2**20)
+    monkeypatch.setenv(runtime.FEATURE_MEMORY_VARIABLE, "-3")
+    with pytest.raises(ConfigError, match=runtime.FEATURE_MEMORY_VARIABLE):
+        runtime.feature_memory_budget()
