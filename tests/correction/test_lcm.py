@@ -12,6 +12,7 @@ from a2lc.correction.lcm import (
     select_relabels,
     tail_classes,
 )
+from a2lc.runtime import torch_threads
 
 
 def test_segment_features_are_mean_probabilities() -> None:
@@ -79,3 +80,77 @@ def test_mlp_learns_a_separable_mapping_and_is_seeded() -> None:
 @pytest.mark.parametrize("num_classes", [2, 11])
 def test_tail_is_half_the_classes(num_classes: int) -> None:
     assert len(tail_classes(np.zeros(0, dtype=int), num_classes)) == num_classes // 2
+
+
+def _reference_fit_and_predict(
+    train_features: np.ndarray,
+    train_targets: np.ndarray,
+    features: np.ndarray,
+    *,
+    num_classes: int,
+    config: LCMConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The LCM training loop as first written: torch.optim.Adam, one index per step."""
+    import torch
+    import torch.nn.functional as F
+
+    from a2lc.correction.lcm_net import LCMNet
+
+    torch.manual_seed(config.seed)
+    net = LCMNet(num_classes, hidden=config.hidden)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    x = torch.from_numpy(train_features)
+    y = torch.from_numpy(train_targets.astype(np.int64))
+    weight = torch.from_numpy(class_balanced_weights(train_targets, num_classes))
+    generator = torch.Generator().manual_seed(config.seed)
+    for _ in range(config.epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            loss = F.cross_entropy(net(x[batch]), y[batch], weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        confidence, predicted = net(torch.from_numpy(features)).max(dim=1)
+    return predicted.numpy(), confidence.numpy()
+
+
+def test_fit_and_predict_is_bit_identical_to_torch_adam_loop() -> None:
+    rng = np.random.default_rng(5)
+    num_classes = 7
+    features = rng.dirichlet(np.ones(num_classes), size=300).astype(np.float32)
+    targets = rng.integers(0, num_classes, size=61)  # 61: the last batch is partial
+    config = LCMConfig(epochs=12, seed=11)
+    got = fit_and_predict(features[:61], targets, features, num_classes=num_classes, config=config)
+    with torch_threads(1):
+        predicted, confidence = _reference_fit_and_predict(
+            features[:61], targets, features, num_classes=num_classes, config=config
+        )
+    np.testing.assert_array_equal(got.predicted, predicted)
+    np.testing.assert_array_equal(got.confidence, confidence.astype(np.float64))
+
+
+def test_fit_and_predict_runs_on_one_thread_and_restores_the_setting() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    import a2lc.correction.lcm_net as lcm_net
+
+    original = lcm_net.LCMNet.forward
+
+    def spy(self: lcm_net.LCMNet, features: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return original(self, features)
+
+    lcm_net.LCMNet.forward = spy  # type: ignore[method-assign]
+    try:
+        torch.set_num_threads(2)
+        features = np.eye(3, dtype=np.float32)
+        fit_and_predict(features, np.arange(3), features, num_classes=3, config=LCMConfig(epochs=1))
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        lcm_net.LCMNet.forward = original  # type: ignore[method-assign]
+        torch.set_num_threads(before)
