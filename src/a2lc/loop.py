@@ -21,7 +21,9 @@ from a2lc.acquisition import (
     class_pixel_counts,
     select_top,
 )
+from a2lc.acquisition.statistics import segment_statistics
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
+from a2lc.correction.lcm import segment_features
 from a2lc.data.probs import load_probabilities, probability_path
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
@@ -82,10 +84,6 @@ def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = 
     return adaptive_class_weight(counts)
 
 
-ImageHook = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
-"""Called per image during scoring with (image id, probs C×H×W, labels H×W, segments H×W)."""
-
-
 @dataclass(frozen=True)
 class Selection:
     """Queries chosen for the next round, not yet recorded."""
@@ -93,6 +91,8 @@ class Selection:
     queries: list[tuple[str, int, float]]
     """(image id, segment id, score), best first."""
     config: dict[str, object]
+    features: list[tuple[str, np.ndarray, np.ndarray]] | None = None
+    """With ``keep_features``: per image (id, segment ids ``(M,)``, mean probabilities ``(M, C)``)."""
 
 
 def select_queries(
@@ -101,12 +101,15 @@ def select_queries(
     *,
     config: ScoreConfig,
     show_progress: bool = True,
-    on_image: ImageHook | None = None,
+    keep_features: bool = False,
 ) -> Selection:
     """Score every segment of the pool and select the top-B; writes nothing.
 
-    ``on_image`` sees each image's probabilities before they are discarded (the
-    loop extracts LCM features there), so memory does not grow with the pool.
+    One pass over the pool: each image's maps are decoded once and its
+    probabilities loaded once and discarded after one sweep, which gives the
+    scores, the pixel counts for ABC's class weight (applied once the pass is
+    complete) and, with ``keep_features``, each segment's mean probability vector
+    for LCM. Memory grows with the pool's segments × classes, not its pixels.
     Bad input (a corrupt or mis-shaped probability map, a budget larger than the
     segments left) raises before anything is recorded.
     """
@@ -122,14 +125,17 @@ def select_queries(
         raise WorkspaceError(
             f"budget {config.budget} is larger than the {eligible_total} segments that can still be queried"
         )
+    fused = acquisition.from_label_scores is not None
     weight = (
         pool_class_weight(ws, round_index=round_index, show_progress=show_progress)
-        if acquisition.needs_class_weight
+        if acquisition.needs_class_weight and not fused
         else None
     )
+    counts = np.zeros(ws.num_classes, dtype=np.int64)
     keys: list[tuple[str, np.ndarray]] = []
-    all_scores: list[np.ndarray] = []
+    parts: list[np.ndarray] = []  # per image: scores (M,), or label scores (M, C) awaiting w
     eligible: list[np.ndarray] = []
+    features: list[tuple[str, np.ndarray, np.ndarray]] = []
     samples = ws.samples
     iterable = progress(
         samples, desc=f"scoring ({config.strategy})", total=len(samples), enabled=show_progress
@@ -138,14 +144,31 @@ def select_queries(
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
         probs = load_probs(sample.id)
-        rng = np.random.default_rng([config.seed, round_index, index])
-        result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
-        if on_image is not None:
-            on_image(sample.id, probs, labels, segments)
-        keys.append((sample.id, result.ids))
-        all_scores.append(result.scores)
-        eligible.append(~np.isin(result.ids, manual.get(sample.id, np.zeros(0, np.int64))))
-    scores = np.concatenate(all_scores) if all_scores else np.zeros(0)
+        if fused:
+            stats = segment_statistics(probs, labels, segments)
+            ids = stats.ids
+            if acquisition.needs_class_weight:
+                counts += class_pixel_counts(
+                    labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
+                )
+                parts.append(stats.label_scores)
+            else:
+                parts.append(acquisition.scores_from(stats.label_scores))
+            if keep_features:
+                features.append((sample.id, ids, stats.features))
+        else:
+            rng = np.random.default_rng([config.seed, round_index, index])
+            result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
+            ids = result.ids
+            parts.append(result.scores)
+            if keep_features:
+                features.append((sample.id, *segment_features(probs, segments)))
+        keys.append((sample.id, ids))
+        eligible.append(~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64))))
+    if fused and acquisition.needs_class_weight:
+        weight = adaptive_class_weight(counts)
+        parts = [acquisition.scores_from(part, class_weight=weight) for part in parts]
+    scores = np.concatenate(parts) if parts else np.zeros(0)
     picked = select_top(scores, budget=config.budget, eligible=np.concatenate(eligible))
     image_of = np.concatenate([np.full(ids.size, i) for i, (_, ids) in enumerate(keys)])
     segment_of = np.concatenate([ids for _, ids in keys])
@@ -153,7 +176,7 @@ def select_queries(
     config_json: dict[str, object] = dict(asdict(config))
     if weight is not None:
         config_json["class_weight"] = [float(w) for w in weight]
-    return Selection(queries, config_json)
+    return Selection(queries, config_json, features if keep_features else None)
 
 
 def score_round(

@@ -33,7 +33,6 @@ from a2lc._progress import progress
 from a2lc.correction.lcm import (
     LCMConfig,
     fit_and_predict,
-    segment_features,
     select_relabels,
     tail_classes,
 )
@@ -46,6 +45,7 @@ from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
+from a2lc.runtime import configure_threads, threads_chosen_by_user
 from a2lc.strategies import STRATEGIES
 from a2lc.workspace import Workspace
 
@@ -116,6 +116,26 @@ def _check_config(ws: Workspace, config: RunConfig) -> None:
         ws.set_meta({"run_config": wanted})
 
 
+def _resume_threads(ws: Workspace) -> None:
+    """Use the thread count the run started with (results differ in their last bits between counts)."""
+    threads = configure_threads()
+    stored = ws.meta("threads")
+    if stored is None:
+        ws.set_meta({"threads": str(threads)})
+    elif int(stored) != threads:
+        if threads_chosen_by_user():
+            log.warning(
+                "this run started with %s torch thread(s) and continues with %d: results may "
+                "differ in their last bits from an uninterrupted run",
+                stored,
+                threads,
+            )
+            ws.set_meta({"threads": str(threads)})
+        else:
+            threads = configure_threads(int(stored))
+    log.info("torch uses %d CPU thread(s)", threads)
+
+
 def _eval_dataset(ws: Workspace, split: str | None) -> Dataset | None:
     if split is None:
         return None
@@ -164,6 +184,7 @@ def run_rounds(
                 f"evaluation split shares image ids with the pool: {sorted(overlap)[:3]}"
             )
         samples.update({s.id: s for s in eval_data.samples})
+    _resume_threads(ws)
     runner = ModelRunner(
         model_config=config.model,
         train_config=config.train,
@@ -204,26 +225,17 @@ def _correction_round(
     if r not in known:
         started = time.perf_counter()
         model = runner.load(model_dir(ws, r - 1), seed=_model_seed(config, r - 1))
-        kept: list[tuple[str, np.ndarray, np.ndarray]] = []
-
-        def keep_features(
-            image_id: str, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
-        ) -> None:
-            if use_lcm:
-                segment_ids, features = segment_features(probs, segments)
-                kept.append((image_id, segment_ids, features))
-
         selection = select_queries(
             ws,
             lambda image_id: runner.predict(model, image_id),
             config=ScoreConfig(strategy=acquisition, budget=config.budget or 0, seed=config.seed),
             show_progress=show_progress,
-            on_image=keep_features,
+            keep_features=use_lcm,
         )
-        if use_lcm:
+        if selection.features is not None:
             # Saved before the round is recorded, so that a recorded round always has
             # its features, and LCM can run after answers arrive in another process.
-            _save_features(features_path(ws, r), kept)
+            _save_features(features_path(ws, r), selection.features)
         ws.start_round(
             selection.queries,
             strategy=config.strategy,

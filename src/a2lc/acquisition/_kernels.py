@@ -1,20 +1,23 @@
-"""Fused numba kernel for ABC/ALC: two sweeps over the probabilities.
+"""Fused numba kernel for ABC/ALC and the LCM features: one sweep over the probabilities.
 
 The score of segment m is ``Σ_x w[y_x] CIL_x cos(P_x, rep_m)``. Because
 ``cos(P_x, rep) = P_x·rep / (|P_x| |rep|)``, it factors into
 
-    score_m = (A_m · R_m) / |R_m|,   A_m = Σ_x (w[y_x] CIL_x / |P_x|) P_x,
+    score_m = Σ_y w[y] (A_{m,y} · R_m) / |R_m|,   A_{m,y} = Σ_{x∈m, y_x=y} (CIL_x / |P_x|) P_x,
 
 with ``R_m`` the sum (or mean: the scale cancels) of ``P_x`` over the pixels of
-m that predict m's dominant class. So no per-pixel vector has to be kept:
+m that predict m's dominant class. The dominant class is only known once the
+whole segment has been seen, so the sweep keeps ``R`` for every predicted class,
+``R_{m,d} = Σ_{x∈m, pred_x=d} P_x``, and picks ``R_m = R_{m,dominant}`` at the
+end; ``Σ_d R_{m,d}`` is the segment's probability sum (the LCM feature). Keeping
+``A`` per label class ``y`` lets the class weight be applied afterwards, so it
+can be computed from the same pass over the pool.
 
-1. sweep 1, tile by tile: argmax and norm per pixel (class-major, vectorised),
-   then the per-pixel factor ``w[y] CIL / |P|`` and the prediction histogram of
-   each segment → dominant class per segment;
-2. sweep 2, tile by tile: runs of consecutive pixels of one segment; per class
-   one contiguous (vectorised) sum per run into ``A`` and ``R``.
-
-Extra memory: 5 bytes per pixel (prediction, factor) plus ``M×C`` sums.
+Per tile of pixels (in L2): argmax and norm per pixel (class-major,
+vectorised), then runs of consecutive pixels with the same (segment, label,
+prediction), and per class one contiguous (vectorised) sum per run into ``A``
+and ``R``. The probabilities are read from memory once. Extra memory: 10 bytes
+per tile pixel plus ``2·M·C·C`` float64 sums.
 """
 
 from __future__ import annotations
@@ -37,18 +40,20 @@ def accumulate(
     labels: np.ndarray,  # (N,) uint8
     segments: np.ndarray,  # (N,) int32 segment ids
     index: np.ndarray,  # (max id + 1,) int64: segment id -> row, -1 = skip
-    weights: np.ndarray,  # (C,) float64
     ignore_index: int,
-    acc_a: np.ndarray,  # (M, C) float64 out: Σ factor·P
-    acc_r: np.ndarray,  # (M, C) float64 out: Σ P over pixels predicting the dominant class
+    acc_a: np.ndarray,  # (M, C, C) float64 out: [row, y, c] Σ CIL/|P| · P_c
+    acc_r: np.ndarray,  # (M, C, C) float64 out: [row, pred, c] Σ P_c
     hist: np.ndarray,  # (M, C) int64 out: prediction histogram
-    predicted: np.ndarray,  # (N,) uint8 scratch
-    factor: np.ndarray,  # (N,) float32 scratch
 ) -> None:
     num_classes, num_pixels = probs.shape
     best = np.empty(TILE, dtype=np.float32)  # class id as float: one lane type
     best_value = np.empty(TILE, dtype=np.float32)
     squares = np.empty(TILE, dtype=np.float32)
+    factor = np.empty(TILE, dtype=np.float32)
+    run_start = np.empty(TILE + 1, dtype=np.int64)
+    run_row = np.empty(TILE, dtype=np.int64)
+    run_label = np.empty(TILE, dtype=np.int64)
+    run_pred = np.empty(TILE, dtype=np.int64)
     for t0 in range(0, num_pixels, TILE):
         n = min(TILE, num_pixels - t0)
         first = probs[0, t0 : t0 + n]
@@ -66,47 +71,33 @@ def accumulate(
                 larger = value > current
                 best_value[j] = value if larger else current
                 best[j] = as_float if larger else best[j]
+        runs = 0
+        previous = (-2, -1, -1)
         for j in range(n):
             i = t0 + j
             row = index[segments[i]]
             pred = int(best[j])
-            predicted[i] = pred
-            if row < 0:
-                factor[i] = 0.0
-                continue
             label = labels[i]
-            target = pred if label == ignore_index else label
-            norm = math.sqrt(squares[j])
-            confidence = 1.0 - probs[target, i]
-            factor[i] = 0.0 if norm == 0.0 else weights[target] * confidence / norm
-            hist[row, pred] += 1
-
-    num_rows = hist.shape[0]
-    dominant = np.zeros(num_rows, dtype=np.int64)
-    for row in range(num_rows):
-        top = hist[row, 0]
-        for c in range(1, num_classes):
-            if hist[row, c] > top:  # strict: ties go to the smallest class id
-                top = hist[row, c]
-                dominant[row] = c
-
-    on_dominant = np.empty(TILE, dtype=np.float32)
-    run_start = np.empty(TILE + 1, dtype=np.int64)
-    run_row = np.empty(TILE, dtype=np.int64)
-    for t0 in range(0, num_pixels, TILE):
-        n = min(TILE, num_pixels - t0)
-        runs = 0
-        previous_row = -2
-        for j in range(n):
-            row = index[segments[t0 + j]]
-            on_dominant[j] = 1.0 if row >= 0 and predicted[t0 + j] == dominant[row] else 0.0
-            if row != previous_row:
+            target = pred if label == ignore_index else int(label)
+            if row < 0:
+                factor[j] = 0.0
+                target = -1
+                pred = -1
+            else:
+                norm = math.sqrt(squares[j])
+                confidence = 1.0 - probs[target, i]
+                factor[j] = 0.0 if norm == 0.0 else confidence / norm
+                hist[row, pred] += 1
+            key = (row, target, pred)
+            if key != previous:
                 run_start[runs] = j
                 run_row[runs] = row
+                run_label[runs] = target
+                run_pred[runs] = pred
                 runs += 1
-                previous_row = row
+                previous = key
         run_start[runs] = n
-        weight_tile = factor[t0 : t0 + n]
+        weight_tile = factor[:n]
         for c in range(num_classes):
             column = probs[c, t0 : t0 + n]
             for r in range(runs):
@@ -119,15 +110,14 @@ def accumulate(
                 # LLVM drop the negative-index check and vectorise.
                 values = column[start:stop]
                 weights_run = weight_tile[start:stop]
-                dominant_run = on_dominant[start:stop]
                 sum_a = 0.0
                 sum_r = 0.0
                 for k in range(stop - start):
                     value = values[k]
                     sum_a += weights_run[k] * value
-                    sum_r += dominant_run[k] * value
-                acc_a[row, c] += sum_a
-                acc_r[row, c] += sum_r
+                    sum_r += value
+                acc_a[row, run_label[r], c] += sum_a
+                acc_r[row, run_pred[r], c] += sum_r
 
 
 @njit(cache=True, nogil=True)

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
+from a2lc.acquisition.statistics import Backend, check_inputs, segment_statistics
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import segment_sizes
 from a2lc.registry import Registry
-
-Backend = Literal["auto", "numba", "numpy"]
 
 
 class SegmentScores(NamedTuple):
@@ -30,28 +29,6 @@ class SegmentScores(NamedTuple):
 
     ids: np.ndarray
     scores: np.ndarray
-
-
-def check_inputs(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> None:
-    """Raise ``ValueError`` naming the shapes when the three arrays do not fit together."""
-    if probs.ndim != 3:
-        raise ValueError(f"probs must be C×H×W, got shape {probs.shape}")
-    if probs.dtype.kind != "f":
-        raise ValueError(f"probs must be floating point, got {probs.dtype}")
-    if labels.shape != probs.shape[1:] or segments.shape != probs.shape[1:]:
-        raise ValueError(
-            f"probs {probs.shape} (C×H×W), labels {labels.shape} and segments "
-            f"{segments.shape} must share H×W"
-        )
-    if labels.dtype != np.uint8:
-        raise ValueError(f"labels must be uint8, got {labels.dtype}")
-    if segments.dtype.kind not in "iu":
-        raise ValueError(f"segments must be integers, got {segments.dtype}")
-    num_classes = probs.shape[0]
-    if num_classes < IGNORE_INDEX and bool(
-        np.any((labels >= num_classes) & (labels != IGNORE_INDEX))
-    ):
-        raise ValueError(f"labels hold class ids >= C = {num_classes} other than {IGNORE_INDEX}")
 
 
 def _segment_index(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -64,14 +41,6 @@ def _segment_index(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def _labels_or_prediction(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.where(labels == IGNORE_INDEX, pred, labels)
-
-
-def _numba_available() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a core dependency
-        return False
-    return True
 
 
 def weighted_confidence_sum(
@@ -87,90 +56,16 @@ def weighted_confidence_sum(
     ``rep`` is the mean probability vector over the segment's pixels whose
     prediction is the segment's dominant (most frequent, ties → smallest id)
     predicted class; ``y_x`` is the label, or the prediction where it is 255.
-    ``class_weight`` is ``(C,)``. ``backend`` "numba" is a fused single pass,
-    "numpy" the straightforward reference; "auto" uses numba when installed.
+    ``class_weight`` is ``(C,)``. ``backend`` "numba" is a fused single sweep,
+    "numpy" the straightforward reference; "auto" uses numba (see
+    :func:`~a2lc.acquisition.statistics.segment_statistics`).
     """
     check_inputs(probs, labels, segments)
-    num_classes = probs.shape[0]
     weight = np.asarray(class_weight, dtype=np.float64)
-    if weight.shape != (num_classes,):
-        raise ValueError(f"class_weight must be ({num_classes},), got {weight.shape}")
-    if backend == "auto":
-        backend = "numba" if _numba_available() else "numpy"
-    if backend == "numba":
-        return _wcs_numba(probs, labels, segments, weight)
-    if backend == "numpy":
-        return _wcs_numpy(probs, labels, segments, weight)
-    raise ValueError(f"unknown backend {backend!r}; valid: auto, numba, numpy")
-
-
-def _wcs_numba(
-    probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, weight: np.ndarray
-) -> SegmentScores:
-    from a2lc.acquisition._kernels import accumulate, segment_rows
-
-    num_classes = probs.shape[0]
-    flat_probs = np.ascontiguousarray(probs.reshape(num_classes, -1), dtype=np.float32)
-    flat_segments = np.ascontiguousarray(segments.ravel(), dtype=np.int32)
-    ids, index = segment_rows(flat_segments)
-    acc_a = np.zeros((ids.size, num_classes), dtype=np.float64)
-    acc_r = np.zeros((ids.size, num_classes), dtype=np.float64)
-    hist = np.zeros((ids.size, num_classes), dtype=np.int64)
-    accumulate(
-        flat_probs,
-        np.ascontiguousarray(labels.ravel()),
-        flat_segments,
-        index,
-        weight,
-        IGNORE_INDEX,
-        acc_a,
-        acc_r,
-        hist,
-        np.empty(flat_segments.size, dtype=np.uint8),
-        np.empty(flat_segments.size, dtype=np.float32),
-    )
-    return SegmentScores(ids, _finish_cosine(acc_a, acc_r))
-
-
-def _finish_cosine(acc_a: np.ndarray, rep: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(rep, axis=1)
-    dot = np.einsum("mc,mc->m", acc_a, rep)
-    return np.asarray(np.divide(dot, norm, out=np.zeros_like(dot), where=norm > 0))
-
-
-def _wcs_numpy(
-    probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, weight: np.ndarray
-) -> SegmentScores:
-    num_classes = probs.shape[0]
-    flat = probs.reshape(num_classes, -1)
-    seg = segments.ravel().astype(np.int64)
-    ids, index, _ = _segment_index(seg)
-    covered = seg > 0
-    p = flat[:, covered].astype(np.float64)
-    row = index[seg[covered]]
-    pred = p.argmax(axis=0)
-    hist = np.bincount(row * num_classes + pred, minlength=ids.size * num_classes)
-    hist = hist.reshape(ids.size, num_classes)
-    dominant = hist.argmax(axis=1)
-    on_dominant = pred == dominant[row]
-    rep = (
-        np.stack(
-            [
-                np.bincount(row[on_dominant], weights=p[c, on_dominant], minlength=ids.size)
-                for c in range(num_classes)
-            ],
-            axis=1,
-        )
-        / hist[np.arange(ids.size), dominant][:, None]
-    )
-    target = _labels_or_prediction(labels.ravel()[covered], pred).astype(np.int64)
-    confidence = 1.0 - p[target, np.arange(p.shape[1])]
-    pixel_rep = rep[row]
-    dot = np.einsum("cn,nc->n", p, pixel_rep)
-    norms = np.linalg.norm(p, axis=0) * np.linalg.norm(pixel_rep, axis=1)
-    cosine = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
-    scores = np.bincount(row, weights=cosine * weight[target] * confidence, minlength=ids.size)
-    return SegmentScores(ids, scores)
+    if weight.shape != (probs.shape[0],):
+        raise ValueError(f"class_weight must be ({probs.shape[0]},), got {weight.shape}")
+    stats = segment_statistics(probs, labels, segments, backend=backend)
+    return SegmentScores(stats.ids, stats.scores(weight))
 
 
 def abc(
@@ -247,6 +142,11 @@ class AcquisitionFunction:
     fn: Callable[..., SegmentScores]
     needs_class_weight: bool = False
     needs_rng: bool = False
+    from_label_scores: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None
+    """Scores ``(M,)`` from :class:`~a2lc.acquisition.statistics.SegmentStatistics`'
+    ``label_scores`` ``(M, C)`` (and the class weight): lets the loop score from the
+    one sweep that also gives the LCM features, with the class weight computed in
+    the same pass over the pool. None: the loop calls ``fn``."""
 
     def score(
         self,
@@ -271,13 +171,43 @@ class AcquisitionFunction:
             extra["rng"] = rng
         return self.fn(probs, labels, segments, **extra)
 
+    def scores_from(
+        self, label_scores: np.ndarray, *, class_weight: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``(M,)`` scores from one image's ``label_scores`` ``(M, C)`` (see ``from_label_scores``)."""
+        if self.from_label_scores is None:
+            raise ValueError(f"acquisition {self.name!r} does not score from segment statistics")
+        if self.needs_class_weight and class_weight is None:
+            raise ValueError(
+                f"acquisition {self.name!r} needs class_weight (see adaptive_class_weight)"
+            )
+        return self.from_label_scores(label_scores, class_weight)
+
+
+def _weighted(label_scores: np.ndarray, class_weight: np.ndarray | None) -> np.ndarray:
+    assert class_weight is not None
+    return np.asarray(label_scores @ np.asarray(class_weight, dtype=np.float64))
+
+
+def _unweighted(label_scores: np.ndarray, class_weight: np.ndarray | None) -> np.ndarray:
+    return np.asarray(label_scores.sum(axis=1))
+
 
 ACQUISITIONS: Registry[AcquisitionFunction] = Registry("acquisition function")
 for _entry in (
     AcquisitionFunction(
-        "abc", "adaptively balanced confidence in label (A²LC)", abc, needs_class_weight=True
+        "abc",
+        "adaptively balanced confidence in label (A²LC)",
+        abc,
+        needs_class_weight=True,
+        from_label_scores=_weighted,
     ),
-    AcquisitionFunction("alc", "confidence in label × cosine similarity, summed (ALC)", alc),
+    AcquisitionFunction(
+        "alc",
+        "confidence in label × cosine similarity, summed (ALC)",
+        alc,
+        from_label_scores=_unweighted,
+    ),
     AcquisitionFunction("cil-mean", "mean 1 − P[label] over the segment", cil_mean),
     AcquisitionFunction("entropy", "mean pixel entropy over the segment", entropy),
     AcquisitionFunction("random", "uniform random scores", random, needs_rng=True),
