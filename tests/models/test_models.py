@@ -13,7 +13,14 @@ from a2lc.errors import UnknownNameError
 from a2lc.models.config import MODELS, ModelConfig, build_model
 from a2lc.models.efficientnet_lite import EfficientNetLite0Encoder, pretrained_weights_path
 from a2lc.models.runner import ModelRunner
-from a2lc.models.training import FeatureCache, TrainConfig, load_checkpoint, save_checkpoint, train
+from a2lc.models.training import (
+    FeatureCache,
+    TrainConfig,
+    image_tensor,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
 
 
 def test_lite0_loads_every_encoder_tensor_from_the_wheel() -> None:
@@ -100,8 +107,9 @@ def test_training_is_deterministic_and_learns(tmp_path: Path, frozen: bool) -> N
         weights.append([p.detach().clone() for p in model.head.parameters()])
         assert history[-1] < history[0]
         if frozen:
-            cached = np.load(tmp_path / f"cache{attempt}" / "im0.npz")
-            assert cached["f0"].dtype == np.float16
+            cached = np.load(tmp_path / f"cache{attempt}" / "im0.npy", mmap_mode="r")
+            assert cached.dtype == np.float16
+            assert cached.ndim == 1
     for a, b in zip(*weights, strict=True):
         torch.testing.assert_close(a, b)
 
@@ -155,3 +163,87 @@ def test_deeplab_loads_encoder_weights_from_a_local_file(tmp_path: Path) -> None
     model = build_model(config)
     for name, tensor in source.state_dict().items():
         torch.testing.assert_close(model.encoder.state_dict()[name], tensor)
+
+
+def _cache(folder: Path, images: dict[str, np.ndarray]) -> tuple[FeatureCache, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=2, weights="none"))
+    return FeatureCache(folder, model, images.__getitem__, device=torch.device("cpu")), model
+
+
+def _train_once(
+    tmp_path: Path, cache_folder: str, *, budget: int, reads: list[str] | None = None
+) -> list[torch.Tensor]:
+    samples, images, labels = _tiny_problem(tmp_path)
+    cache, model = _cache(tmp_path / cache_folder, images)
+    cache.fill(list(samples), show_progress=False)
+    held = cache.hold(list(samples), memory_budget=budget)
+    assert held == (budget > 0)
+    if reads is not None:
+        original = np.load
+
+        def counting_load(path: object, *args: object, **kwargs: object) -> object:
+            reads.append(str(path))
+            return original(path, *args, **kwargs)  # type: ignore[call-overload]
+
+        np.load, saved = counting_load, np.load  # type: ignore[assignment]
+    try:
+        train(
+            model,  # type: ignore[arg-type]
+            list(samples),
+            shapes={i: s.shape for i, s in samples.items()},
+            load_labels=labels.__getitem__,
+            load_image=images.__getitem__,
+            config=TrainConfig(epochs=3, batch_size=2, lr=5e-3, loss_stride=2),
+            cache=cache,
+            show_progress=False,
+        )
+    finally:
+        if reads is not None:
+            np.load = saved  # type: ignore[assignment]
+    return [p.detach().clone() for p in model.head.parameters()]  # type: ignore[union-attr]
+
+
+def test_held_and_memory_mapped_features_train_the_same_model(tmp_path: Path) -> None:
+    held_reads: list[str] = []
+    mapped_reads: list[str] = []
+    held = _train_once(tmp_path, "held", budget=1 << 30, reads=held_reads)
+    mapped = _train_once(tmp_path, "mapped", budget=0, reads=mapped_reads)
+    for a, b in zip(held, mapped, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert held_reads == []  # every epoch from memory
+    assert len(mapped_reads) == 3 * 4  # memory-mapped per epoch and image, nothing held
+
+
+def test_legacy_npz_cache_is_converted(tmp_path: Path) -> None:
+    _, images, _ = _tiny_problem(tmp_path)
+    cache, model = _cache(tmp_path / "c", images)
+    with torch.no_grad():
+        features = model.features(image_tensor(images["im0"])[None])  # type: ignore[operator]
+    arrays = {f"f{i}": f[0].to(torch.float16).numpy() for i, f in enumerate(features)}
+    (tmp_path / "c").mkdir()
+    np.savez(tmp_path / "c" / "im0.npz", **arrays)
+    got = cache.get("im0", shape=(32, 48))
+    assert not (tmp_path / "c" / "im0.npz").exists()
+    assert (tmp_path / "c" / "im0.npy").is_file()
+    for tensor, array in zip(got, arrays.values(), strict=True):
+        np.testing.assert_array_equal(tensor[0].numpy(), array.astype(np.float32))
+
+
+def test_a_cache_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    _, images, _ = _tiny_problem(tmp_path)
+    cache, _ = _cache(tmp_path / "c", images)
+    (tmp_path / "c").mkdir()
+    np.save(tmp_path / "c" / "im0.npy", np.zeros(7, dtype=np.float16))
+    with pytest.raises(ValueError, match="delete the cache folder"):
+        cache.get("im0", shape=(32, 48))
+
+
+def test_training_labels_are_held_as_uint8() -> None:
+    from a2lc.models.training import _labels
+
+    held: dict[str, torch.Tensor] = {}
+    labels = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    _labels(held, lambda _: labels, "a", 2)
+    assert held["a"].dtype == torch.uint8
+    assert held["a"].tolist() == labels[1::2, 1::2].tolist()

@@ -17,6 +17,7 @@ from a2lc.data.sample import Sample
 from a2lc.models.segmenter import ModelConfig, Segmenter, build_model
 from a2lc.models.training import (
     FeatureCache,
+    FeatureLayout,
     LabelLoader,
     TrainConfig,
     load_checkpoint,
@@ -26,7 +27,7 @@ from a2lc.models.training import (
     seed_everything,
     train,
 )
-from a2lc.runtime import configure_threads
+from a2lc.runtime import configure_threads, feature_memory_budget
 
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
@@ -57,6 +58,9 @@ class ModelRunner:
         self.device = resolve_device(train_config.device)
         frozen = model_config.frozen_encoder and cache_dir is not None
         self.cache_dir = cache_dir / self.cache_key() if frozen and cache_dir is not None else None
+        # Shared by every model this runner builds: their frozen encoders are identical.
+        self._held_features: dict[str, np.ndarray] = {}
+        self._feature_layouts: dict[tuple[int, int], FeatureLayout] = {}
 
     def cache_key(self) -> str:
         key = f"{self.model_config.name}-{Path(self.model_config.weights).name}"
@@ -73,7 +77,14 @@ class ModelRunner:
     def cache_for(self, model: Segmenter) -> FeatureCache | None:
         if self.cache_dir is None:
             return None
-        return FeatureCache(self.cache_dir, model, self.load_image, device=self.device)
+        return FeatureCache(
+            self.cache_dir,
+            model,
+            self.load_image,
+            device=self.device,
+            memory=self._held_features,
+            layouts=self._feature_layouts,
+        )
 
     def fit(
         self, image_ids: Sequence[str], load_labels: LabelLoader, *, seed: int
@@ -83,6 +94,7 @@ class ModelRunner:
         cache = self.cache_for(model)
         if cache is not None:
             cache.fill(image_ids, show_progress=self.show_progress)
+            cache.hold(image_ids, memory_budget=feature_memory_budget())
         history = train(
             model,
             image_ids,

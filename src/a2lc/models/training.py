@@ -61,44 +61,144 @@ def image_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
 
 
+FeatureLayout = tuple[tuple[int, int, int], ...]
+"""Shapes ``(C_i, H_i, W_i)`` of an image's encoder features, finest first."""
+
+
+def _hw(shape: Sequence[int]) -> tuple[int, int]:
+    return int(shape[0]), int(shape[1])
+
+
+def _chw(shape: Sequence[int]) -> tuple[int, int, int]:
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
 class FeatureCache:
-    """Frozen-encoder features per image, stored as float16 ``<id>.npz`` in ``folder``."""
+    """Frozen-encoder features per image: float16 ``<id>.npy`` files in ``folder``.
+
+    Each file is one flat array, the scales concatenated (their shapes follow from
+    the image size and the encoder, see :meth:`layout`), so it can be memory-mapped.
+    :meth:`hold` keeps a set of images' features in memory (float16) when they fit in
+    ``memory_budget`` bytes, so training reads each file once per process instead
+    of once per epoch; otherwise every read memory-maps the file and copies out
+    only what it needs, so resident memory does not grow with the pool.
+    ``memory`` may be shared between caches of the same encoder (the runner does).
+    """
 
     def __init__(
-        self, folder: Path, model: Segmenter, load_image: ImageLoader, *, device: torch.device
+        self,
+        folder: Path,
+        model: Segmenter,
+        load_image: ImageLoader,
+        *,
+        device: torch.device,
+        memory: dict[str, np.ndarray] | None = None,
+        layouts: dict[tuple[int, int], FeatureLayout] | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.model = model
         self.load_image = load_image
         self.device = device
+        self.memory: dict[str, np.ndarray] = {} if memory is None else memory
+        self.layouts: dict[tuple[int, int], FeatureLayout] = {} if layouts is None else layouts
 
     def path(self, image_id: str) -> Path:
+        return self.folder / f"{image_id}.npy"
+
+    def _legacy_path(self, image_id: str) -> Path:
         return self.folder / f"{image_id}.npz"
 
-    def get(self, image_id: str) -> list[torch.Tensor]:
-        """Features ``[1×C_i×H_i×W_i]`` (float32 on the device), computed once and stored."""
+    @torch.no_grad()
+    def _encode(self, image_id: str) -> list[np.ndarray]:
+        self.model.encoder.eval()
+        image = self.load_image(image_id)
+        images = image_tensor(image)[None].to(self.device)
+        arrays = [f[0].to("cpu", torch.float16).numpy() for f in self.model.features(images)]
+        self.layouts[_hw(image.shape)] = tuple(_chw(a.shape) for a in arrays)
+        return arrays
+
+    @torch.no_grad()
+    def layout(self, shape: tuple[int, int]) -> FeatureLayout:
+        """Feature shapes for an ``(H, W)`` image (one encoder pass on zeros per new size)."""
+        if shape not in self.layouts:
+            self.model.encoder.eval()
+            zeros = torch.zeros((1, 3, *shape), device=self.device)
+            self.layouts[shape] = tuple(_chw(f.shape[1:]) for f in self.model.features(zeros))
+        return self.layouts[shape]
+
+    def ensure(self, image_id: str) -> None:
+        """Compute and store the image's features unless the file exists."""
         path = self.path(image_id)
         if path.is_file():
-            with np.load(path) as archive:
+            return
+        legacy = self._legacy_path(image_id)
+        if legacy.is_file():  # written by a2lc ≤ 0.1: one npz member per scale
+            with np.load(legacy) as archive:
                 arrays = [archive[f"f{i}"] for i in range(len(archive.files))]
         else:
-            with torch.no_grad():
-                self.model.encoder.eval()
-                images = image_tensor(self.load_image(image_id))[None].to(self.device)
-                arrays = [
-                    f[0].to("cpu", torch.float16).numpy() for f in self.model.features(images)
-                ]
-            buffer = io.BytesIO()
-            np.savez(buffer, **{f"f{i}": a for i, a in enumerate(arrays)})
-            atomic_write_bytes(path, buffer.getvalue())
-        return [torch.from_numpy(a.astype(np.float32))[None].to(self.device) for a in arrays]
+            arrays = self._encode(image_id)
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float16))
+        atomic_write_bytes(path, buffer.getvalue())
+        legacy.unlink(missing_ok=True)
+
+    def _flat(self, image_id: str) -> np.ndarray:
+        held = self.memory.get(image_id)
+        if held is not None:
+            return held
+        self.ensure(image_id)
+        return np.asarray(np.load(self.path(image_id), mmap_mode="r"))
+
+    def get(self, image_id: str, *, shape: tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """Features ``[1×C_i×H_i×W_i]`` (float32 on the device), computed once and stored.
+
+        ``shape``: the image's ``(H, W)``; read from the image when not given.
+        """
+        flat = self._flat(image_id)
+        if shape is None:
+            shape = _hw(self.load_image(image_id).shape)
+        layout = self.layout(shape)
+        sizes = [int(np.prod(dims)) for dims in layout]
+        if sum(sizes) != flat.size:
+            raise ValueError(
+                f"{self.path(image_id)}: {flat.size} feature values, the encoder makes "
+                f"{sum(sizes)}; delete the cache folder to recompute it"
+            )
+        tensors = []
+        offset = 0
+        for dims, size in zip(layout, sizes, strict=True):
+            part = np.array(flat[offset : offset + size], dtype=np.float32).reshape(dims)
+            tensors.append(torch.from_numpy(part)[None].to(self.device))
+            offset += size
+        return tensors
 
     def fill(self, image_ids: Sequence[str], *, show_progress: bool = True) -> None:
         missing = [i for i in image_ids if not self.path(i).is_file()]
         for image_id in progress(
             missing, desc="encoder features", total=len(missing), enabled=show_progress
         ):
-            self.get(image_id)
+            self.ensure(image_id)
+
+    def hold(self, image_ids: Sequence[str], *, memory_budget: int) -> bool:
+        """Keep these images' features in memory if they fit in ``memory_budget`` bytes.
+
+        Returns whether they are held; otherwise reads stay memory-mapped.
+        """
+        self.fill(image_ids, show_progress=False)
+        needed = sum(self.path(i).stat().st_size for i in image_ids if i not in self.memory) + sum(
+            a.nbytes for a in self.memory.values()
+        )
+        if needed > memory_budget:
+            log.info(
+                "encoder features (%.0f MB) exceed the in-memory budget (%.0f MB): memory-mapped",
+                needed / 2**20,
+                memory_budget / 2**20,
+            )
+            return False
+        for image_id in image_ids:
+            if image_id not in self.memory:
+                self.memory[image_id] = np.load(self.path(image_id))
+        return True
 
 
 def _batches(
@@ -164,14 +264,18 @@ def train(
             unit="batch",
             enabled=show_progress,
         ):
-            targets = torch.stack(
-                [_labels(labels_cache, load_labels, i, config.loss_stride) for i in batch]
-            ).to(device)
+            targets = (
+                torch.stack(
+                    [_labels(labels_cache, load_labels, i, config.loss_stride) for i in batch]
+                )
+                .to(device)
+                .long()
+            )
             if (targets == IGNORE_INDEX).all():
                 continue
             if frozen:
                 assert cache is not None
-                per_image = [cache.get(i) for i in batch]
+                per_image = [cache.get(i, shape=shapes[i]) for i in batch]
                 features = [torch.cat(scale) for scale in zip(*per_image, strict=True)]
             else:
                 images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
@@ -191,11 +295,16 @@ def train(
 def _labels(
     cache: dict[str, torch.Tensor], load: LabelLoader, image_id: str, stride: int
 ) -> torch.Tensor:
-    """Labels sampled at the centre of every ``stride``×``stride`` cell (nearest neighbour)."""
+    """Labels sampled at the centre of every ``stride``×``stride`` cell (nearest neighbour).
+
+    Held as uint8 (a byte per sampled pixel); batches are widened to int64 on use.
+    """
     if image_id not in cache:
         labels = load(image_id)
         offset = stride // 2
-        cache[image_id] = torch.from_numpy(labels[offset::stride, offset::stride].astype(np.int64))
+        cache[image_id] = torch.from_numpy(
+            np.ascontiguousarray(labels[offset::stride, offset::stride], dtype=np.uint8)
+        )
     return cache[image_id]
 
 
@@ -212,7 +321,7 @@ def predict_probabilities(
     model.eval()
     device = next(model.parameters()).device
     if cache is not None:
-        features = cache.get(image_id)
+        features = cache.get(image_id, shape=shape)
     else:
         features = model.features(image_tensor(load_image(image_id))[None].to(device))
     logits = model.logits(features, shape)
