@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from a2lc._progress import progress
+from a2lc._timing import Stopwatch
 from a2lc.acquisition import (
     ACQUISITIONS,
     adaptive_class_weight,
@@ -93,6 +94,8 @@ class Selection:
     config: dict[str, object]
     features: list[tuple[str, np.ndarray, np.ndarray]] | None = None
     """With ``keep_features``: per image (id, segment ids ``(M,)``, mean probabilities ``(M, C)``)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall and CPU seconds of reading maps, predicting (loading probabilities) and scoring."""
 
 
 def select_queries(
@@ -140,29 +143,33 @@ def select_queries(
     iterable = progress(
         samples, desc=f"scoring ({config.strategy})", total=len(samples), enabled=show_progress
     )
+    watch = Stopwatch()
     for index, sample in enumerate(iterable):
-        segments = ws.read_segments(sample.id)
-        labels = ws.read_labels(sample.id, segments=segments)
-        probs = load_probs(sample.id)
-        if fused:
-            stats = segment_statistics(probs, labels, segments)
-            ids = stats.ids
-            if acquisition.needs_class_weight:
-                counts += class_pixel_counts(
-                    labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
-                )
-                parts.append(stats.label_scores)
+        with watch.part("read_maps"):
+            segments = ws.read_segments(sample.id)
+            labels = ws.read_labels(sample.id, segments=segments)
+        with watch.part("predict"):
+            probs = load_probs(sample.id)
+        with watch.part("score"):
+            if fused:
+                stats = segment_statistics(probs, labels, segments)
+                ids = stats.ids
+                if acquisition.needs_class_weight:
+                    counts += class_pixel_counts(
+                        labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
+                    )
+                    parts.append(stats.label_scores)
+                else:
+                    parts.append(acquisition.scores_from(stats.label_scores))
+                if keep_features:
+                    features.append((sample.id, ids, stats.features))
             else:
-                parts.append(acquisition.scores_from(stats.label_scores))
-            if keep_features:
-                features.append((sample.id, ids, stats.features))
-        else:
-            rng = np.random.default_rng([config.seed, round_index, index])
-            result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
-            ids = result.ids
-            parts.append(result.scores)
-            if keep_features:
-                features.append((sample.id, *segment_features(probs, segments)))
+                rng = np.random.default_rng([config.seed, round_index, index])
+                result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
+                ids = result.ids
+                parts.append(result.scores)
+                if keep_features:
+                    features.append((sample.id, *segment_features(probs, segments)))
         keys.append((sample.id, ids))
         eligible.append(~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64))))
     if fused and acquisition.needs_class_weight:
@@ -176,7 +183,9 @@ def select_queries(
     config_json: dict[str, object] = dict(asdict(config))
     if weight is not None:
         config_json["class_weight"] = [float(w) for w in weight]
-    return Selection(queries, config_json, features if keep_features else None)
+    return Selection(
+        queries, config_json, features if keep_features else None, timings=watch.metrics()
+    )
 
 
 def score_round(

@@ -30,6 +30,7 @@ import numpy as np
 
 from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
+from a2lc._timing import Stopwatch
 from a2lc.correction.lcm import (
     LCMConfig,
     fit_and_predict,
@@ -242,7 +243,10 @@ def _correction_round(
             budget=config.budget or 0,
             config={**selection.config, "acquisition": acquisition},
         )
-        ws.record_metrics(r, {"seconds/predict_and_score": time.perf_counter() - started})
+        ws.record_metrics(
+            r,
+            {"seconds/predict_and_score": time.perf_counter() - started, **selection.timings},
+        )
         step(r, "queries")
     if ws.count_unanswered(r):
         if config.oracle == "human":
@@ -293,8 +297,10 @@ def _train_and_evaluate(
         return
     started = time.perf_counter()
     values: dict[str, float] = {}
+    watch = Stopwatch()
     if ws.has_ground_truth:
-        data = data_miou(ws, show_progress=show_progress)
+        with watch.part("data_miou"):
+            data = data_miou(ws, show_progress=show_progress)
         values["data_miou"] = data.miou
         values.update(
             {
@@ -306,14 +312,15 @@ def _train_and_evaluate(
         if model is None:
             model = runner.load(folder, seed=_model_seed(config, r))
         acc = ConfusionAccumulator(ws.num_classes)
-        for sample in progress(
-            eval_data.samples,
-            desc="model mIoU",
-            total=len(eval_data.samples),
-            enabled=show_progress,
-        ):
-            prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
-            acc.update(read_ground_truth(eval_data, sample), prediction)
+        with watch.part("model_miou"):
+            for sample in progress(
+                eval_data.samples,
+                desc="model mIoU",
+                total=len(eval_data.samples),
+                enabled=show_progress,
+            ):
+                prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
+                acc.update(read_ground_truth(eval_data, sample), prediction)
         values["model_miou"] = acc.miou
         values.update(
             {
@@ -321,6 +328,7 @@ def _train_and_evaluate(
                 for c, v in zip(ws.dataset.classes, acc.iou, strict=True)
             }
         )
+    values.update(watch.metrics())
     values["seconds/eval"] = time.perf_counter() - started
     values["segments_queried"] = float(
         sum(len(ws.queries(i.round)) for i in ws.rounds() if i.round <= r)
@@ -344,28 +352,59 @@ def _save_features(path: Path, items: list[tuple[str, np.ndarray, np.ndarray]]) 
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _load_features(path: Path) -> tuple[list[tuple[str, int]], np.ndarray]:
+@dataclass(frozen=True)
+class _RoundFeatures:
+    """LCM features saved when a round was scored: ``(N, C)`` rows for (image, segment id)."""
+
+    image_ids: list[str]
+    image: np.ndarray  # (N,) index into image_ids
+    segment: np.ndarray  # (N,) segment id
+    features: np.ndarray  # (N, C) float32
+
+    def key(self, row: int) -> tuple[str, int]:
+        return self.image_ids[int(self.image[row])], int(self.segment[row])
+
+
+def _load_features(path: Path) -> _RoundFeatures:
     if not path.is_file():
         raise WorkspaceError(
             f"{path} is missing: LCM needs the features saved when the round was scored"
         )
     with np.load(path) as archive:
-        names = archive["image_ids"].tolist()
-        keys = [
-            (names[i], int(s)) for i, s in zip(archive["image"], archive["segment"], strict=True)
-        ]
-        return keys, archive["features"]
+        return _RoundFeatures(
+            archive["image_ids"].tolist(),
+            archive["image"].astype(np.int64),
+            archive["segment"].astype(np.int64),
+            archive["features"],
+        )
 
 
 def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
     """Train LCM on this round's answers and record the relabelled segments (one transaction)."""
-    keys, features = _load_features(features_path(ws, r))
-    position = {key: i for i, key in enumerate(keys)}
+    saved = _load_features(features_path(ws, r))
+    pool_index = {sample.id: i for i, sample in enumerate(ws.samples)}
+    segments = ws.pool_segments()
+    # Feature rows → rows of the pool's segment table (features follow pool order).
+    rows = segments.rows(
+        np.asarray([pool_index[i] for i in saved.image_ids], dtype=np.int64)[saved.image],
+        saved.segment,
+    )
     answers = [c for c in ws.corrections(r) if c["source"] == "manual"]
     after = np.asarray([c["after"] for c in answers], dtype=np.int64)
-    train_rows = [
-        position[(c["image_id"], c["segment_id"])] for c in answers if c["after"] != IGNORE_INDEX
-    ]
+    labelled = [c for c in answers if c["after"] != IGNORE_INDEX]
+    answer_rows = segments.rows(
+        np.asarray([pool_index[c["image_id"]] for c in labelled], dtype=np.int64),
+        np.asarray([c["segment_id"] for c in labelled], dtype=np.int64),
+    )
+    # Pool rows → feature rows (every pool segment has one).
+    feature_row = np.full(segments.segment_id.size, -1, dtype=np.int64)
+    feature_row[rows] = np.arange(rows.size)
+    train_rows = feature_row[answer_rows]
+    if (train_rows < 0).any():
+        raise WorkspaceError(
+            f"{features_path(ws, r)} has no features for some of round {r}'s queried segments: "
+            "it was not written by this round's scoring"
+        )
     train_targets = after[after != IGNORE_INDEX]
     tail = tail_classes(after, ws.num_classes, fraction=config.lcm.tail_fraction)
     threshold = config.lcm.threshold(r)
@@ -374,31 +413,21 @@ def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
         ws.record_metrics(r, {"lcm_changed": 0.0})
         return
     prediction = fit_and_predict(
-        features[train_rows],
+        saved.features[train_rows],
         train_targets,
-        features,
+        saved.features,
         num_classes=ws.num_classes,
         config=replace(config.lcm, seed=config.seed * 1000 + r),
     )
-    tables = ws.segment_labels()
-    current = np.empty(len(keys), dtype=np.int64)
-    eligible = np.empty(len(keys), dtype=bool)
-    for i, (image_id, segment_id) in enumerate(keys):
-        table = tables[image_id]
-        row = int(np.searchsorted(table.ids, segment_id))
-        current[i] = table.label[row]
-        eligible[i] = table.origin[row] != "manual"
     chosen = select_relabels(
-        current,
+        segments.label[rows],
         prediction.predicted,
         prediction.confidence,
-        eligible=eligible,
+        eligible=~segments.manual[rows],
         tail=tail,
         threshold=threshold,
     )
-    changes = [
-        (keys[i][0], keys[i][1], int(prediction.predicted[i])) for i in np.flatnonzero(chosen)
-    ]
+    changes = [(*saved.key(int(i)), int(prediction.predicted[i])) for i in np.flatnonzero(chosen)]
     values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
     if changes and ws.has_ground_truth:
         values["lcm_precision"] = _lcm_precision(ws, changes)

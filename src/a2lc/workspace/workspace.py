@@ -109,6 +109,34 @@ class SegmentTable:
     origin_round: np.ndarray
 
 
+@dataclass(frozen=True)
+class PoolSegments:
+    """Every segment of the pool as ``(N,)`` columns, by image (pool order), then segment id."""
+
+    image_index: np.ndarray  # int64 position of the image in Workspace.samples
+    segment_id: np.ndarray  # int64
+    label: np.ndarray  # int64 current majority label
+    manual: np.ndarray  # bool: corrected manually (never queried again, never auto-corrected)
+
+    def rows(self, image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
+        """Row of each (image index, segment id) pair; ``KeyError`` names a pair that is missing."""
+        table = _pair_key(self.image_index, self.segment_id)
+        wanted = _pair_key(np.asarray(image_index), np.asarray(segment_id))
+        rows = np.searchsorted(table, wanted)
+        found = rows < table.size
+        found[found] = table[rows[found]] == wanted[found]
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            raise KeyError(
+                f"no segment {int(np.asarray(segment_id)[i])} in image #{int(np.asarray(image_index)[i])}"
+            )
+        return rows
+
+
+def _pair_key(image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
+    return (image_index.astype(np.int64) << 32) | segment_id.astype(np.int64)
+
+
 class Workspace:
     """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`."""
 
@@ -750,6 +778,20 @@ class Workspace:
         db.execute(
             "INSERT OR REPLACE INTO steps(round, name, finished_at, detail) VALUES (?, ?, ?, ?)",
             (round_index, name, _now(), json.dumps(detail or {}, sort_keys=True)),
+        )
+
+    def pool_segments(self) -> PoolSegments:
+        """Every segment of the pool in one query, as columns (see :class:`PoolSegments`)."""
+        rows = self._db.execute(
+            "SELECT s.idx, g.segment_id, g.label, g.origin = 'manual' FROM segments g "
+            "JOIN samples s ON s.id = g.image_id ORDER BY s.idx, g.segment_id"
+        ).fetchall()
+        columns = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        return PoolSegments(
+            image_index=columns[:, 0].copy(),
+            segment_id=columns[:, 1].copy(),
+            label=columns[:, 2].copy(),
+            manual=columns[:, 3].astype(bool),
         )
 
     def segment_labels(self) -> dict[str, SegmentTable]:

@@ -1,0 +1,345 @@
+"""CPU and wall time of every stage of one correction round, peak RSS, and scaling over N.
+
+For each pool size N (the first N images of the pool split) a fresh worker process
+
+1. builds a workspace with gt-proxy segments whose labels are the ground-truth
+   majority with a fixed share of segments flipped to another class (cheap and
+   deterministic: no seed model, so only the round itself is measured);
+2. runs round 0 (θ_0: encoder features cached, head trained, evaluated);
+3. runs round 1, the steady-state round, and records each stage's CPU seconds
+   (``time.process_time``: all threads of the process) and wall seconds.
+
+``--busy K`` repeats the measurement of the largest N (or ``--busy-sizes``) with K
+CPU-bound processes spinning beside it, and reports the wall-time ratio loaded /
+idle measured in the same run.
+Results go to ``--out`` (JSON, one entry per N and load) and are printed as a table
+with a linear projection of every stage and of peak RSS to ``--project`` images.
+
+    python benchmarks/round.py --data ../shared/data/camvid --sizes 46,92,184,367 --busy 2
+
+The encoder-feature cache (``--cache``) is shared between the workers, so
+encoding happens once per image; it is not part of any round's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+STAGES = ("queries", "answers", "lcm", "close", "train", "eval")
+"""The steps of a round as :func:`a2lc.rounds.run_rounds` reports them."""
+STAGE_NAMES = {
+    "queries": "predict + score (+ LCM features)",
+    "answers": "simulated annotator",
+    "lcm": "LCM",
+    "close": "close round",
+    "train": "head training",
+    "eval": "data + model mIoU",
+}
+PARTS = {
+    "queries": ("read_maps", "predict", "score"),
+    "eval": ("data_miou", "model_miou"),
+}
+"""Parts of a stage that the loop times itself (metrics ``seconds/<part>``), where it does."""
+PART_NAMES = {
+    "read_maps": "decode segment and label maps",
+    "predict": "predict probabilities",
+    "score": "one sweep: scores + LCM features",
+    "data_miou": "data mIoU (pool)",
+    "model_miou": "model mIoU (val)",
+}
+FLIP_SHARE = 0.15
+"""Share of segments whose initial label is flipped to another class."""
+
+
+def _spin(stop: Any) -> None:  # pragma: no cover - a busy process
+    x = 0
+    while not stop.is_set():
+        x = (x * 1103515245 + 12345) % 2147483648
+
+
+def _initial_maps(ws: Any, seed: int) -> None:
+    import numpy as np
+
+    from a2lc.data.segments import majority_labels, paint_segments, segment_sizes
+    from a2lc.pseudo_labels.segments import gt_proxy_segments
+
+    def maps() -> Any:
+        for index, sample in enumerate(ws.samples):
+            truth = ws.read_ground_truth(sample.id)
+            rng = np.random.default_rng([seed, index])
+            segments = gt_proxy_segments(truth, rng=rng)
+            ids, _ = segment_sizes(segments)
+            labels = majority_labels(truth, segments, ids).astype(np.int64)
+            flip = rng.random(ids.size) < FLIP_SHARE
+            shift = rng.integers(1, ws.num_classes, size=ids.size)
+            real = labels != 255
+            labels[flip & real] = (labels[flip & real] + shift[flip & real]) % ws.num_classes
+            painted = paint_segments(
+                np.full(truth.shape, 255, np.uint8), segments, ids, labels.astype(np.uint8)
+            )
+            yield sample.id, segments, painted
+
+    ws.set_initial_maps(maps(), source="benchmark", parameters={"flip_share": FLIP_SHARE})
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One pool size: build, round 0, timed round 1; returns the measurements."""
+    from a2lc.data.readers import load_dataset
+    from a2lc.rounds import RunConfig, run_rounds
+    from a2lc.workspace import Workspace
+
+    dataset = load_dataset(Path(args.data), split=args.split)
+    dataset = replace(dataset, samples=dataset.samples[: args.size])
+    marks: list[tuple[int, str, float, float]] = []
+
+    def on_step(round_index: int, name: str) -> None:
+        marks.append((round_index, name, time.process_time(), time.perf_counter()))
+
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        ws = Workspace.create(Path(tmp) / "ws", dataset)
+        with ws:
+            _initial_maps(ws, args.seed)
+            config = RunConfig(strategy=args.strategy, rounds=0, eval_split=args.eval_split)
+            started = time.perf_counter()
+            run_rounds(ws, config, cache_dir=Path(args.cache), show_progress=False)
+            round0 = time.perf_counter() - started
+            busy: list[multiprocessing.Process] = []
+            stop = multiprocessing.Event()
+            for _ in range(args.busy):
+                process = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+                process.start()
+                busy.append(process)
+            try:
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                run_rounds(
+                    ws,
+                    replace(config, rounds=1),
+                    cache_dir=Path(args.cache),
+                    show_progress=False,
+                    on_step=on_step,
+                )
+                cpu1, wall1 = time.process_time(), time.perf_counter()
+            finally:
+                stop.set()
+                for process in busy:
+                    process.join()
+            metrics = ws.metrics()
+            segments = ws.num_segments()
+    stages: dict[str, dict[str, float]] = {}
+    previous = (cpu0, wall0)
+    for round_index, name, cpu, wall in marks:
+        if round_index == 1:
+            stages[name] = {"cpu": cpu - previous[0], "wall": wall - previous[1]}
+            previous = (cpu, wall)
+    round_metrics = metrics.get(1, {})
+    parts = {
+        name: {
+            "cpu": round_metrics[f"cpu_seconds/{name}"],
+            "wall": round_metrics[f"seconds/{name}"],
+        }
+        for names in PARTS.values()
+        for name in names
+        if f"cpu_seconds/{name}" in round_metrics
+    }
+    return {
+        "size": args.size,
+        "parts": parts,
+        "busy": args.busy,
+        "segments": segments,
+        "threads": _threads(),
+        "stages": stages,
+        "round": {"cpu": cpu1 - cpu0, "wall": wall1 - wall0},
+        "round0_wall": round0,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "data_miou": metrics.get(1, {}).get("data_miou"),
+        "lcm_changed": metrics.get(1, {}).get("lcm_changed"),
+    }
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _run_worker(args: argparse.Namespace, size: int, busy: int) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--size",
+        str(size),
+        "--busy",
+        str(busy),
+        *(
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in vars(args).items()
+            if k in ("data", "split", "eval_split", "cache", "seed", "strategy", "tmp")
+            and v is not None
+        ),
+    ]
+    env = dict(os.environ)
+    if args.feature_memory_mb is not None:
+        env["A2LC_FEATURE_MEMORY_MB"] = str(args.feature_memory_mb)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"worker for N={size} failed (exit code {done.returncode})")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _fit(xs: list[float], ys: list[float], at: float) -> float:
+    """Least-squares line through (xs, ys), evaluated at ``at``."""
+    if len(xs) < 2:
+        return ys[0] * at / xs[0]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    return my + slope * (at - mx)
+
+
+def _exponent(xs: list[float], ys: list[float]) -> str:
+    """Slope of log(y) over log(x) from the smallest to the largest x (1: linear)."""
+    if ys[0] <= 0 or ys[-1] <= 0:
+        return "–"
+    return f"{math.log(ys[-1] / ys[0]) / math.log(xs[-1] / xs[0]):.2f}"
+
+
+def print_tables(results: list[dict[str, Any]], project: int) -> None:
+    idle = sorted((r for r in results if r["busy"] == 0), key=lambda r: r["size"])
+    print(f"\nOne steady-state round (round 1), threads = {idle[0]['threads'] if idle else '?'}:\n")
+    print("| stage | " + " | ".join(f"N={r['size']} CPU s / wall s" for r in idle) + " |")
+    print("|---|" + "---:|" * len(idle))
+    for stage in STAGES:
+        cells = [
+            f"{r['stages'][stage]['cpu']:.1f} / {r['stages'][stage]['wall']:.1f}"
+            if stage in r["stages"]
+            else "–"
+            for r in idle
+        ]
+        print(f"| {STAGE_NAMES[stage]} | " + " | ".join(cells) + " |")
+        for part in PARTS.get(stage, ()):
+            if all(part in r.get("parts", {}) for r in idle):
+                cells = [
+                    f"{r['parts'][part]['cpu']:.1f} / {r['parts'][part]['wall']:.1f}" for r in idle
+                ]
+                print(f"| &nbsp;&nbsp;{PART_NAMES[part]} | " + " | ".join(cells) + " |")
+    print(
+        "| **round** | "
+        + " | ".join(f"{r['round']['cpu']:.1f} / {r['round']['wall']:.1f}" for r in idle)
+        + " |"
+    )
+    print(
+        "| not head training (CPU share) | "
+        + " | ".join(
+            f"{100 * (1 - r['stages'].get('train', {'cpu': 0})['cpu'] / r['round']['cpu']):.1f}%"
+            for r in idle
+        )
+        + " |"
+    )
+    print("| peak RSS (MB) | " + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in idle) + " |")
+    if len(idle) >= 2:
+        sizes = [float(r["size"]) for r in idle]
+        print(
+            f"\nLinear projection to N = {project:,} images (least squares over the sizes above):\n"
+        )
+        print(
+            "| stage | CPU s per image (largest N) | growth exponent (1 = linear) | "
+            "projected CPU s |"
+        )
+        print("|---|---:|---:|---:|")
+        for stage in STAGES:
+            if all(stage in r["stages"] for r in idle):
+                ys = [r["stages"][stage]["cpu"] for r in idle]
+                print(
+                    f"| {STAGE_NAMES[stage]} | {ys[-1] / sizes[-1]:.3f} | "
+                    f"{_exponent(sizes, ys)} | {_fit(sizes, ys, project):,.0f} |"
+                )
+        rss = [r["peak_rss_mb"] for r in idle]
+        print(
+            f"| peak RSS (MB) | {rss[-1] / sizes[-1]:.2f} | {_exponent(sizes, rss)} | "
+            f"{_fit(sizes, rss, project):,.0f} |"
+        )
+    loaded = {r["size"]: r for r in results if r["busy"] > 0}
+    if loaded:
+        print("\nWall time with CPU-bound processes beside it (same run):\n")
+        print("| N | busy processes | idle wall s | loaded wall s | ratio |")
+        print("|---:|---:|---:|---:|---:|")
+        for r in idle:
+            if r["size"] in loaded:
+                other = loaded[r["size"]]
+                print(
+                    f"| {r['size']} | {other['busy']} | {r['round']['wall']:.1f} | "
+                    f"{other['round']['wall']:.1f} | {other['round']['wall'] / r['round']['wall']:.2f} |"
+                )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.environ.get("A2LC_CAMVID", "../shared/data/camvid"))
+    parser.add_argument("--split", default="train", help="pool split (default: train)")
+    parser.add_argument("--eval-split", default="val", help="model mIoU split (default: val)")
+    parser.add_argument(
+        "--sizes", default="46,92,184,367", help="pool sizes N (default: 46,92,184,367)"
+    )
+    parser.add_argument("--busy", type=int, default=0, help="also measure with K busy processes")
+    parser.add_argument(
+        "--busy-sizes", default=None, help="sizes measured with --busy (default: the largest)"
+    )
+    parser.add_argument("--strategy", default="a2lc", help="strategy (default: a2lc, has LCM)")
+    parser.add_argument("--seed", type=int, default=0, help="initial-label seed (default: 0)")
+    parser.add_argument("--cache", default="bench-cache/features", help="encoder feature cache")
+    parser.add_argument("--tmp", default=None, help="where the workspaces go (default: system tmp)")
+    parser.add_argument("--out", default=None, help="write the measurements here (JSON)")
+    parser.add_argument(
+        "--feature-memory-mb",
+        default=None,
+        help="A2LC_FEATURE_MEMORY_MB for the workers (0: memory-map every feature file)",
+    )
+    parser.add_argument("--project", type=int, default=100_000, help="project to this N")
+    parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--from-json", default=None, help="only print the tables of this JSON")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())["results"]
+        print_tables(results, args.project)
+        return 0
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    sizes = [int(s) for s in args.sizes.split(",")]
+    busy_sizes = {int(s) for s in args.busy_sizes.split(",")} if args.busy_sizes else {max(sizes)}
+    for size in sizes:
+        for busy in sorted({0, args.busy if size in busy_sizes else 0}):
+            result = _run_worker(args, size, busy)
+            results.append(result)
+            print(
+                f"N={size} busy={busy}: round {result['round']['cpu']:.1f} CPU s, "
+                f"{result['round']['wall']:.1f} wall s, peak RSS {result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+            if args.out:
+                Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.out).write_text(json.dumps({"results": results}, indent=1))
+    print_tables(results, args.project)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
