@@ -146,12 +146,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     round_metrics = metrics.get(1, {})
     parts = {
         name: {
-            "cpu": round_metrics[f"cpu_seconds/{name}"],
+            "cpu": round_metrics[f"seconds/cpu/{name}"],
             "wall": round_metrics[f"seconds/{name}"],
         }
         for names in PARTS.values()
         for name in names
-        if f"cpu_seconds/{name}" in round_metrics
+        if f"seconds/cpu/{name}" in round_metrics
     }
     return {
         "size": args.size,

@@ -25,8 +25,8 @@ class Stopwatch:
             self.cpu[name] += time.process_time() - cpu
 
     def metrics(self) -> dict[str, float]:
-        """``seconds/<part>`` (wall) and ``cpu_seconds/<part>`` for every part timed."""
+        """``seconds/<part>`` (wall) and ``seconds/cpu/<part>`` for every part timed."""
         return {
             **{f"seconds/{k}": v for k, v in self.wall.items()},
-            **{f"cpu_seconds/{k}": v for k, v in self.cpu.items()},
+            **{f"seconds/cpu/{k}": v for k, v in self.cpu.items()},
         }
