@@ -22,7 +22,7 @@ from a2lc.pseudo_labels.grounded_sam import (
     PAPER_BOX_THRESHOLD,
 )
 from a2lc.runtime import request_threads
-from a2lc.strategies import PRESETS, STRATEGIES
+from a2lc.strategies import CORRECTORS, PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
 
@@ -139,17 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     pseudo.add_argument(
         "--noise",
-        choices=["seed", "detector-like"],
+        choices=["seed", "detector-like", "correlated"],
         default="seed",
         help="seed: labels from the seed model's predictions; detector-like (gt-proxy only): "
-        "ground-truth classes flipped to confusable ones at rates solved for a target initial IoU",
+        "ground-truth classes flipped to confusable ones at rates solved for a target initial "
+        "IoU; correlated (gt-proxy only): the same rates, but segments that look like another "
+        "class are flipped to it (default: seed)",
     )
     pseudo.add_argument(
         "--noise-target",
         type=Path,
         metavar="FILE.json",
-        help="detector-like: class name → target initial IoU in %% (default: the paper's "
-        "Grounded SAM IoUs, for CamVid's classes)",
+        help="detector-like, correlated: class name → target initial IoU in %% (default: the "
+        "paper's Grounded SAM IoUs, for CamVid's classes)",
     )
     pseudo.add_argument(
         "--seed-images", type=int, default=5, help="ground-truth images for the seed model"
@@ -168,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run or resume the correction loop")
     run.add_argument("--workspace", "-w", type=Path, required=True)
-    run.add_argument("--strategy", default="a2lc", choices=STRATEGIES.names())
+    _strategy_options(run)
     run.add_argument(
         "--preset", choices=PRESETS.names(), help="the paper's budget, rounds and LCM thresholds"
     )
@@ -269,13 +271,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--noise",
         default="seed",
-        help="noise regimes, comma-separated: seed, detector-like (see `a2lc pseudo-label`)",
+        help="noise regimes, comma-separated: seed, detector-like, correlated (see `a2lc "
+        "pseudo-label`; default: seed)",
     )
     bench.add_argument(
         "--noise-target",
         type=Path,
         metavar="FILE.json",
-        help="detector-like: class name → target initial IoU in %%",
+        help="detector-like, correlated: class name → target initial IoU in %%",
     )
     bench.add_argument("--seed-images", type=int, default=5)
     bench.add_argument("--rounds", type=int, default=5)
@@ -296,8 +299,36 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
     demo.add_argument("--images", type=int, default=40, help="generated images (without --data)")
     demo.add_argument("--epochs", type=int, default=6)
-    demo.add_argument("--strategy", default="a2lc", choices=STRATEGIES.names())
+    _strategy_options(demo)
     return parser
+
+
+def _strategy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--strategy",
+        default="a2lc",
+        help=f"a named strategy ({', '.join(STRATEGIES.names())}) or ACQUISITION+CORRECTOR "
+        "(default: a2lc)",
+    )
+    parser.add_argument(
+        "--acquisition",
+        help=f"acquisition function, overriding the strategy's ({', '.join(ACQUISITIONS.names())})",
+    )
+    parser.add_argument(
+        "--corrector",
+        help=f"automatic corrector, overriding the strategy's ({', '.join(CORRECTORS.names())})",
+    )
+
+
+def strategy_from_args(args: argparse.Namespace) -> str:
+    """The strategy name from ``--strategy`` and the ``--acquisition``/``--corrector`` overrides."""
+    from a2lc.strategies import compose, resolve_strategy
+
+    strategy = resolve_strategy(args.strategy)
+    if args.acquisition is None and args.corrector is None:
+        return strategy.name
+    name = compose(args.acquisition or strategy.acquisition, args.corrector or strategy.corrector)
+    return resolve_strategy(name).name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -547,8 +578,8 @@ def _noise_target(args: argparse.Namespace, class_names: Sequence[str]) -> dict[
 
     if args.noise_target is None:
         return None
-    if args.noise != "detector-like":
-        raise A2LCError("--noise-target is only used with --noise detector-like")
+    if args.noise not in ("detector-like", "correlated"):
+        raise A2LCError("--noise-target is only used with --noise detector-like or correlated")
     return load_target(args.noise_target, class_names)
 
 
@@ -569,6 +600,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
             rounds=preset.rounds,
             budget=preset.budget,
             lcm=LCMConfig(thresholds=preset.thresholds),
+            probabilities=preset.probabilities,
         )
     if args.thresholds:
         try:
@@ -580,7 +612,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         config = replace(config, lcm=replace(config.lcm, thresholds=thresholds))
     return replace(
         config,
-        strategy=args.strategy,
+        strategy=strategy_from_args(args),
         rounds=args.rounds if args.rounds is not None else config.rounds,
         budget=args.budget if args.budget is not None else config.budget,
         oracle=args.oracle,
@@ -718,9 +750,11 @@ def _bench(args: argparse.Namespace) -> int:
         raise A2LCError(
             f"--seeds must be integers separated by commas, got {args.seeds!r}"
         ) from None
+    from a2lc.strategies import resolve_strategy
+
     strategies = tuple(v for v in args.strategies.split(",") if v)
     for name in strategies:
-        STRATEGIES.get(name)
+        resolve_strategy(name)
     noises = tuple(v for v in args.noise.split(",") if v)
     unknown = [v for v in noises if v not in NOISE_REGIMES]
     if unknown or not noises:
@@ -791,7 +825,7 @@ def _demo(args: argparse.Namespace) -> int:
 
             make_pseudo_labels(ws, config=PseudoLabelConfig(source="gt-proxy"))
         config = RunConfig(
-            strategy=args.strategy,
+            strategy=strategy_from_args(args),
             rounds=args.rounds,
             budget=args.budget,
             eval_split="val",

@@ -16,12 +16,8 @@ import numpy as np
 
 from a2lc._progress import progress
 from a2lc._timing import Stopwatch
-from a2lc.acquisition import (
-    ACQUISITIONS,
-    adaptive_class_weight,
-    class_pixel_counts,
-    select_top,
-)
+from a2lc.acquisition import ACQUISITIONS, adaptive_class_weight, class_pixel_counts, select_top
+from a2lc.acquisition.functions import PoolTotals
 from a2lc.acquisition.statistics import segment_statistics
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
 from a2lc.correction.lcm import segment_features
@@ -34,6 +30,8 @@ log = logging.getLogger(__name__)
 
 ProbabilityLoader = Callable[[str], np.ndarray]
 """``image id -> C×H×W`` float32 probabilities."""
+Embedder = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
+"""``(image id, segments H×W, segment ids (M,)) -> (M, E)`` mask-pooled encoder features."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,9 @@ class Selection:
     queries: list[tuple[str, int, float]]
     """(image id, segment id, score), best first."""
     config: dict[str, object]
-    features: list[tuple[str, np.ndarray, np.ndarray]] | None = None
-    """With ``keep_features``: per image (id, segment ids ``(M,)``, mean probabilities ``(M, C)``)."""
+    features: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] | None = None
+    """With ``keep_features``: per image (id, segment ids ``(M,)``, mean probabilities
+    ``(M, C)``, and with ``embed`` the segments' embeddings ``(M, E)``, else None)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Wall and CPU seconds of reading maps, predicting (loading probabilities) and scoring."""
 
@@ -105,6 +104,9 @@ def select_queries(
     config: ScoreConfig,
     show_progress: bool = True,
     keep_features: bool = False,
+    embed: Embedder | None = None,
+    reserve: int = 0,
+    load_feature_probs: ProbabilityLoader | None = None,
 ) -> Selection:
     """Score every segment of the pool and select the top-B; writes nothing.
 
@@ -113,8 +115,13 @@ def select_queries(
     scores, the pixel counts for ABC's class weight (applied once the pass is
     complete) and, with ``keep_features``, each segment's mean probability vector
     for LCM. Memory grows with the pool's segments × classes, not its pixels.
-    Bad input (a corrupt or mis-shaped probability map, a budget larger than the
-    segments left) raises before anything is recorded.
+    ``embed`` adds each segment's encoder embedding to the kept features;
+    ``reserve`` returns that many more queries after the top-B (best first), for
+    callers that replace some of the top-B. ``load_feature_probs``: where the
+    features come from other probabilities than the scores (the reference's
+    Cityscapes quirk), one more prediction per image. Bad input (a corrupt or mis-shaped
+    probability map, a budget larger than the segments left) raises before
+    anything is recorded.
     """
     ws.require_segments()
     acquisition = ACQUISITIONS.get(config.strategy)
@@ -128,17 +135,20 @@ def select_queries(
         raise WorkspaceError(
             f"budget {config.budget} is larger than the {eligible_total} segments that can still be queried"
         )
-    fused = acquisition.from_label_scores is not None
+    pooled = acquisition.pooled
     weight = (
         pool_class_weight(ws, round_index=round_index, show_progress=show_progress)
-        if acquisition.needs_class_weight and not fused
+        if acquisition.needs_class_weight and not pooled
         else None
     )
-    counts = np.zeros(ws.num_classes, dtype=np.int64)
+    num_classes = ws.num_classes
+    eligible_pixels = np.zeros(num_classes, dtype=np.int64)
+    label_pixels = np.zeros(num_classes, dtype=np.int64)
+    mass = np.zeros(num_classes, dtype=np.float64)
     keys: list[tuple[str, np.ndarray]] = []
-    parts: list[np.ndarray] = []  # per image: scores (M,), or label scores (M, C) awaiting w
+    parts: list[np.ndarray] = []  # per image: scores (M,), or score parts (M, K)
     eligible: list[np.ndarray] = []
-    features: list[tuple[str, np.ndarray, np.ndarray]] = []
+    features: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = []
     samples = ws.samples
     iterable = progress(
         samples, desc=f"scoring ({config.strategy})", total=len(samples), enabled=show_progress
@@ -151,36 +161,53 @@ def select_queries(
         with watch.part("predict"):
             probs = load_probs(sample.id)
         with watch.part("score"):
-            if fused:
+            if pooled:
+                assert acquisition.image_parts is not None
                 stats = segment_statistics(probs, labels, segments)
                 ids = stats.ids
-                if acquisition.needs_class_weight:
-                    counts += class_pixel_counts(
-                        labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
-                    )
-                    parts.append(stats.label_scores)
-                else:
-                    parts.append(acquisition.scores_from(stats.label_scores))
+                parts.append(acquisition.image_parts(stats, probs, labels, segments))
+                done = manual.get(sample.id)
+                eligible_pixels += class_pixel_counts(
+                    labels, segments, num_classes=num_classes, exclude=done
+                )
+                label_pixels += class_pixel_counts(labels, segments, num_classes=num_classes)
+                mass += stats.features.astype(np.float64).T @ stats.sizes
                 if keep_features:
-                    features.append((sample.id, ids, stats.features))
+                    features.append((sample.id, ids, stats.features, None))
             else:
                 rng = np.random.default_rng([config.seed, round_index, index])
                 result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
                 ids = result.ids
                 parts.append(result.scores)
                 if keep_features:
-                    features.append((sample.id, *segment_features(probs, segments)))
+                    features.append((sample.id, *segment_features(probs, segments), None))
+        if keep_features and load_feature_probs is not None:
+            with watch.part("predict_features"):
+                image_id, _, _, _ = features[-1]
+                kept_ids, means = segment_features(load_feature_probs(sample.id), segments)
+                features[-1] = (image_id, kept_ids, means, None)
+        if keep_features and embed is not None:
+            with watch.part("embed"):
+                image_id, ids_kept, means, _ = features[-1]
+                features[-1] = (image_id, ids_kept, means, embed(sample.id, segments, ids_kept))
         keys.append((sample.id, ids))
         eligible.append(~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64))))
-    if fused and acquisition.needs_class_weight:
-        weight = adaptive_class_weight(counts)
-        parts = [acquisition.scores_from(part, class_weight=weight) for part in parts]
+    recorded: dict[str, object] = {}
+    if pooled:
+        assert acquisition.finish is not None
+        totals = PoolTotals(eligible_pixels, label_pixels, mass)
+        width = max((p.shape[1] for p in parts), default=1)
+        all_parts = np.concatenate(parts) if parts else np.zeros((0, width))
+        pooled_scores, recorded = acquisition.finish(all_parts, totals)
+        parts = [np.asarray(pooled_scores, dtype=np.float64)]
     scores = np.concatenate(parts) if parts else np.zeros(0)
-    picked = select_top(scores, budget=config.budget, eligible=np.concatenate(eligible))
+    eligible_all = np.concatenate(eligible)
+    extra = max(0, min(reserve, int(eligible_all.sum()) - config.budget))
+    picked = select_top(scores, budget=config.budget + extra, eligible=eligible_all)
     image_of = np.concatenate([np.full(ids.size, i) for i, (_, ids) in enumerate(keys)])
     segment_of = np.concatenate([ids for _, ids in keys])
     queries = [(keys[int(image_of[k])][0], int(segment_of[k]), float(scores[k])) for k in picked]
-    config_json: dict[str, object] = dict(asdict(config))
+    config_json: dict[str, object] = {**asdict(config), **recorded}
     if weight is not None:
         config_json["class_weight"] = [float(w) for w in weight]
     return Selection(

@@ -17,7 +17,6 @@ are seeded, so the final result is the same as for an uninterrupted run.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -28,18 +27,19 @@ from typing import Literal
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc._timing import Stopwatch
-from a2lc.correction.lcm import (
-    LCMConfig,
-    fit_and_predict,
-    select_relabels,
-    tail_classes,
+from a2lc.correction.checked import CheckedConfig
+from a2lc.correction.lcm import LCMConfig
+from a2lc.correctors import (
+    apply_checked,
+    features_path,
+    plan_checked,
+    run_lcm,
+    save_round_features,
 )
 from a2lc.data.readers import load_dataset, read_ground_truth
-from a2lc.data.sample import IGNORE_INDEX, Dataset
-from a2lc.data.segments import majority_labels
+from a2lc.data.sample import Dataset
 from a2lc.errors import WorkspaceError
 from a2lc.loop import ScoreConfig, answer_with_oracle, data_miou, select_queries
 from a2lc.metrics import ConfusionAccumulator
@@ -47,7 +47,7 @@ from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
 from a2lc.runtime import configure_threads, threads_chosen_by_user
-from a2lc.strategies import STRATEGIES
+from a2lc.strategies import ProbabilityMode, Strategy, resolve_strategy
 from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,11 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6))
     lcm: LCMConfig = field(default_factory=LCMConfig)
+    checked: CheckedConfig = field(default_factory=CheckedConfig)
+    probabilities: ProbabilityMode = "label"
+    """``label``: scores from label-resolution probabilities; ``paper-cityscapes``: the
+    reference's Cityscapes quirk (ABC on a crop/2 view resized back; LCM at label
+    resolution)."""
 
 
 @dataclass
@@ -92,7 +97,7 @@ def _config_json(config: RunConfig) -> str:
 
 FREE_ALWAYS = ("rounds", "oracle")
 """Options a resumed run may change at any time (run more rounds, switch annotators)."""
-FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm")
+FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked")
 """Options that only matter from round 1 on: free while no correction round has started."""
 
 
@@ -102,11 +107,15 @@ def _check_config(ws: Workspace, config: RunConfig) -> None:
     wanted = _config_json(config)
     if stored is not None:
         before, now = json.loads(stored), json.loads(wanted)
+        defaults = json.loads(_config_json(RunConfig()))
         free = FREE_ALWAYS + (FREE_BEFORE_ROUND_1 if not ws.rounds() else ())
         diff = {
             k: (before.get(k), now.get(k))
             for k in now
-            if k not in free and before.get(k) != now.get(k)
+            if k not in free
+            and before.get(k) != now.get(k)
+            # An option added after the run started, left at its default, changes nothing.
+            and not (k not in before and now.get(k) == defaults.get(k))
         }
         if diff:
             raise WorkspaceError(
@@ -148,10 +157,6 @@ def model_dir(ws: Workspace, round_index: int) -> Path:
     return ws.path / "models" / f"round_{round_index:03d}"
 
 
-def features_path(ws: Workspace, round_index: int) -> Path:
-    return ws.path / "rounds" / f"round_{round_index:03d}" / "lcm_features.npz"
-
-
 def run_rounds(
     ws: Workspace,
     config: RunConfig,
@@ -161,7 +166,7 @@ def run_rounds(
     on_step: Callable[[int, str], None] | None = None,
 ) -> RunResult:
     """Run (or resume) the correction loop on ``ws`` up to ``config.rounds`` rounds."""
-    strategy = STRATEGIES.get(config.strategy)
+    strategy = resolve_strategy(config.strategy)
     ws.require_segments()
     if config.model.num_classes not in (0, ws.num_classes):
         raise WorkspaceError(
@@ -200,9 +205,7 @@ def run_rounds(
 
     for r in range(config.rounds + 1):
         if r > 0:
-            waiting = _correction_round(
-                ws, runner, config, r, strategy.acquisition, strategy.lcm, show_progress, step
-            )
+            waiting = _correction_round(ws, runner, config, r, strategy, show_progress, step)
             if waiting:
                 return RunResult(False, r, ws.metrics())
         _train_and_evaluate(ws, runner, config, r, eval_data, show_progress, step)
@@ -214,38 +217,77 @@ def _correction_round(
     runner: ModelRunner,
     config: RunConfig,
     r: int,
-    acquisition: str,
-    use_lcm: bool,
+    strategy: Strategy,
     show_progress: bool,
     step: Callable[[int, str], None],
 ) -> bool:
-    """Round r's queries, answers, LCM and closing; True if waiting for human answers."""
+    """Round r's queries, answers, corrector and closing; True if waiting for human answers."""
     known = {info.round: info for info in ws.rounds()}
     if r in known and known[r].status == "closed":
         return False
+    acquisition = strategy.acquisition
+    checked = strategy.corrector == "checked"
     if r not in known:
         started = time.perf_counter()
         model = runner.load(model_dir(ws, r - 1), seed=_model_seed(config, r - 1))
+        budget = config.budget or 0
+        reserve = round(config.checked.audit_share * budget) if checked else 0
+        quirk = config.probabilities == "paper-cityscapes"
         selection = select_queries(
             ws,
-            lambda image_id: runner.predict(model, image_id),
-            config=ScoreConfig(strategy=acquisition, budget=config.budget or 0, seed=config.seed),
+            (
+                (lambda image_id: runner.predict_paper_cityscapes(model, image_id))
+                if quirk
+                else (lambda image_id: runner.predict(model, image_id))
+            ),
+            config=ScoreConfig(strategy=acquisition, budget=budget, seed=config.seed),
             show_progress=show_progress,
-            keep_features=use_lcm,
+            keep_features=strategy.keeps_features,
+            embed=(
+                (
+                    lambda image_id, segments, ids: runner.segment_embeddings(
+                        model, image_id, segments, ids
+                    )
+                )
+                if checked
+                else None
+            ),
+            reserve=reserve,
+            load_feature_probs=(lambda image_id: runner.predict(model, image_id))
+            if quirk
+            else None,
         )
+        queries = selection.queries[:budget]
+        extra_metrics: dict[str, float] = {}
         if selection.features is not None:
             # Saved before the round is recorded, so that a recorded round always has
-            # its features, and LCM can run after answers arrive in another process.
-            _save_features(features_path(ws, r), selection.features)
+            # its features, and the corrector can run after answers arrive in another process.
+            saved = save_round_features(
+                features_path(ws, r), selection.features, ws=ws, segments=ws.pool_segments()
+            )
+            if checked:
+                queries, extra_metrics = plan_checked(
+                    ws,
+                    config=config.checked,
+                    seed=config.seed,
+                    round_index=r,
+                    ranked=selection.queries,
+                    budget=budget,
+                    saved=saved,
+                )
         ws.start_round(
-            selection.queries,
+            queries,
             strategy=config.strategy,
-            budget=config.budget or 0,
+            budget=budget,
             config={**selection.config, "acquisition": acquisition},
         )
         ws.record_metrics(
             r,
-            {"seconds/predict_and_score": time.perf_counter() - started, **selection.timings},
+            {
+                "seconds/predict_and_score": time.perf_counter() - started,
+                **selection.timings,
+                **extra_metrics,
+            },
         )
         step(r, "queries")
     if ws.count_unanswered(r):
@@ -258,11 +300,16 @@ def _correction_round(
             return True
         answer_with_oracle(ws, r, show_progress=show_progress)
         step(r, "answers")
-    if use_lcm and not ws.step_done(r, "lcm"):
+    if strategy.lcm and not ws.step_done(r, "lcm"):
         started = time.perf_counter()
-        _run_lcm(ws, config, r)
+        run_lcm(ws, lcm=config.lcm, seed=config.seed, round_index=r)
         ws.record_metrics(r, {"seconds/lcm": time.perf_counter() - started})
         step(r, "lcm")
+    if checked and not ws.step_done(r, "checked"):
+        started = time.perf_counter()
+        apply_checked(ws, config=config.checked, round_index=r)
+        ws.record_metrics(r, {"seconds/checked": time.perf_counter() - started})
+        step(r, "checked")
     ws.close_round(r)
     step(r, "close")
     return False
@@ -336,123 +383,3 @@ def _train_and_evaluate(
     ws.record_metrics(r, values)
     ws.mark_step(r, "eval")
     step(r, "eval")
-
-
-def _save_features(path: Path, items: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        image=np.concatenate(
-            [np.full(ids.size, i, dtype=np.int64) for i, (_, ids, _) in enumerate(items)]
-        ),
-        segment=np.concatenate([ids for _, ids, _ in items]),
-        features=np.concatenate([f for _, _, f in items]),
-        image_ids=np.asarray([image_id for image_id, _, _ in items]),
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-@dataclass(frozen=True)
-class _RoundFeatures:
-    """LCM features saved when a round was scored: ``(N, C)`` rows for (image, segment id)."""
-
-    image_ids: list[str]
-    image: np.ndarray  # (N,) index into image_ids
-    segment: np.ndarray  # (N,) segment id
-    features: np.ndarray  # (N, C) float32
-
-    def key(self, row: int) -> tuple[str, int]:
-        return self.image_ids[int(self.image[row])], int(self.segment[row])
-
-
-def _load_features(path: Path) -> _RoundFeatures:
-    if not path.is_file():
-        raise WorkspaceError(
-            f"{path} is missing: LCM needs the features saved when the round was scored"
-        )
-    with np.load(path) as archive:
-        return _RoundFeatures(
-            archive["image_ids"].tolist(),
-            archive["image"].astype(np.int64),
-            archive["segment"].astype(np.int64),
-            archive["features"],
-        )
-
-
-def _run_lcm(ws: Workspace, config: RunConfig, r: int) -> None:
-    """Train LCM on this round's answers and record the relabelled segments (one transaction)."""
-    saved = _load_features(features_path(ws, r))
-    pool_index = {sample.id: i for i, sample in enumerate(ws.samples)}
-    segments = ws.pool_segments()
-    # Feature rows → rows of the pool's segment table (features follow pool order).
-    rows = segments.rows(
-        np.asarray([pool_index[i] for i in saved.image_ids], dtype=np.int64)[saved.image],
-        saved.segment,
-    )
-    answers = [c for c in ws.corrections(r) if c["source"] == "manual"]
-    after = np.asarray([c["after"] for c in answers], dtype=np.int64)
-    labelled = [c for c in answers if c["after"] != IGNORE_INDEX]
-    answer_rows = segments.rows(
-        np.asarray([pool_index[c["image_id"]] for c in labelled], dtype=np.int64),
-        np.asarray([c["segment_id"] for c in labelled], dtype=np.int64),
-    )
-    # Pool rows → feature rows (every pool segment has one).
-    feature_row = np.full(segments.segment_id.size, -1, dtype=np.int64)
-    feature_row[rows] = np.arange(rows.size)
-    train_rows = feature_row[answer_rows]
-    if (train_rows < 0).any():
-        raise WorkspaceError(
-            f"{features_path(ws, r)} has no features for some of round {r}'s queried segments: "
-            "it was not written by this round's scoring"
-        )
-    train_targets = after[after != IGNORE_INDEX]
-    tail = tail_classes(after, ws.num_classes, fraction=config.lcm.tail_fraction)
-    threshold = config.lcm.threshold(r)
-    if len(train_rows) == 0:
-        ws.record_auto_corrections(r, [])
-        ws.record_metrics(r, {"lcm_changed": 0.0})
-        return
-    prediction = fit_and_predict(
-        saved.features[train_rows],
-        train_targets,
-        saved.features,
-        num_classes=ws.num_classes,
-        config=replace(config.lcm, seed=config.seed * 1000 + r),
-    )
-    chosen = select_relabels(
-        segments.label[rows],
-        prediction.predicted,
-        prediction.confidence,
-        eligible=~segments.manual[rows],
-        tail=tail,
-        threshold=threshold,
-    )
-    changes = [(*saved.key(int(i)), int(prediction.predicted[i])) for i in np.flatnonzero(chosen)]
-    values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
-    if changes and ws.has_ground_truth:
-        values["lcm_precision"] = _lcm_precision(ws, changes)
-    ws.record_auto_corrections(r, changes)
-    ws.record_metrics(r, values)
-    log.info("round %d: LCM changed %d segments (τ = %.10g)", r, len(changes), threshold)
-
-
-def ground_truth_majority(ws: Workspace, keys: list[tuple[str, int]]) -> np.ndarray:
-    """``(len(keys),)`` majority ground-truth value of each (image id, segment id)."""
-    truth = np.empty(len(keys), dtype=np.int64)
-    by_image: dict[str, list[int]] = {}
-    for i, (image_id, _) in enumerate(keys):
-        by_image.setdefault(image_id, []).append(i)
-    for image_id, rows in by_image.items():
-        segment_ids = np.asarray([keys[i][1] for i in rows])
-        truth[rows] = majority_labels(
-            ws.read_ground_truth(image_id), ws.read_segments(image_id), segment_ids
-        )
-    return truth
-
-
-def _lcm_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
-    """Fraction of LCM's changes that gave the segment its majority ground-truth class."""
-    truth = ground_truth_majority(
-        ws, [(image_id, segment_id) for image_id, segment_id, _ in changes]
-    )
-    return float(np.mean(truth == np.asarray([after for _, _, after in changes])))

@@ -1,47 +1,142 @@
-"""Named strategies (what acquisition, whether LCM) and paper presets (budgets, thresholds)."""
+"""Strategies = acquisition × corrector, and the paper's presets (budgets, thresholds).
+
+A strategy names an acquisition function (which segments people are asked
+about) and a corrector (what changes unqueried segments automatically). The
+named strategies are shorthands; any pair can be written ``ACQUISITION+CORRECTOR``
+(for example ``eg+checked`` or ``abc+none``), which the CLI's ``--acquisition`` and
+``--corrector`` build.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from a2lc.correction.lcm import CITYSCAPES_THRESHOLDS, VOC_THRESHOLDS
+from a2lc.errors import UnknownNameError
 from a2lc.registry import Registry
 
 
 @dataclass(frozen=True)
+class Corrector:
+    """An automatic corrector: ``checked`` says whether it estimates its own precision."""
+
+    name: str
+    description: str
+    checked: bool
+
+
+CORRECTORS: Registry[Corrector] = Registry("corrector")
+for _c in (
+    Corrector("none", "no automatic corrections", checked=False),
+    Corrector(
+        "checked",
+        "label-aware proposals applied only in (current → proposed) groups whose audited "
+        "precision has a 95% lower bound ≥ 0.9 (an audit share of the budget checks them)",
+        checked=True,
+    ),
+    Corrector(
+        "lcm",
+        "the paper's LCM: an MLP on this round's queries relabels confident look-alikes "
+        "(unchecked: it can lower label quality, see the benchmark)",
+        checked=False,
+    ),
+):
+    CORRECTORS.add(_c.name, _c)
+
+
+@dataclass(frozen=True)
 class Strategy:
-    """``acquisition``: a registered acquisition function; ``lcm``: run LCM each round.
+    """``acquisition``: a registered acquisition function; ``corrector``: a registered corrector.
 
     Every strategy skips segments corrected manually in an earlier round.
     """
 
     name: str
     acquisition: str
-    lcm: bool
+    corrector: str
     description: str
+
+    @property
+    def lcm(self) -> bool:
+        """Whether the reference LCM runs each round."""
+        return self.corrector == "lcm"
+
+    @property
+    def keeps_features(self) -> bool:
+        """Whether scoring keeps per-segment features for the corrector."""
+        return self.corrector != "none"
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 for _s in (
-    Strategy("a2lc", "abc", True, "A²LC: ABC acquisition + LCM + no re-query"),
-    Strategy("alc", "alc", False, "ALC: confidence-in-label acquisition, no LCM"),
-    Strategy("random", "random", False, "random segments, no LCM"),
-    Strategy("abc-only", "abc", False, "ablation: ABC acquisition without LCM"),
-    Strategy("lcm-only", "alc", True, "ablation: ALC acquisition with LCM"),
+    Strategy("a2lc", "abc", "lcm", "A²LC: ABC acquisition + LCM + no re-query"),
+    Strategy("alc", "alc", "none", "ALC: confidence-in-label acquisition, no corrector"),
+    Strategy("random", "random", "none", "random segments, no corrector"),
+    Strategy("abc-only", "abc", "none", "ablation: ABC acquisition without LCM"),
+    Strategy("lcm-only", "alc", "lcm", "ablation: ALC acquisition with LCM"),
+    Strategy(
+        "cleanlab", "cleanlab", "none", "peer baseline: cleanlab's label quality, no corrector"
+    ),
+    Strategy("eg", "eg", "none", "expected IoU gain acquisition, no corrector"),
 ):
     STRATEGIES.add(_s.name, _s)
+
+SEPARATOR = "+"
+
+
+def compose(acquisition: str, corrector: str) -> str:
+    """The strategy name of an acquisition × corrector pair (``ACQUISITION+CORRECTOR``)."""
+    return f"{acquisition}{SEPARATOR}{corrector}"
+
+
+def resolve_strategy(name: str) -> Strategy:
+    """A named strategy, or ``ACQUISITION+CORRECTOR``; unknown names list the valid ones."""
+    from a2lc.acquisition import ACQUISITIONS
+
+    if SEPARATOR not in name:
+        try:
+            return STRATEGIES.get(name)
+        except UnknownNameError as exc:
+            raise UnknownNameError(
+                f"{exc}; or ACQUISITION{SEPARATOR}CORRECTOR with acquisition one of "
+                f"{', '.join(ACQUISITIONS.names())} and corrector one of "
+                f"{', '.join(CORRECTORS.names())}"
+            ) from None
+    acquisition, corrector = name.split(SEPARATOR, 1)
+    ACQUISITIONS.get(acquisition)
+    CORRECTORS.get(corrector)
+    return Strategy(
+        name,
+        acquisition,
+        corrector,
+        f"{acquisition} acquisition, {CORRECTORS.get(corrector).description}",
+    )
+
+
+ProbabilityMode = Literal["label", "paper-cityscapes"]
+"""Where ABC's probabilities come from (see :class:`Preset`)."""
 
 
 @dataclass(frozen=True)
 class Preset:
-    """The paper's per-dataset settings."""
+    """The paper's per-dataset settings.
+
+    ``probabilities``: "paper-cityscapes" computes ABC's probabilities as the
+    reference does on Cityscapes (on a crop/2 view, resized back); "label" at
+    label resolution.
+    """
 
     name: str
     budget: int
     rounds: int
     thresholds: tuple[float, ...]
+    probabilities: ProbabilityMode = "label"
 
 
 PRESETS: Registry[Preset] = Registry("preset")
-PRESETS.add("paper-cityscapes", Preset("paper-cityscapes", 10_000, 5, CITYSCAPES_THRESHOLDS))
+PRESETS.add(
+    "paper-cityscapes",
+    Preset("paper-cityscapes", 10_000, 5, CITYSCAPES_THRESHOLDS, probabilities="paper-cityscapes"),
+)
 PRESETS.add("paper-voc", Preset("paper-voc", 1_000, 5, VOC_THRESHOLDS))

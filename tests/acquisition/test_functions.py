@@ -126,7 +126,16 @@ def test_random_is_deterministic_under_a_seed() -> None:
 
 
 def test_registry_lists_valid_names() -> None:
-    assert ACQUISITIONS.names() == ["abc", "alc", "cil-mean", "entropy", "random"]
+    assert ACQUISITIONS.names() == [
+        "abc",
+        "alc",
+        "cil-mean",
+        "cleanlab",
+        "eg",
+        "eg-fp",
+        "entropy",
+        "random",
+    ]
     with pytest.raises(
         UnknownNameError, match="unknown acquisition function 'bald'; valid names: abc, alc"
     ):

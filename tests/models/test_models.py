@@ -247,3 +247,42 @@ def test_training_labels_are_held_as_uint8() -> None:
     _labels(held, lambda _: labels, "a", 2)
     assert held["a"].dtype == torch.uint8
     assert held["a"].tolist() == labels[1::2, 1::2].tolist()
+
+
+def test_paper_cityscapes_probabilities_come_from_a_shrunk_padded_view() -> None:
+    import torch.nn.functional as F
+
+    from a2lc.models.training import paper_cityscapes_probabilities
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=3, weights="none")).eval()
+    with torch.no_grad():
+        model.head.classify.weight.mul_(100.0)  # type: ignore[operator]  # confident, varied outputs
+    image = np.random.default_rng(0).integers(0, 255, (40, 56, 3)).astype(np.uint8)
+    probs = paper_cityscapes_probabilities(model, image, crop=64)
+    assert probs.shape == (3, 40, 56)
+    np.testing.assert_allclose(probs.sum(axis=0), 1.0, rtol=1e-5)
+    with torch.no_grad():
+        x = image_tensor(image)[None]
+        small = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+        padded = torch.zeros(1, 3, 64, 64)
+        padded[..., :32, :32] = small
+        want = F.interpolate(
+            model(padded).softmax(dim=1)[..., :32, :32],
+            size=(40, 56),
+            mode="bilinear",
+            align_corners=False,
+        )[0].numpy()
+    np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-6)
+    full = model(image_tensor(image)[None]).softmax(dim=1)[0].detach().numpy()
+    assert np.abs(full - probs).max() > 1e-4  # not the label-resolution ones (float noise: 1e-7)
+
+
+def test_paper_cityscapes_preset_selects_the_quirk() -> None:
+    from a2lc.cli import _parser, run_config_from_args
+
+    args = _parser().parse_args(["run", "-w", "w", "--preset", "paper-cityscapes"])
+    assert run_config_from_args(args).probabilities == "paper-cityscapes"
+    args = _parser().parse_args(["run", "-w", "w", "--preset", "paper-voc"])
+    assert run_config_from_args(args).probabilities == "label"
+    assert run_config_from_args(_parser().parse_args(["run", "-w", "w"])).probabilities == "label"

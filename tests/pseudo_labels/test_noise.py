@@ -12,10 +12,13 @@ from a2lc.pseudo_labels.noise import (
     CAMVID_GROUNDED_SAM_TARGET,
     confusion_rows,
     default_target,
+    draw_correlated_labels,
     draw_labels,
     expected_confusion,
     flipped_share,
     load_target,
+    lookalike_classes,
+    lookalike_rows,
     majority_iou,
     realised_confusion,
     solve_flip_rates,
@@ -188,3 +191,61 @@ def test_target_files(tmp_path: Path) -> None:
         assert str(bad) in str(info.value)
     with pytest.raises(DataError, match="no such file"):
         load_target(tmp_path / "missing.json", names)
+
+
+def lookalike_pool(
+    num_segments: int = 3000, *, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A pool whose segments each resemble one other class by a random amount."""
+    histograms, majority = pool(num_segments, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    lookalike = rng.dirichlet(np.ones(NUM_CLASSES) * 0.3, size=num_segments)
+    return histograms, majority, lookalike
+
+
+def test_correlated_flips_look_alikes_first_and_to_what_they_look_like() -> None:
+    histograms, majority, lookalike = lookalike_pool()
+    sizes = histograms.sum(axis=1)
+    rates = np.array([0.3, 0.2, 0.1, 0.5, 0.4])
+
+    def draw(seed: int) -> np.ndarray:
+        return draw_correlated_labels(
+            majority, rates, lookalike, sizes=sizes, rng=np.random.default_rng(seed)
+        )
+
+    a, b, c = draw(3), draw(3), draw(4)
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+    other = lookalike_classes(majority, lookalike)
+    assert (other != majority).all()
+    flipped = a != majority
+    # Every flipped segment takes the class it looks most like (the same error for look-alikes).
+    np.testing.assert_array_equal(a[flipped], other[flipped])
+    best = lookalike[np.arange(majority.size), other]
+    largest = sizes.max()
+    for k in range(NUM_CLASSES):
+        members = majority == k
+        # Mass flipped as solved, up to half a segment, as in the detector-like draw.
+        assert abs(sizes[members & flipped].sum() - rates[k] * sizes[members].sum()) <= largest / 2
+        # Flipped segments look more like another class than the ones kept.
+        assert best[members & flipped].mean() > best[members & ~flipped].mean() + 0.1
+    np.testing.assert_allclose(
+        flipped_share(majority, a, sizes, num_classes=NUM_CLASSES), rates, atol=0.01
+    )
+
+
+def test_correlated_rates_reach_the_target_with_lookalike_rows() -> None:
+    histograms, majority, lookalike = lookalike_pool(1500, seed=2)
+    sizes = histograms.sum(axis=1)
+    rows = lookalike_rows(majority, lookalike, sizes=sizes, num_classes=NUM_CLASSES)
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(np.diag(rows), 0.0)
+    target = np.array([0.6, 0.55, 0.5, 0.4, 0.35])
+    solved = solve_flip_rates(histograms, majority, rows, target)
+    labels = draw_correlated_labels(
+        majority, solved.rates, lookalike, sizes=sizes, rng=np.random.default_rng(0)
+    )
+    realised = iou_per_class(realised_confusion(histograms, labels))
+    reachable = [c for c in range(NUM_CLASSES) if c not in solved.unreachable]
+    assert reachable
+    assert np.abs(realised[reachable] - target[reachable]).max() < 0.05

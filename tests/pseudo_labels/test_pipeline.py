@@ -18,10 +18,12 @@ from a2lc.workspace import Workspace
 SMALL_SEGMENTS = GtProxyConfig(min_area=4, max_side=16, jitter=1.0, jitter_smoothness=2.0)
 
 
-def detector_like(ws: Workspace, target: dict[str, float], *, seed: int = 1) -> dict[str, object]:
+def detector_like(
+    ws: Workspace, target: dict[str, float], *, seed: int = 1, noise: str = "detector-like"
+) -> dict[str, object]:
     config = PseudoLabelConfig(
         source="gt-proxy",
-        noise="detector-like",
+        noise=noise,  # type: ignore[arg-type]
         noise_target=target,
         seed_images=2,
         seed_epochs=2,
@@ -35,8 +37,9 @@ def labels_of(ws: Workspace) -> dict[str, np.ndarray]:
     return {s.id: ws.read_initial_labels(s.id) for s in ws.samples}
 
 
-def test_detector_like_labels_are_deterministic_and_recorded(
-    tmp_path: Path, synthetic: SyntheticPaths
+@pytest.mark.parametrize("regime", ["detector-like", "correlated"])
+def test_flip_regimes_are_deterministic_and_recorded(
+    tmp_path: Path, synthetic: SyntheticPaths, regime: str
 ) -> None:
     dataset = load_dataset(synthetic.root, split="train")
     target = {name: 50.0 for name in dataset.class_names}
@@ -44,14 +47,14 @@ def test_detector_like_labels_are_deterministic_and_recorded(
         Workspace.create(tmp_path / "a", dataset) as a,
         Workspace.create(tmp_path / "b", dataset) as b,
     ):
-        summary = detector_like(a, target)
-        detector_like(b, target)
+        summary = detector_like(a, target, noise=regime)
+        detector_like(b, target, noise=regime)
         first, second = labels_of(a), labels_of(b)
         assert all(np.array_equal(first[k], second[k]) for k in first)
         recorded = json.loads(a.meta("initial_parameters") or "{}")
-        noise = recorded["detector_like"]
+        noise = recorded[regime.replace("-", "_")]
         assert noise == summary["noise"]
-        assert recorded["noise"] == "detector-like"
+        assert recorded["noise"] == regime
         assert set(noise["flip_rates"]) == set(dataset.class_names)
         # The recorded realised IoU is the data IoU of what was written.
         confusion = ConfusionAccumulator(a.num_classes)
@@ -64,7 +67,7 @@ def test_detector_like_labels_are_deterministic_and_recorded(
             segments = a.read_segments(sample.id)
             assert ((segments == 0) == (first[sample.id] == 255)).all()
     with Workspace.create(tmp_path / "c", dataset) as c:
-        detector_like(c, target, seed=2)
+        detector_like(c, target, seed=2, noise=regime)
         other = labels_of(c)
         assert any(not np.array_equal(first[k], other[k]) for k in first)
 
@@ -74,10 +77,12 @@ def test_detector_like_refuses_superpixels_and_bad_targets(
 ) -> None:
     dataset = load_dataset(synthetic.root, split="train")
     with Workspace.create(tmp_path / "ws", dataset) as ws:
-        with pytest.raises(WorkspaceError, match="needs --source gt-proxy"):
-            make_pseudo_labels(
-                ws, config=PseudoLabelConfig(source="superpixels", noise="detector-like")
-            )
+        for regime in ("detector-like", "correlated"):
+            with pytest.raises(WorkspaceError, match=f"--noise {regime} needs --source gt-proxy"):
+                make_pseudo_labels(
+                    ws,
+                    config=PseudoLabelConfig(source="superpixels", noise=regime),  # type: ignore[arg-type]
+                )
         with pytest.raises(DataError, match="unknown class 'nope'"):
             detector_like(ws, {"nope": 50.0})
         with pytest.raises(DataError, match="built-in detector-like target only for CamVid"):

@@ -139,3 +139,82 @@ def segment_rows(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ids[row] = value
             row += 1
     return ids, index
+
+
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def accumulate_cosine_mass(
+    probs: np.ndarray,  # (C, N) float32, C-contiguous
+    labels: np.ndarray,  # (N,) uint8
+    segments: np.ndarray,  # (N,) int32 segment ids
+    index: np.ndarray,  # (max id + 1,) int64: segment id -> row, -1 = skip
+    rep: np.ndarray,  # (M, C) float64 unit representative vector per row (0 = none)
+    ignore_index: int,
+    acc_q: np.ndarray,  # (M, C, C) float64 out: [row, y, c] Σ cos(P_x, rep) · P_c
+) -> None:
+    """Second sweep (the representative must be known): cosine-weighted probability mass."""
+    num_classes, num_pixels = probs.shape
+    best = np.empty(TILE, dtype=np.float32)
+    best_value = np.empty(TILE, dtype=np.float32)
+    squares = np.empty(TILE, dtype=np.float64)
+    dots = np.empty(TILE, dtype=np.float64)
+    rows = np.empty(TILE, dtype=np.int64)
+    cosine = np.empty(TILE, dtype=np.float64)
+    run_start = np.empty(TILE + 1, dtype=np.int64)
+    run_row = np.empty(TILE, dtype=np.int64)
+    run_label = np.empty(TILE, dtype=np.int64)
+    for t0 in range(0, num_pixels, TILE):
+        n = min(TILE, num_pixels - t0)
+        for j in range(n):
+            rows[j] = index[segments[t0 + j]]
+            best_value[j] = probs[0, t0 + j]
+            best[j] = 0.0
+            squares[j] = 0.0
+            dots[j] = 0.0
+        for c in range(num_classes):
+            column = probs[c, t0 : t0 + n]
+            as_float = np.float32(c)
+            for j in range(n):
+                value = column[j]
+                squares[j] += value * value
+                row = rows[j]
+                if row >= 0:
+                    dots[j] += value * rep[row, c]
+                current = best_value[j]
+                larger = value > current
+                best_value[j] = value if larger else current
+                best[j] = as_float if larger else best[j]
+        runs = 0
+        previous_row = -2
+        previous_label = -1
+        for j in range(n):
+            row = rows[j]
+            target = -1
+            if row >= 0:
+                label = labels[t0 + j]
+                target = int(best[j]) if label == ignore_index else int(label)
+                norm = math.sqrt(squares[j])
+                cosine[j] = 0.0 if norm == 0.0 else dots[j] / norm
+            else:
+                cosine[j] = 0.0
+            if row != previous_row or target != previous_label:
+                run_start[runs] = j
+                run_row[runs] = row
+                run_label[runs] = target
+                runs += 1
+                previous_row = row
+                previous_label = target
+        run_start[runs] = n
+        for c in range(num_classes):
+            column = probs[c, t0 : t0 + n]
+            for r in range(runs):
+                row = run_row[r]
+                if row < 0:
+                    continue
+                start = run_start[r]
+                stop = run_start[r + 1]
+                values = column[start:stop]
+                weights_run = cosine[start:stop]
+                total = 0.0
+                for k in range(stop - start):
+                    total += weights_run[k] * values[k]
+                acc_q[row, run_label[r], c] += total

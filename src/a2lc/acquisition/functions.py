@@ -18,7 +18,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from a2lc.acquisition.statistics import Backend, check_inputs, segment_statistics
+from a2lc.acquisition.class_weight import adaptive_class_weight
+from a2lc.acquisition.statistics import (
+    Backend,
+    SegmentStatistics,
+    check_inputs,
+    other_class_mass,
+    segment_statistics,
+)
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import segment_sizes
 from a2lc.registry import Registry
@@ -95,6 +102,38 @@ def alc(
     return weighted_confidence_sum(probs, labels, segments, class_weight=weight, backend=backend)
 
 
+def expected_gain(
+    probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, *, class_sizes: np.ndarray
+) -> SegmentScores:
+    """Expected IoU gain of one image's segments given the pool's class sizes ``U`` ``(C,)``.
+
+    ``Σ_x cos(P_x, rep) · Σ_{t≠y_x} P[t, x] / U_t``: each pixel's disagreement with
+    its label, weighted by how much fixing it moves the IoU of the class it
+    probably belongs to. In the loop ``U`` comes from the same pass over the pool
+    (:func:`class_sizes`).
+    """
+    stats = segment_statistics(probs, labels, segments)
+    mass = other_class_mass(probs, labels, segments, stats)
+    return SegmentScores(stats.ids, mass @ (1.0 / np.asarray(class_sizes, dtype=np.float64)))
+
+
+def expected_gain_fp(
+    probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, *, class_sizes: np.ndarray
+) -> SegmentScores:
+    """:func:`expected_gain` plus ``Σ_x cos · (1 − P[y_x, x]) / U_{y_x}`` (false positives)."""
+    stats = segment_statistics(probs, labels, segments)
+    inverse = 1.0 / np.asarray(class_sizes, dtype=np.float64)
+    mass = other_class_mass(probs, labels, segments, stats)
+    return SegmentScores(stats.ids, mass @ inverse + stats.label_scores @ inverse)
+
+
+def _cleanlab_scores(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> SegmentScores:
+    from a2lc.acquisition.peers import cleanlab_scores
+
+    result: SegmentScores = cleanlab_scores(probs, labels, segments)
+    return result
+
+
 def _segment_mean(values: np.ndarray, segments: np.ndarray) -> SegmentScores:
     seg = segments.ravel()
     ids, index, sizes = _segment_index(seg)
@@ -130,6 +169,37 @@ def random(
 
 
 @dataclass(frozen=True)
+class PoolTotals:
+    """``(C,)`` sums over the pool's covered pixels, collected in the scoring pass."""
+
+    eligible_label_pixels: np.ndarray
+    """Pixels labelled c in segments not corrected manually in an earlier round (ABC's n_c)."""
+    label_pixels: np.ndarray
+    """Pixels labelled c in every segment (255 not counted)."""
+    probability_mass: np.ndarray
+    """``Σ_x P[c, x]`` over every covered pixel."""
+
+
+ImageParts = Callable[[SegmentStatistics, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(statistics, probs C×H×W, labels H×W, segments H×W) → ``(M, K)`` score parts."""
+PoolFinish = Callable[[np.ndarray, PoolTotals], tuple[np.ndarray, dict[str, object]]]
+"""(parts ``(N, K)`` of the whole pool, totals) → (scores ``(N,)``, what to record)."""
+
+MIN_CLASS_SIZE_FRACTION = 1e-3
+"""Expected gain: ``U_c`` is clipped below at this fraction of the mean class size."""
+
+
+def class_sizes(totals: PoolTotals) -> np.ndarray:
+    """``U_c = max(pixels labelled c, Σ_x P[c, x])`` over the pool, clipped below; ``(C,)``."""
+    sizes = np.maximum(
+        np.asarray(totals.label_pixels, dtype=np.float64),
+        np.asarray(totals.probability_mass, dtype=np.float64),
+    )
+    floor = max(1.0, MIN_CLASS_SIZE_FRACTION * float(sizes.sum()) / max(1, sizes.size))
+    return np.asarray(np.maximum(sizes, floor))
+
+
+@dataclass(frozen=True)
 class AcquisitionFunction:
     """A registered acquisition function and what it needs from the caller.
 
@@ -142,11 +212,20 @@ class AcquisitionFunction:
     fn: Callable[..., SegmentScores]
     needs_class_weight: bool = False
     needs_rng: bool = False
-    from_label_scores: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None
-    """Scores ``(M,)`` from :class:`~a2lc.acquisition.statistics.SegmentStatistics`'
-    ``label_scores`` ``(M, C)`` (and the class weight): lets the loop score from the
-    one sweep that also gives the LCM features, with the class weight computed in
-    the same pass over the pool. None: the loop calls ``fn``."""
+    needs_pool: bool = False
+    """Scores only from a pass over the whole pool (no per-image ``fn``)."""
+    image_parts: ImageParts | None = None
+    """Per image, ``(M, K)`` parts of the score from the one sweep's statistics."""
+    finish: PoolFinish | None = None
+    """Scores ``(N,)`` of the whole pool from its parts ``(N, K)`` and pool totals.
+
+    With both set, the loop scores from the sweep that also gives the LCM
+    features, and pool-level quantities (ABC's class weight, expected gain's
+    class sizes) come from that same pass over the pool. Otherwise it calls ``fn``."""
+
+    @property
+    def pooled(self) -> bool:
+        return self.image_parts is not None and self.finish is not None
 
     def score(
         self,
@@ -159,6 +238,11 @@ class AcquisitionFunction:
     ) -> SegmentScores:
         """Score one image; options the function does not use are ignored."""
         extra: dict[str, object] = {}
+        if self.needs_pool:
+            raise ValueError(
+                f"acquisition {self.name!r} needs pool totals: call its function with "
+                "class_sizes, or score through the loop"
+            )
         if self.needs_class_weight:
             if class_weight is None:
                 raise ValueError(
@@ -171,26 +255,45 @@ class AcquisitionFunction:
             extra["rng"] = rng
         return self.fn(probs, labels, segments, **extra)
 
-    def scores_from(
-        self, label_scores: np.ndarray, *, class_weight: np.ndarray | None = None
-    ) -> np.ndarray:
-        """``(M,)`` scores from one image's ``label_scores`` ``(M, C)`` (see ``from_label_scores``)."""
-        if self.from_label_scores is None:
-            raise ValueError(f"acquisition {self.name!r} does not score from segment statistics")
-        if self.needs_class_weight and class_weight is None:
-            raise ValueError(
-                f"acquisition {self.name!r} needs class_weight (see adaptive_class_weight)"
-            )
-        return self.from_label_scores(label_scores, class_weight)
+
+def _label_score_parts(
+    stats: SegmentStatistics, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
+) -> np.ndarray:
+    return stats.label_scores
 
 
-def _weighted(label_scores: np.ndarray, class_weight: np.ndarray | None) -> np.ndarray:
-    assert class_weight is not None
-    return np.asarray(label_scores @ np.asarray(class_weight, dtype=np.float64))
+def _other_class_parts(
+    stats: SegmentStatistics, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
+) -> np.ndarray:
+    return other_class_mass(probs, labels, segments, stats)
 
 
-def _unweighted(label_scores: np.ndarray, class_weight: np.ndarray | None) -> np.ndarray:
-    return np.asarray(label_scores.sum(axis=1))
+def _both_parts(
+    stats: SegmentStatistics, probs: np.ndarray, labels: np.ndarray, segments: np.ndarray
+) -> np.ndarray:
+    return np.hstack([other_class_mass(probs, labels, segments, stats), stats.label_scores])
+
+
+def _finish_abc(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict[str, object]]:
+    weight = adaptive_class_weight(totals.eligible_label_pixels)
+    return parts @ weight, {"class_weight": [float(w) for w in weight]}
+
+
+def _finish_alc(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict[str, object]]:
+    return parts.sum(axis=1), {}
+
+
+def _finish_eg(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict[str, object]]:
+    sizes = class_sizes(totals)
+    return parts @ (1.0 / sizes), {"class_sizes": [float(u) for u in sizes]}
+
+
+def _finish_eg_fp(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict[str, object]]:
+    sizes = class_sizes(totals)
+    inverse = 1.0 / sizes
+    num_classes = sizes.size
+    scores = parts[:, :num_classes] @ inverse + parts[:, num_classes:] @ inverse
+    return scores, {"class_sizes": [float(u) for u in sizes]}
 
 
 ACQUISITIONS: Registry[AcquisitionFunction] = Registry("acquisition function")
@@ -200,13 +303,36 @@ for _entry in (
         "adaptively balanced confidence in label (A²LC)",
         abc,
         needs_class_weight=True,
-        from_label_scores=_weighted,
+        image_parts=_label_score_parts,
+        finish=_finish_abc,
     ),
     AcquisitionFunction(
         "alc",
         "confidence in label × cosine similarity, summed (ALC)",
         alc,
-        from_label_scores=_unweighted,
+        image_parts=_label_score_parts,
+        finish=_finish_alc,
+    ),
+    AcquisitionFunction(
+        "eg",
+        "expected IoU gain: Σ_x cos · Σ_{t≠y} P[t,x] / U_t (U_t: pool size of class t)",
+        expected_gain,
+        needs_pool=True,
+        image_parts=_other_class_parts,
+        finish=_finish_eg,
+    ),
+    AcquisitionFunction(
+        "eg-fp",
+        "expected IoU gain plus the false-positive term Σ_x cos · (1 − P[y,x]) / U_y",
+        expected_gain_fp,
+        needs_pool=True,
+        image_parts=_both_parts,
+        finish=_finish_eg_fp,
+    ),
+    AcquisitionFunction(
+        "cleanlab",
+        "cleanlab's segmentation label quality, softmin over the segment (needs a2lc[cleanlab])",
+        _cleanlab_scores,
     ),
     AcquisitionFunction("cil-mean", "mean 1 − P[label] over the segment", cil_mean),
     AcquisitionFunction("entropy", "mean pixel entropy over the segment", entropy),

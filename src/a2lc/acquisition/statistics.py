@@ -32,13 +32,15 @@ class SegmentStatistics(NamedTuple):
     * ``label_scores``: ``(M, C)`` float64, ``[m, y] = Σ_{x∈m, y_x=y} cos(P_x, rep_m) ·
       (1 − P[y, x])`` with ``y_x`` the label (the prediction where it is 255); the
       ABC score with class weight ``w`` is ``label_scores @ w``;
-    * ``features``: ``(M, C)`` float32 mean probability vector of each segment.
+    * ``features``: ``(M, C)`` float32 mean probability vector of each segment;
+    * ``representative``: ``(M, C)`` float64 unit vector along ``rep_m`` (0 if none).
     """
 
     ids: np.ndarray
     sizes: np.ndarray
     label_scores: np.ndarray
     features: np.ndarray
+    representative: np.ndarray
 
     def scores(self, class_weight: np.ndarray | None = None) -> np.ndarray:
         """``(M,)`` float64 scores with ``class_weight`` ``(C,)`` (None: weight 1, ALC)."""
@@ -108,7 +110,8 @@ def _finish(
     label_scores = np.divide(dot, norm[:, None], out=np.zeros_like(dot), where=norm[:, None] > 0)
     sums = acc_r.sum(axis=1)
     features = (sums / np.maximum(sizes, 1)[:, None]).astype(np.float32)
-    return SegmentStatistics(ids, sizes.astype(np.int64), label_scores, features)
+    unit = np.divide(rep, norm[:, None], out=np.zeros_like(rep), where=norm[:, None] > 0)
+    return SegmentStatistics(ids, sizes.astype(np.int64), label_scores, features, unit)
 
 
 def _statistics_numba(
@@ -177,4 +180,69 @@ def _statistics_numpy(
         minlength=ids.size * num_classes,
     ).reshape(ids.size, num_classes)
     features = (sums / np.maximum(sizes, 1)[:, None]).astype(np.float32)
-    return SegmentStatistics(ids.astype(np.int32), sizes.astype(np.int64), label_scores, features)
+    norm = np.linalg.norm(rep, axis=1, keepdims=True)
+    unit = np.divide(rep, norm, out=np.zeros_like(rep), where=norm > 0)
+    return SegmentStatistics(
+        ids.astype(np.int32), sizes.astype(np.int64), label_scores, features, unit
+    )
+
+
+def other_class_mass(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    segments: np.ndarray,
+    stats: SegmentStatistics,
+    *,
+    backend: Backend = "auto",
+) -> np.ndarray:
+    """``(M, C)`` float64: ``[m, t] = Σ_{x∈m, y_x≠t} cos(P_x, rep_m) · P[t, x]``.
+
+    The cosine-weighted probability that segment m's pixels truly belong to class
+    t when their label says otherwise (the expected-IoU-gain acquisition weighs it
+    by ``1 / U_t``). A second sweep over ``probs``, since it needs ``rep_m`` from
+    :func:`segment_statistics` (``stats``) first.
+    """
+    check_inputs(probs, labels, segments)
+    num_classes = probs.shape[0]
+    if backend == "auto":
+        backend = "numba" if _fits_kernel(segments, num_classes) else "numpy"
+    if backend == "numba":
+        from a2lc.acquisition._kernels import accumulate_cosine_mass, segment_rows
+
+        flat_probs = np.ascontiguousarray(probs.reshape(num_classes, -1), dtype=np.float32)
+        flat_segments = np.ascontiguousarray(segments.ravel(), dtype=np.int32)
+        ids, index = segment_rows(flat_segments)
+        acc_q = np.zeros((ids.size, num_classes, num_classes), dtype=np.float64)
+        accumulate_cosine_mass(
+            flat_probs,
+            np.ascontiguousarray(labels.ravel()),
+            flat_segments,
+            index,
+            np.ascontiguousarray(stats.representative, dtype=np.float64),
+            IGNORE_INDEX,
+            acc_q,
+        )
+        diagonal = np.einsum("mtt->mt", acc_q)
+        return np.asarray(acc_q.sum(axis=1) - diagonal)
+    if backend != "numpy":
+        raise ValueError(f"unknown backend {backend!r}; valid: auto, numba, numpy")
+    flat = probs.reshape(num_classes, -1)
+    seg = segments.ravel().astype(np.int64)
+    index = np.full(int(seg.max(initial=0)) + 1, -1, dtype=np.int64)
+    index[stats.ids] = np.arange(stats.ids.size)
+    covered = seg > 0
+    p = flat[:, covered].astype(np.float64)
+    row = index[seg[covered]]
+    pred = p.argmax(axis=0)
+    label = labels.ravel()[covered]
+    target = np.where(label == IGNORE_INDEX, pred, label).astype(np.int64)
+    norms = np.linalg.norm(p, axis=0)
+    dot = np.einsum("cn,nc->n", p, stats.representative[row])
+    cosine = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
+    return np.stack(
+        [
+            np.bincount(row, weights=cosine * p[t] * (target != t), minlength=stats.ids.size)
+            for t in range(num_classes)
+        ],
+        axis=1,
+    )

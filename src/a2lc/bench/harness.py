@@ -34,7 +34,7 @@ from a2lc.pseudo_labels.pipeline import (
     make_pseudo_labels,
 )
 from a2lc.rounds import RunConfig, default_budget, run_rounds
-from a2lc.strategies import STRATEGIES
+from a2lc.strategies import resolve_strategy
 from a2lc.workspace import Workspace
 from a2lc.workspace.workspace import DB_NAME
 
@@ -50,7 +50,7 @@ class BenchConfig:
     pseudo: SegmentSource = "gt-proxy"
     noises: tuple[NoiseRegime, ...] = ("seed",)
     noise_target: dict[str, float] | None = None
-    """detector-like: class name → target initial IoU (%); None = the built-in one."""
+    """detector-like, correlated: class name → target initial IoU (%); None = the built-in one."""
     seed_images: int = 5
     rounds: int = 5
     budget: int | None = None
@@ -83,7 +83,7 @@ def _initial_workspace(config: BenchConfig, noise: NoiseRegime, seed: int, cache
         pseudo = PseudoLabelConfig(
             source=config.pseudo,
             noise=noise,
-            noise_target=config.noise_target if noise == "detector-like" else None,
+            noise_target=config.noise_target if noise != "seed" else None,
             seed_images=config.seed_images,
             seed=seed,
         )
@@ -110,7 +110,7 @@ def _fork(source: Path, dest: Path) -> None:
 def run_benchmark(config: BenchConfig, *, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every regime × strategy × seed; write and return the results."""
     for name in config.strategies:
-        STRATEGIES.get(name)
+        resolve_strategy(name)
     cache = config.out / "cache"
     runs: list[dict[str, Any]] = []
     seed_seconds: dict[str, float] = {}
@@ -202,6 +202,7 @@ def _round_record(r: int, m: dict[str, float]) -> dict[str, Any]:
         "model_miou": m.get("model_miou"),
         "lcm_changed": m.get("lcm_changed"),
         "lcm_precision": m.get("lcm_precision"),
+        **{k: v for k, v in m.items() if k.startswith("checked_")},
         "data_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("data_iou/")},
         "model_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("model_iou/")},
         "seconds": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("seconds/")},

@@ -20,7 +20,9 @@ from a2lc.models.training import (
     FeatureLayout,
     LabelLoader,
     TrainConfig,
+    image_tensor,
     load_checkpoint,
+    paper_cityscapes_probabilities,
     predict_probabilities,
     resolve_device,
     save_checkpoint,
@@ -29,6 +31,8 @@ from a2lc.models.training import (
 )
 from a2lc.runtime import configure_threads, feature_memory_budget
 
+EMBEDDING_SCALES = 2
+"""Segment embeddings pool the encoder's this-many finest feature maps."""
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 
@@ -116,6 +120,48 @@ class ModelRunner:
             load_image=self.load_image,
             cache=self.cache_for(model),
         )
+
+    def predict_paper_cityscapes(self, model: Segmenter, image_id: str) -> np.ndarray:
+        """ABC's probabilities as the reference computes them on Cityscapes (see
+        :func:`~a2lc.models.training.paper_cityscapes_probabilities`)."""
+        return paper_cityscapes_probabilities(model, self.load_image(image_id))
+
+    def segment_embeddings(
+        self, model: Segmenter, image_id: str, segments: np.ndarray, ids: np.ndarray
+    ) -> np.ndarray:
+        """``(M, E)`` float32 mean encoder features over each segment in ``ids``.
+
+        The two finest encoder scales, each pixel taking the feature cell it falls
+        in; ``segments``: ``H×W`` at the image's resolution.
+        """
+        import torch
+        from scipy import sparse
+
+        from a2lc.data.segments import id_lookup
+
+        shape = self.samples[image_id].shape
+        cache = self.cache_for(model)
+        with torch.no_grad():
+            if cache is not None:
+                maps = cache.get(image_id, shape=shape)
+            else:
+                model.eval()
+                maps = model.features(image_tensor(self.load_image(image_id))[None].to(self.device))
+        rows = id_lookup(segments, ids)
+        covered = rows >= 0
+        height, width = shape
+        ys, xs = np.nonzero(covered.reshape(shape))
+        row = rows[covered]
+        sizes = np.bincount(row, minlength=len(ids)).astype(np.float64)
+        parts = []
+        for feature in maps[:EMBEDDING_SCALES]:
+            array = feature[0].float().cpu().numpy()
+            channels, fh, fw = array.shape
+            cell = (ys * fh // height) * fw + (xs * fw // width)
+            counts = sparse.csr_matrix((np.ones(row.size), (row, cell)), shape=(len(ids), fh * fw))
+            parts.append(np.asarray(counts @ array.reshape(channels, -1).T))
+        pooled = np.hstack(parts) / np.maximum(sizes, 1.0)[:, None]
+        return pooled.astype(np.float32)
 
     @property
     def frozen(self) -> bool:

@@ -339,3 +339,29 @@ def save_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> No
 def load_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
     module = model.head if trainable_only else model
     module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+PAPER_CITYSCAPES_CROP = 768
+"""The reference's Cityscapes training crop; ABC's probabilities come from half of it."""
+
+
+@torch.no_grad()
+def paper_cityscapes_probabilities(
+    model: Segmenter, image: np.ndarray, *, crop: int = PAPER_CITYSCAPES_CROP
+) -> np.ndarray:
+    """``C×H×W`` probabilities as the reference computes ABC's on Cityscapes.
+
+    The image is shrunk to ``crop/2 × crop/2`` (bilinear), zero-padded to
+    ``crop × crop``, predicted and softmaxed; the ``crop/2`` corner is cropped and
+    resized back to ``H×W`` (bilinear). LCM uses label-resolution probabilities.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    height, width = image.shape[:2]
+    half = crop // 2
+    tensor = image_tensor(image)[None].to(device)
+    small = F.interpolate(tensor, size=(half, half), mode="bilinear", align_corners=False)
+    padded = F.pad(small, (0, crop - half, 0, crop - half))
+    probs = model(padded).softmax(dim=1)[:, :, :half, :half]
+    back = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
+    return np.asarray(back[0].float().cpu().numpy(), dtype=np.float32)

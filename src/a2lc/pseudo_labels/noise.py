@@ -1,4 +1,4 @@
-"""Detector-like label noise for gt-proxy segments (benchmarks only).
+"""Detector-like and appearance-correlated label noise for gt-proxy segments (benchmarks only).
 
 A foundation-model pipeline such as Grounded SAM finds most objects but
 confuses similar classes systematically. This module reproduces that: a
@@ -8,6 +8,11 @@ of a confusion matrix. The rates ``e_c`` are solved so that the expected
 initial per-class IoU matches a target vector; :func:`draw_labels` then flips
 whole segments, without replacement, so that the flipped pixel mass of each
 class (and what each confusable class receives) matches that expectation.
+
+The correlated regime uses the same rates but decides *which* segments flip, and
+to what, by appearance: a segment that the seed model finds similar to another
+class is flipped first and takes that class (:func:`draw_correlated_labels`), as
+foundation models mislabel look-alike objects the same way.
 
 Pure functions on arrays. Shapes: ``S`` segments of the whole pool, ``C``
 classes; ``histograms`` is ``(S, C)`` ground-truth pixel counts per segment
@@ -218,6 +223,97 @@ def draw_labels(
         destination = np.searchsorted(edges, centres, side="right")
         # Rounding can leave the last edge a hair below 1: stay on an allowed class.
         labels[flipped] = np.minimum(destination, allowed[-1])
+    return labels
+
+
+LOOKALIKE_SHARPNESS = 4.0
+"""Correlated regime: a segment's chance to be flipped grows as (look-alike probability)^this."""
+LOOKALIKE_FLOOR = 1e-6
+"""Smallest flip weight, so every segment of a class can still be drawn."""
+
+
+def lookalike_classes(majority: np.ndarray, lookalike: np.ndarray) -> np.ndarray:
+    """``(S,)`` the class each segment looks most like other than its majority (−1: none).
+
+    ``lookalike``: ``(S, C)`` the seed model's mean probability of each class over
+    each segment.
+    """
+    majority = np.asarray(majority, dtype=np.int64)
+    scores = np.array(lookalike, dtype=np.float64)
+    valid = majority >= 0
+    scores[np.flatnonzero(valid), majority[valid]] = -np.inf
+    out = scores.argmax(axis=1)
+    return np.where(valid, out, -1)
+
+
+def lookalike_weights(majority: np.ndarray, lookalike: np.ndarray) -> np.ndarray:
+    """``(S,)`` flip weights: (probability of the most look-alike other class)^sharpness."""
+    other = lookalike_classes(majority, lookalike)
+    rows = np.arange(other.size)
+    best = np.where(other >= 0, np.asarray(lookalike)[rows, np.maximum(other, 0)], 0.0)
+    return np.asarray(np.maximum(best, LOOKALIKE_FLOOR) ** LOOKALIKE_SHARPNESS)
+
+
+def lookalike_rows(
+    majority: np.ndarray, lookalike: np.ndarray, *, sizes: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """``(C, C)`` where flipped mass of each class goes in the correlated regime.
+
+    Row ``c``: the mass of class ``c``'s segments, weighted by their flip weight,
+    split by their most look-alike other class; uniform over the other classes
+    where a class has no segment. The flip-rate solver takes it as the confusion rows.
+    """
+    majority = np.asarray(majority, dtype=np.int64)
+    other = lookalike_classes(majority, lookalike)
+    weight = lookalike_weights(majority, lookalike) * np.asarray(sizes, dtype=np.float64)
+    valid = (majority >= 0) & (other >= 0)
+    flat = np.bincount(
+        majority[valid] * num_classes + other[valid],
+        weights=weight[valid],
+        minlength=num_classes * num_classes,
+    ).reshape(num_classes, num_classes)
+    return confusion_rows(flat)
+
+
+def draw_correlated_labels(
+    majority: np.ndarray,
+    rates: np.ndarray,
+    lookalike: np.ndarray,
+    *,
+    sizes: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """``(S,)`` uint8 labels: a share ``e_c`` of each class's pixels flipped to look-alikes.
+
+    Like :func:`draw_labels`, the prefix of class ``c``'s segments whose pixel mass is
+    closest to ``e_c`` of the class's mass is flipped, but the order is a weighted
+    draw without replacement (Efraimidis–Spirakis keys ``u^(1/w)``, ``w`` from
+    :func:`lookalike_weights`), so segments that look like another class are flipped
+    first, and each flipped segment takes the class it looks most like: look-alike
+    segments share the same error.
+    """
+    majority = np.asarray(majority, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sizes.shape != majority.shape or len(lookalike) != majority.size:
+        raise ValueError(
+            f"sizes {sizes.shape}, lookalike {np.shape(lookalike)} and majority "
+            f"{majority.shape} must describe the same segments"
+        )
+    num_classes = len(rates)
+    other = lookalike_classes(majority, lookalike)
+    weight = lookalike_weights(majority, lookalike)
+    labels = np.where(majority >= 0, majority, IGNORE_INDEX).astype(np.uint8)
+    keys = rng.random(majority.size) ** (1.0 / weight)
+    for c in range(num_classes):
+        members = np.flatnonzero((majority == c) & (other >= 0))
+        if members.size == 0 or rates[c] <= 0:
+            continue
+        order = members[np.argsort(-keys[members], kind="stable")]
+        mass = np.cumsum(sizes[order])
+        prefixes = np.concatenate([[0.0], mass])
+        count = int(np.argmin(np.abs(prefixes - rates[c] * mass[-1])))
+        flipped = order[:count]
+        labels[flipped] = other[flipped]
     return labels
 
 

@@ -1,7 +1,7 @@
 """Initial pseudo-labels for a workspace: segments, labelled by a weak seed model.
 
 The seed model is the default segmentation model trained on a handful of
-ground-truth images (``seed_images``). Two noise regimes:
+ground-truth images (``seed_images``). Three noise regimes:
 
 * ``seed``: each segment gets its majority seed-model prediction; segments the
   seed model is unsure about are left uncovered, as a detector's misses are.
@@ -9,6 +9,10 @@ ground-truth images (``seed_images``). Two noise regimes:
   majority class or, at a per-class rate solved to hit a target initial IoU,
   takes a class confusable with it (drawn from the seed model's confusion on
   its seed images); see :mod:`a2lc.pseudo_labels.noise`.
+* ``correlated`` (gt-proxy only): the same solved rates, but segments that the
+  seed model finds similar to another class are flipped first, to that class, so
+  look-alike segments share the same error (appearance-correlated, systematic
+  noise as foundation models make it).
 
 Deterministic under ``seed``.
 """
@@ -27,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from a2lc._progress import progress
+from a2lc.correction.lcm import segment_features
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms
 from a2lc.errors import WorkspaceError
@@ -39,8 +44,10 @@ from a2lc.pseudo_labels.grounded_sam import GroundedSamConfig
 from a2lc.pseudo_labels.noise import (
     confusion_rows,
     default_target,
+    draw_correlated_labels,
     draw_labels,
     flipped_share,
+    lookalike_rows,
     realised_confusion,
     solve_flip_rates,
     target_vector,
@@ -60,8 +67,10 @@ NOISE_STREAM = 0xF11B
 """Second seed word of the detector-like flips' random stream (independent of the segments')."""
 
 SegmentSource = Literal["gt-proxy", "superpixels"]
-NoiseRegime = Literal["seed", "detector-like"]
-NOISE_REGIMES: tuple[NoiseRegime, ...] = ("seed", "detector-like")
+NoiseRegime = Literal["seed", "detector-like", "correlated"]
+NOISE_REGIMES: tuple[NoiseRegime, ...] = ("seed", "detector-like", "correlated")
+FLIP_REGIMES: tuple[NoiseRegime, ...] = ("detector-like", "correlated")
+"""Regimes that flip ground-truth classes of gt-proxy segments at solved rates."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class PseudoLabelConfig:
     source: SegmentSource = "gt-proxy"
     noise: NoiseRegime = "seed"
     noise_target: dict[str, float] | None = None
-    """detector-like only: class name → target initial IoU (%); None = the built-in one."""
+    """detector-like, correlated: class name → target initial IoU (%); None = the built-in one."""
     seed_images: int = 5
     seed: int = 0
     min_confidence: float = 0.5
@@ -119,11 +128,11 @@ def make_pseudo_labels(
         raise WorkspaceError(
             f"unknown noise regime {config.noise!r}; valid: {', '.join(NOISE_REGIMES)}"
         )
-    if config.noise == "detector-like" and config.source != "gt-proxy":
+    if config.noise in FLIP_REGIMES and config.source != "gt-proxy":
         raise WorkspaceError(
-            "--noise detector-like needs --source gt-proxy (it flips ground-truth classes)"
+            f"--noise {config.noise} needs --source gt-proxy (it flips ground-truth classes)"
         )
-    if config.noise == "detector-like":
+    if config.noise in FLIP_REGIMES:
         target = (
             validate_target(config.noise_target, ws.class_names, source="noise target")
             if config.noise_target is not None
@@ -139,8 +148,8 @@ def make_pseudo_labels(
         show_progress=show_progress,
     )
     model, _ = seed_runner.fit(seed_ids, ws.read_ground_truth, seed=config.seed)
-    if config.noise == "detector-like":
-        return _detector_like(
+    if config.noise in FLIP_REGIMES:
+        return _flipped(
             ws,
             config=config,
             target=target,
@@ -181,7 +190,7 @@ def _gt_proxy(config: PseudoLabelConfig, index: int, ground_truth: np.ndarray) -
     return gt_proxy_segments(ground_truth, rng=rng, config=config.gt_proxy)
 
 
-def _detector_like(
+def _flipped(
     ws: Workspace,
     *,
     config: PseudoLabelConfig,
@@ -191,18 +200,26 @@ def _detector_like(
     seed_ids: list[str],
     show_progress: bool,
 ) -> dict[str, object]:
-    """gt-proxy segments with ground-truth majority classes flipped at solved rates."""
+    """gt-proxy segments with ground-truth majority classes flipped at solved rates.
+
+    detector-like: flipped segments are drawn at random and take a class from the
+    seed model's confusion rows; correlated: segments that look like another class
+    (the seed model's mean probability over the segment) are flipped first and take
+    that class.
+    """
     num_classes = ws.num_classes
     names = ws.class_names
+    correlated = config.noise == "correlated"
     seed_confusion = ConfusionAccumulator(num_classes)
     for image_id in seed_ids:
         prediction = runner.predict(model, image_id).argmax(axis=0).astype(np.uint8)
         seed_confusion.update(ws.read_ground_truth(image_id), prediction)
-    rows = confusion_rows(seed_confusion.matrix)
 
     # Pass 1: the pool's segments as ground-truth histograms (segments are recomputed in
-    # pass 2 from the same per-image seed rather than held in memory).
+    # pass 2 from the same per-image seed rather than held in memory), and for the
+    # correlated regime the seed model's mean probabilities over each segment.
     histograms: list[np.ndarray] = []
+    looks: list[np.ndarray] = []
     for index, sample in enumerate(
         progress(ws.samples, desc="segments", total=len(ws.samples), enabled=show_progress)
     ):
@@ -211,8 +228,20 @@ def _detector_like(
         ids = np.arange(1, int(segments.max()) + 1)
         hist = label_histograms(ground_truth, segments, ids)[:, :num_classes]
         histograms.append(hist)
+        if correlated:
+            present, features = segment_features(runner.predict(model, sample.id), segments)
+            look = np.zeros((ids.size, num_classes), dtype=np.float64)
+            look[present - 1] = features
+            looks.append(look)
     pool = np.concatenate(histograms) if histograms else np.zeros((0, num_classes), np.int64)
     majority = np.where(pool.sum(axis=1) > 0, pool.argmax(axis=1), -1)
+    sizes = pool.sum(axis=1)
+    lookalike = np.concatenate(looks) if looks else np.zeros((0, num_classes))
+    rows = (
+        lookalike_rows(majority, lookalike, sizes=sizes, num_classes=num_classes)
+        if correlated
+        else confusion_rows(seed_confusion.matrix)
+    )
 
     solved = solve_flip_rates(pool, majority, rows, target_vector(target, names))
     for c in solved.capped:
@@ -232,13 +261,11 @@ def _detector_like(
         )
     if not solved.converged:
         log.warning("flip-rate solver stopped after %d iterations", solved.iterations)
-    sizes = pool.sum(axis=1)
-    labels = draw_labels(
-        majority,
-        solved.rates,
-        rows,
-        sizes=sizes,
-        rng=np.random.default_rng([config.seed, NOISE_STREAM]),
+    rng = np.random.default_rng([config.seed, NOISE_STREAM])
+    labels = (
+        draw_correlated_labels(majority, solved.rates, lookalike, sizes=sizes, rng=rng)
+        if correlated
+        else draw_labels(majority, solved.rates, rows, sizes=sizes, rng=rng)
     )
     realised = iou_per_class(realised_confusion(pool, labels))
     realised_rates = flipped_share(majority, labels, sizes, num_classes=num_classes)
@@ -278,12 +305,13 @@ def _detector_like(
         **asdict(config),
         "noise_target": target,
         "seed_image_ids": seed_ids,
-        "detector_like": noise,
+        config.noise.replace("-", "_"): noise,
     }
     ws.set_initial_maps(maps(), source=config.source, parameters=parameters)
     uncovered = int((majority < 0).sum())
     log.info(
-        "detector-like labels: initial data mIoU %.1f (expected %.1f)",
+        "%s labels: initial data mIoU %.1f (expected %.1f)",
+        config.noise,
         100 * float(np.nanmean(realised)),
         100 * float(np.nanmean(solved.expected_iou)),
     )

@@ -117,6 +117,7 @@ class PoolSegments:
     segment_id: np.ndarray  # int64
     label: np.ndarray  # int64 current majority label
     manual: np.ndarray  # bool: corrected manually (never queried again, never auto-corrected)
+    pixel_count: np.ndarray  # int64
 
     def rows(self, image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
         """Row of each (image index, segment id) pair; ``KeyError`` names a pair that is missing."""
@@ -783,15 +784,16 @@ class Workspace:
     def pool_segments(self) -> PoolSegments:
         """Every segment of the pool in one query, as columns (see :class:`PoolSegments`)."""
         rows = self._db.execute(
-            "SELECT s.idx, g.segment_id, g.label, g.origin = 'manual' FROM segments g "
+            "SELECT s.idx, g.segment_id, g.label, g.origin = 'manual', g.pixel_count FROM segments g "
             "JOIN samples s ON s.id = g.image_id ORDER BY s.idx, g.segment_id"
         ).fetchall()
-        columns = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+        columns = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
         return PoolSegments(
             image_index=columns[:, 0].copy(),
             segment_id=columns[:, 1].copy(),
             label=columns[:, 2].copy(),
             manual=columns[:, 3].astype(bool),
+            pixel_count=columns[:, 4].copy(),
         )
 
     def segment_labels(self) -> dict[str, SegmentTable]:
