@@ -377,3 +377,32 @@ def test_cli_defaults_are_the_library_defaults() -> None:
         config.box_batch,
         config.device,
     )
+
+
+def test_automatic_changes_are_shown_with_their_precision_or_as_unchecked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from a2lc.cli import _print_metrics
+    from a2lc.report import automatic_changes
+
+    checked = {
+        "checked_changed": 40.0,
+        "checked_estimated_precision": 0.97,
+        "checked_precision_lower": 0.91,
+        "checked_true_precision": 0.95,
+    }
+    assert automatic_changes(checked) == ("40", "97.00 (≥ 91.00)", "95.00")
+    assert automatic_changes({"checked_changed": 0.0}) == ("0", "no group proven", "–")
+    assert automatic_changes({"lcm_changed": 12.0, "lcm_precision": 0.25}) == (
+        "12",
+        "unchecked",
+        "25.00",
+    )
+    _print_metrics({1: {"segments_queried": 5, **checked}})
+    out = capsys.readouterr().out
+    assert "97.00 (≥ 91.00)" in out
+    assert "unchecked" not in out
+    _print_metrics({1: {"segments_queried": 5, "lcm_changed": 12.0}})
+    out = capsys.readouterr().out
+    assert "unchecked" in out
+    assert "benchmark" in out

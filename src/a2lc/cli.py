@@ -845,14 +845,20 @@ def _print_metrics(metrics: dict[int, dict[str, float]]) -> None:
     def pct(m: dict[str, float], key: str) -> str:
         return f"{100 * m[key]:8.2f}" if key in m else "       –"
 
-    print("round  queried  data mIoU  model mIoU  LCM changed  LCM precision")
+    from a2lc.report import UNCHECKED_NOTE, automatic_changes
+
+    print(
+        "round  queried  data mIoU  model mIoU  auto changed  estimated precision  true precision"
+    )
     for r in sorted(metrics):
         m = metrics[r]
-        changed = f"{int(m['lcm_changed']):11d}" if "lcm_changed" in m else "          –"
+        changed, estimate, true = automatic_changes(m)
         print(
             f"{r:>5d}  {int(m.get('segments_queried', 0)):>7d}  {pct(m, 'data_miou')}   {pct(m, 'model_miou')}  "
-            f"{changed}  {pct(m, 'lcm_precision')}"
+            f"{changed:>12}  {estimate:>19}  {true:>14}"
         )
+    if any("lcm_changed" in m for m in metrics.values()):
+        print(f"note: {UNCHECKED_NOTE}")
 
 
 def _pct(value: float | None) -> str:

@@ -55,7 +55,8 @@ def quality_plot(metrics: dict[int, dict[str, float]], title: str) -> str:
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return figure_png(fig)
 
 
@@ -106,6 +107,32 @@ def _percent(value: float | None) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
 
 
+UNCHECKED_NOTE = (
+    "LCM's changes are unchecked: it makes no estimate of its precision, and on the "
+    "CamVid benchmark it often lowered label quality (see the README's benchmark)"
+)
+
+
+def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
+    """(changed, estimated precision, true precision) of a round's automatic changes, as text.
+
+    The checked corrector reports its audited estimate with the 95% lower bound;
+    the reference LCM has none ("unchecked"). True precision needs ground truth.
+    """
+    if "checked_changed" in m:
+        estimate = m.get("checked_estimated_precision")
+        lower = m.get("checked_precision_lower")
+        text = (
+            f"{_percent(estimate)} (≥ {_percent(lower)})"
+            if estimate is not None
+            else "no group proven"
+        )
+        return f"{int(m['checked_changed'])}", text, _percent(m.get("checked_true_precision"))
+    if "lcm_changed" in m:
+        return f"{int(m['lcm_changed'])}", "unchecked", _percent(m.get("lcm_precision"))
+    return "–", "–", "–"
+
+
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
     metrics = ws.metrics()
@@ -124,8 +151,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 f"{int(m.get('segments_queried', 0))}",
                 _percent(m.get("data_miou")),
                 _percent(m.get("model_miou")),
-                f"{int(m['lcm_changed'])}" if "lcm_changed" in m else "–",
-                _percent(m.get("lcm_precision")),
+                *automatic_changes(m),
             ]
         )
     parts.append(
@@ -136,12 +162,15 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 "segments queried",
                 "data mIoU",
                 "model mIoU",
-                "LCM changed",
-                "LCM precision",
+                "automatic changes",
+                "estimated precision (95% lower bound)",
+                "true precision",
             ],
             rows,
         )
     )
+    if any("lcm_changed" in m for m in metrics.values()):
+        parts.append(f"<p><strong>Note.</strong> {html.escape(UNCHECKED_NOTE)}.</p>")
     if metrics:
         first, last = min(metrics), max(metrics)
         for kind, title in (

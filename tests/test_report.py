@@ -1,0 +1,29 @@
+"""The HTML report shows automatic changes with their precision, or says they are unchecked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from a2lc.report import workspace_report
+from tests.test_rounds import make_workspace
+
+
+def test_report_marks_lcm_changes_as_unchecked_and_shows_checked_estimates(
+    tmp_path: Path,
+) -> None:
+    with make_workspace(tmp_path) as ws:
+        ws.record_metrics(1, {"segments_queried": 20, "lcm_changed": 7, "lcm_precision": 0.5})
+        html = workspace_report(ws, tmp_path / "lcm.html").read_text()
+        assert "unchecked" in html
+        assert "benchmark" in html
+        ws.record_metrics(
+            2,
+            {
+                "segments_queried": 40,
+                "checked_changed": 3,
+                "checked_estimated_precision": 1.0,
+                "checked_precision_lower": 0.905,
+            },
+        )
+        html = workspace_report(ws, tmp_path / "both.html").read_text()
+        assert "100.00 (≥ 90.50)" in html
