@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from a2lc.bench.harness import summarise
 
 METRICS = ("data_miou", "model_miou", "lcm_changed", "lcm_precision")
@@ -91,6 +93,74 @@ def print_tables(merged: dict[str, Any]) -> None:
                 print(f"| {strategy} | " + " | ".join(cells) + " |")
 
 
+def queries_to_reach(spent: list[float], miou: list[float], goal: float) -> float | None:
+    """Queries at which a data-mIoU curve first reaches ``goal`` (linear between rounds)."""
+    for r in range(1, len(miou)):
+        if miou[r] >= goal:
+            before, after = miou[r - 1], miou[r]
+            share = 1.0 if after == before else (goal - before) / (after - before)
+            return spent[r - 1] + max(0.0, min(1.0, share)) * (spent[r] - spent[r - 1])
+    return None
+
+
+def print_efficiency(merged: dict[str, Any], reference: str = "alc") -> None:
+    """Queries each strategy needs to reach the reference's R5 data mIoU (mean over seeds)."""
+    for regime, summary in merged["summary"].items():
+        if reference not in summary:
+            continue
+        runs = [r for r in merged["runs"] if r["noise"] == regime and r["strategy"] == reference]
+        spent = [
+            float(np.mean([r["rounds"][i]["budget_spent"] for r in runs]))
+            for i in range(len(runs[0]["rounds"]))
+        ]
+        goal = summary[reference]["data_miou"]["mean"][-1]
+        print(
+            f"\n{regime}: queries to reach {reference}'s R5 data mIoU ({goal:.1f}), mean curves\n"
+        )
+        print(f"| strategy | queries | share of {reference}'s |")
+        print("|---|---:|---:|")
+        for strategy, values in summary.items():
+            curve = [m for m in values["data_miou"]["mean"] if m is not None]
+            reached = queries_to_reach(spent[: len(curve)], curve, goal)
+            cells = (
+                ("not reached", "–")
+                if reached is None
+                else (f"{reached:,.0f}", f"{100 * reached / spent[-1]:.0f}%")
+            )
+            print(f"| {strategy} | {cells[0]} | {cells[1]} |")
+
+
+def print_checked(merged: dict[str, Any]) -> None:
+    """Per run and round: the checked corrector's proposals, audits, bound and true precision."""
+    rows = [
+        r
+        for r in merged["runs"]
+        if r["rounds"] and any("checked_changed" in x for x in r["rounds"])
+    ]
+    if not rows:
+        return
+    print(
+        "\nChecked corrector per round: proposals / audited (right) / groups open / changed (true precision)\n"
+    )
+    print("| regime | strategy | seed | " + " | ".join(f"R{i}" for i in range(1, 6)) + " |")
+    print("|---|---|---|" + "---|" * 5)
+    for run in rows:
+        cells = []
+        for rec in run["rounds"][1:]:
+            if "checked_changed" not in rec:
+                cells.append("–")
+                continue
+            right = rec.get("checked_audit_precision")
+            true = rec.get("checked_true_precision")
+            cells.append(
+                f"{rec['checked_proposals']:.0f} / {rec['checked_audited']:.0f}"
+                + (f" ({100 * right:.0f}%)" if right is not None and right == right else "")
+                + f" / {rec['checked_groups_open']:.0f} / {rec['checked_changed']:.0f}"
+                + (f" ({100 * true:.0f}%)" if true is not None else "")
+            )
+        print(f"| {run['noise']} | {run['strategy']} | {run['seed']} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="a2lc bench --out folders")
@@ -99,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     merged = collect(args.folders)
     write(args.out, merged)
     print_tables(merged)
+    print_efficiency(merged)
+    print_checked(merged)
     print(f"\n{len(merged['runs'])} runs from {len(merged['sources'])} files → {args.out}")
     return 0
 

@@ -43,6 +43,9 @@ from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_
 from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.workspace.schema import SCHEMA_VERSION, migrate, schema_version
+from a2lc.workspace.swap import COMMIT_KEY as SWAP_COMMIT_KEY
+from a2lc.workspace.swap import FileSwap
+from a2lc.workspace.swap import recover as recover_swaps
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +166,9 @@ class Workspace:
         except Exception:
             connection.close()
             raise
-        return cls(path, connection)
+        workspace = cls(path, connection)
+        recover_swaps(path, lambda token: workspace.meta(SWAP_COMMIT_KEY) == token)
+        return workspace
 
     @classmethod
     def create(
@@ -366,43 +371,56 @@ class Workspace:
         """
         if self._db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]:
             raise WorkspaceError("initial labels cannot change after the first round started")
-        rows: list[tuple[str, int, int, int, int]] = []
-        files: list[tuple[str, str]] = []
-        for image_id, segments, labels in maps:
-            sample = self.sample(image_id)
-            if segments.shape != sample.shape or labels.shape != sample.shape:
-                raise DataError(
-                    Problem(
-                        image_id,
-                        f"maps {segments.shape}/{labels.shape} do not match image {sample.shape}",
+        swap = FileSwap(self.path)
+        try:
+            rows: list[tuple[str, int, int, int, int]] = []
+            files: list[tuple[str, str]] = []
+            relatives: list[str] = []
+            for image_id, segments, labels in maps:
+                sample = self.sample(image_id)
+                if segments.shape != sample.shape or labels.shape != sample.shape:
+                    raise DataError(
+                        Problem(
+                            image_id,
+                            f"maps {segments.shape}/{labels.shape} do not match image {sample.shape}",
+                        )
                     )
+                seg_path = f"{SEGMENTS_DIR}/{image_id}.png"
+                lab_path = f"{round_dir(0)}/{image_id}.png"
+                write_segment_map(swap.staged(seg_path), segments)
+                write_label_map(swap.staged(lab_path), labels, palette=self.palette)
+                relatives += [seg_path, lab_path]
+                ids, sizes = segment_sizes(segments)
+                majority = label_histograms(labels, segments, ids).argmax(axis=1)
+                rows.extend(
+                    (image_id, int(i), int(n), int(m), int(m))
+                    for i, n, m in zip(ids, sizes, majority, strict=True)
                 )
-            seg_path = f"{SEGMENTS_DIR}/{image_id}.png"
-            lab_path = f"{round_dir(0)}/{image_id}.png"
-            write_segment_map(self.path / seg_path, segments)
-            write_label_map(self.path / lab_path, labels, palette=self.palette)
-            ids, sizes = segment_sizes(segments)
-            majority = label_histograms(labels, segments, ids).argmax(axis=1)
-            rows.extend(
-                (image_id, int(i), int(n), int(m), int(m))
-                for i, n, m in zip(ids, sizes, majority, strict=True)
-            )
-            files.append((image_id, lab_path))
-        with self.transaction() as db:
-            db.execute("DELETE FROM segments")
-            db.execute("DELETE FROM label_versions")
-            db.executemany(
-                "INSERT INTO segments(image_id, segment_id, pixel_count, initial_label, label) VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT INTO label_versions(image_id, round, path) VALUES (?, 0, ?)", files
-            )
-            for key, value in (
-                ("initial_source", source),
-                ("initial_parameters", json.dumps(parameters or {}, sort_keys=True)),
-            ):
-                db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+                files.append((image_id, lab_path))
+            swap.swap(relatives)
+            with self.transaction() as db:
+                db.execute("DELETE FROM segments")
+                db.execute("DELETE FROM label_versions")
+                db.executemany(
+                    "INSERT INTO segments(image_id, segment_id, pixel_count, initial_label, label) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.executemany(
+                    "INSERT INTO label_versions(image_id, round, path) VALUES (?, 0, ?)", files
+                )
+                for key, value in (
+                    ("initial_source", source),
+                    ("initial_parameters", json.dumps(parameters or {}, sort_keys=True)),
+                    (SWAP_COMMIT_KEY, swap.token),
+                ):
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value)
+                    )
+        except BaseException:
+            if self.meta(SWAP_COMMIT_KEY) != swap.token:
+                swap.rollback()
+            raise
+        swap.finish()
 
     @property
     def palette(self) -> list[tuple[int, int, int]]:
