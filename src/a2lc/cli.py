@@ -210,6 +210,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     annotate.add_argument("--port", type=int, default=8000)
     annotate.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an address people open the app with (repeatable; needed with --host 0.0.0.0)",
+    )
+    annotate.add_argument(
         "--lease-seconds",
         type=float,
         default=300.0,
@@ -509,15 +516,33 @@ def _annotate(args: argparse.Namespace) -> int:
         pending = ws.count_unanswered(current.round)
     if args.lease_seconds <= 0:
         raise A2LCError("--lease-seconds must be positive")
-    from a2lc.web.app import serve
+    from a2lc.web.app import LOOPBACK, WILDCARD, serve, workspace_token
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: other machines can reach this app", file=sys.stderr)
+    if args.host in WILDCARD and not args.allow_host:
+        raise A2LCError(
+            f"--host {args.host} listens on every address: name the address people will open "
+            "with --allow-host NAME (the app checks the Host header)"
+        )
+    with Workspace.open(args.workspace) as ws:
+        token = workspace_token(ws)
+    if args.host not in LOOPBACK:
+        print(
+            f"warning: binding {args.host}: other machines can reach this app; anyone with the "
+            "URL below (its token) can answer queries",
+            file=sys.stderr,
+        )
+    address = args.allow_host[0] if args.host in WILDCARD else args.host
     print(
-        f"round {current.round}: {pending} queries to answer; open http://{args.host}:{args.port}/ "
-        "(Ctrl+C stops; answers are saved as they come)"
+        f"round {current.round}: {pending} queries to answer; open "
+        f"http://{address}:{args.port}/?token={token} (Ctrl+C stops; answers are saved as they come)"
     )
-    serve(args.workspace, host=args.host, port=args.port, lease_seconds=args.lease_seconds)
+    serve(
+        args.workspace,
+        host=args.host,
+        port=args.port,
+        lease_seconds=args.lease_seconds,
+        allow_hosts=tuple(args.allow_host),
+    )
     return 0
 
 

@@ -13,3 +13,39 @@ def answer_body(query: dict[str, Any], label: int | None, *, annotator: str) -> 
         "segment_id": query["segment_id"],
         "label": label,
     }
+
+
+class AppClient:
+    """A test client that sends the workspace token, and per annotator its own session id,
+    as the page does (each annotator is a browser of its own)."""
+
+    def __init__(self, app: Any) -> None:
+        from starlette.testclient import TestClient
+
+        from a2lc.web.app import TOKEN_META
+
+        self.raw = TestClient(app)
+        self.token = app.state.workspace.meta(TOKEN_META)
+
+    def _headers(self, body: Any) -> dict[str, str]:
+        headers = {"X-A2LC-Token": self.token}
+        if isinstance(body, dict) and isinstance(body.get("annotator"), str):
+            headers["X-A2LC-Session"] = f"test-session-of-{body['annotator']}".ljust(24, "0")
+        return headers
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.raw.get(url, headers=self._headers(None), **kwargs)
+
+    def post(self, url: str, *, json: Any = None, **kwargs: Any) -> Any:
+        headers = {**self._headers(json), **kwargs.pop("headers", {})}
+        return self.raw.post(url, json=json, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> AppClient:
+        self.raw.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.raw.__exit__(*exc)

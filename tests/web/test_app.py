@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from starlette.testclient import TestClient
 
 from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
 from tests.conftest import OPEN_ROUND_BUDGET as BUDGET
-from tests.web.answers import answer_body
+from tests.web.answers import AppClient, answer_body
 
 
 class Clock:
@@ -41,11 +40,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def client(open_round: Path, clock: Clock) -> TestClient:
-    return TestClient(create_app(open_round, lease_seconds=60, clock=clock))
+def client(open_round: Path, clock: Clock) -> AppClient:
+    return AppClient(create_app(open_round, lease_seconds=60, clock=clock))
 
 
-def test_lease_answer_progress_and_undo(client: TestClient, open_round: Path) -> None:
+def test_lease_answer_progress_and_undo(client: AppClient, open_round: Path) -> None:
     info = client.get("/api/info").json()
     assert info["round"] == 1
     assert [c["name"] for c in info["classes"]][:2] == ["sky", "building"]
@@ -87,7 +86,7 @@ def test_lease_answer_progress_and_undo(client: TestClient, open_round: Path) ->
     assert client.post("/api/undo", json={"annotator": "ann"}).json()["query"] is None
 
 
-def test_every_answer_kind_and_the_round_continues(client: TestClient, open_round: Path) -> None:
+def test_every_answer_kind_and_the_round_continues(client: AppClient, open_round: Path) -> None:
     kinds = [None, 255, 0]
     answered = []
     for i in range(BUDGET):
@@ -114,7 +113,7 @@ def test_every_answer_kind_and_the_round_continues(client: TestClient, open_roun
 def test_two_annotators_get_different_queries_and_answer_concurrently(
     open_round: Path, clock: Clock
 ) -> None:
-    client = TestClient(create_app(open_round, lease_seconds=60, clock=clock))
+    client = AppClient(create_app(open_round, lease_seconds=60, clock=clock))
     a = client.post("/api/lease", json={"annotator": "a"}).json()["query"]
     b = client.post("/api/lease", json={"annotator": "b"}).json()["query"]
     assert (a["image_id"], a["segment_id"]) != (b["image_id"], b["segment_id"])
@@ -150,7 +149,7 @@ def test_two_annotators_get_different_queries_and_answer_concurrently(
     assert len(keys) == len(set(keys)) == BUDGET
 
 
-def test_abandoned_leases_expire(client: TestClient, clock: Clock) -> None:
+def test_abandoned_leases_expire(client: AppClient, clock: Clock) -> None:
     a = client.post("/api/lease", json={"annotator": "a"}).json()["query"]
     clock.now += 61
     b = client.post("/api/lease", json={"annotator": "b"}).json()["query"]
@@ -166,7 +165,7 @@ def test_abandoned_leases_expire(client: TestClient, clock: Clock) -> None:
 
 
 def test_bad_requests_are_refused_without_a_state_change(
-    client: TestClient, open_round: Path
+    client: AppClient, open_round: Path
 ) -> None:
     query = client.post("/api/lease", json={"annotator": "ann"}).json()["query"]
     good = answer_body(query, 0, annotator="ann")
@@ -211,7 +210,7 @@ def test_bad_requests_are_refused_without_a_state_change(
     assert reply.status_code == 409
 
 
-def test_only_workspace_images_are_served(client: TestClient) -> None:
+def test_only_workspace_images_are_served(client: AppClient) -> None:
     query = client.post("/api/lease", json={"annotator": "ann"}).json()["query"]
     for zoom in ("0", "1"):
         reply = client.get(f"/api/view/{query['image_id']}/{query['segment_id']}.png?zoom={zoom}")
@@ -241,7 +240,7 @@ def test_no_open_round_is_a_clear_conflict(open_round: Path) -> None:
     from a2lc.cli import main
 
     assert main(["correct", "-w", str(open_round)]) == 0  # the simulated oracle closes round 1
-    client = TestClient(create_app(open_round))
+    client = AppClient(create_app(open_round))
     reply = client.post("/api/lease", json={"annotator": "ann"})
     assert reply.status_code == 409
     assert "no open round" in reply.json()["error"]

@@ -8,6 +8,7 @@ Chromium this test fails: it never skips. A screenshot of the page goes to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,11 +45,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _token(workspace: Path) -> str:
+    """The app's token, as `a2lc annotate` stored it (empty until it has started)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(workspace / "a2lc.sqlite", timeout=5)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'annotate_token'").fetchone()
+    return str(row[0]) if row else ""
+
+
 class Server:
     """``a2lc annotate`` in its own process, as a user starts it."""
 
     def __init__(self, workspace: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}/"
+        base = f"http://127.0.0.1:{port}/"
+        self.url = base
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -66,7 +77,10 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(self.url + "api/info", timeout=1).read()
+                token = _token(workspace)
+                request = urllib.request.Request(base + "api/info", headers={"X-A2LC-Token": token})
+                urllib.request.urlopen(request, timeout=1).read()
+                self.url = f"{base}?token={token}"  # the URL `a2lc annotate` prints
                 return
             except OSError:
                 if self.process.poll() is not None:

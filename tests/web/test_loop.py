@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from starlette.testclient import TestClient
 
 from a2lc.correction.oracle import simulate_annotator
 from a2lc.rounds import run_rounds
 from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
 from tests.test_rounds import config, make_workspace
-from tests.web.answers import answer_body
+from tests.web.answers import AppClient, answer_body
 
 
 def oracle_answers(ws: Workspace, round_index: int) -> dict[tuple[str, int], int | None]:
@@ -49,7 +48,7 @@ def test_web_answers_continue_the_round_like_the_oracle(tmp_path: Path) -> None:
         waiting = run_rounds(ws, config(rounds=1, oracle="human"), show_progress=False)
         assert waiting.waiting_round == 1
         answers = oracle_answers(ws, 1)
-    client = TestClient(create_app(human / "ws"))
+    client = AppClient(create_app(human / "ws"))
     names = ["ann", "bob"]
     for i in range(len(answers)):
         name = names[i % 2]
@@ -74,7 +73,7 @@ def test_web_answers_continue_the_round_like_the_oracle(tmp_path: Path) -> None:
 
 
 def test_a_restarted_server_continues_where_it_stopped(open_round: Path) -> None:
-    first = TestClient(create_app(open_round))
+    first = AppClient(create_app(open_round))
     done = []
     for _ in range(2):
         q = first.post("/api/lease", json={"annotator": "ann"}).json()["query"]
@@ -84,7 +83,7 @@ def test_a_restarted_server_continues_where_it_stopped(open_round: Path) -> None
     held = first.post("/api/lease", json={"annotator": "ann"}).json()["query"]
     del first  # the server goes away without any shutdown
 
-    second = TestClient(create_app(open_round))
+    second = AppClient(create_app(open_round))
     again = second.post("/api/lease", json={"annotator": "ann"}).json()
     assert again["progress"]["answered"] == 2
     assert (again["query"]["image_id"], again["query"]["segment_id"]) == (

@@ -15,13 +15,26 @@ Only images of the workspace are served, looked up by id (never by path).
 Every request is validated before anything changes: malformed JSON or fields
 → 400, unknown image or segment → 404, an expired or foreign lease or a query
 that is not open → 409, a class id out of range → 422.
+
+Trust model. Every ``/api`` request needs the workspace's secret token (header
+``X-A2LC-Token``, or ``?token=`` on image URLs; ``a2lc annotate`` prints the URL
+that carries it) → 401 without it; the ``Host`` header must name the address the
+app was started on (no DNS rebinding) → 403; a ``POST`` must be
+``application/json`` (no cross-site form posts) → 415 and come from the app's own
+origin when the browser says where it comes from → 403. An annotator name belongs
+to the first browser session that uses it (header ``X-A2LC-Session``, a random id
+the page keeps), so nobody else can answer or undo as that annotator → 403, and a
+session may hold one name at a time. Bodies over 16 KB are refused while reading → 413.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import io
 import json
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
@@ -52,6 +65,35 @@ except ImportError:  # pragma: no cover - exercised through the error message
 
 MAX_BODY_BYTES = 16_384
 STATIC = resources.files("a2lc.web") / "static"
+TOKEN_META = "annotate_token"
+"""Workspace meta key of the app's secret token (created on first use)."""
+SESSIONS_META = "annotate_sessions"
+"""Workspace meta key: annotator name → hash of the session that owns it."""
+TOKEN_HEADER = "x-a2lc-token"
+SESSION_HEADER = "x-a2lc-session"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def workspace_token(ws: Workspace) -> str:
+    """The workspace's annotation token, created (and stored) on first use."""
+    token = ws.meta(TOKEN_META)
+    if not token:
+        token = secrets.token_urlsafe(24)
+        ws.set_meta({TOKEN_META: token})
+    return token
+
+
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(host: str, port: int, extra: tuple[str, ...] = ()) -> set[str]:
+    """``Host`` header values that name this app: the bind address (loopback aliases too)
+    and ``extra`` names (what people type when the app listens on every address)."""
+    names = {*extra} | ({host, *LOOPBACK} if host in LOOPBACK else set())
+    if host not in WILDCARD:
+        names.add(host)
+    values = {f"{name}:{port}" for name in names}
+    return values | names if port == 80 else values
 
 
 class RequestError(A2LCError):
@@ -65,21 +107,70 @@ def create_app(
     *,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
     clock: Callable[[], float] | None = None,
+    hosts: set[str] | None = None,
 ) -> Starlette:
-    """The app over ``workspace``; it holds the workspace open until shutdown."""
+    """The app over ``workspace``; it holds the workspace open until shutdown.
+
+    ``hosts``: accepted ``Host`` header values (see :func:`allowed_hosts`); None
+    accepts any (for in-process tests only: :func:`serve` always passes them).
+    """
     ws = Workspace.open(workspace)
     desk = AnnotationDesk(ws, lease_seconds=lease_seconds, **({"clock": clock} if clock else {}))
     lock = threading.Lock()  # one SQLite connection, shared by the worker threads
     image_ids = {s.id for s in ws.samples}
     segment_ids: dict[str, set[int]] = {}  # per image, read on first use
+    token = workspace_token(ws)
+    owners: dict[str, str] = json.loads(ws.meta(SESSIONS_META) or "{}")
+
+    def check_request(request: Request) -> None:
+        """Token, Host, Origin and content type, before the body is read."""
+        if hosts is not None and request.headers.get("host", "") not in hosts:
+            raise RequestError(403, "this Host is not the app's address")
+        given = request.headers.get(TOKEN_HEADER) or (
+            request.query_params.get("token", "") if request.method == "GET" else ""
+        )
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise RequestError(401, "missing or wrong token: open the URL `a2lc annotate` printed")
+        if request.method == "POST":
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                raise RequestError(415, "requests must be application/json")
+            origin = request.headers.get("origin")
+            if origin is not None and origin not in {
+                f"{scheme}://{request.headers.get('host', '')}" for scheme in ("http", "https")
+            }:
+                raise RequestError(403, f"requests from {origin} are not allowed")
+
+    def check_owner(request: Request, annotator: str) -> None:
+        """An annotator name belongs to one browser session (stored, so restarts keep it)."""
+        session = request.headers.get(SESSION_HEADER, "")
+        if len(session) < 16:
+            raise RequestError(400, f"missing {SESSION_HEADER} header (a random session id)")
+        digest = hashlib.sha256(session.encode()).hexdigest()
+        owner = owners.get(annotator)
+        if owner is not None and not hmac.compare_digest(owner, digest):
+            raise RequestError(
+                403, f"annotator {annotator!r} is in use in another browser; pick another name"
+            )
+        if owner is None:
+            for name, other in list(owners.items()):
+                if other == digest:  # one name per session: the old one and its lease go
+                    del owners[name]
+                    desk.release(name)
+            owners[annotator] = digest
+            ws.set_meta({SESSIONS_META: json.dumps(owners, sort_keys=True)})
 
     def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             def run() -> Response:
                 with lock:
+                    body = request.state.body
+                    if isinstance(body.get("annotator"), str):
+                        check_owner(request, body["annotator"])
                     return handler(request)
 
             try:
+                check_request(request)
                 request.state.body = await _json_body(request) if request.method == "POST" else {}
                 return await run_in_threadpool(run)
             except RequestError as exc:
@@ -224,9 +315,17 @@ def create_app(
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise RequestError(413, "request body too large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # stop reading as soon as it is too large
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(413, "request body too large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -255,11 +354,19 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    allow_hosts: tuple[str, ...] = (),
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     try:
         import uvicorn
     except ImportError:
         raise MissingDependencyError(WEB_EXTRA_HELP) from None
-    app = create_app(workspace, lease_seconds=lease_seconds)
+    if host in WILDCARD and not allow_hosts:
+        raise A2LCError(
+            f"--host {host or '(all)'} listens on every address: name the address people will "
+            "open with --allow-host (the Host header is checked)"
+        )
+    app = create_app(
+        workspace, lease_seconds=lease_seconds, hosts=allowed_hosts(host, port, allow_hosts)
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -129,6 +129,18 @@ class AnnotationDesk:
                 (round_index, image_id, int(segment_id)),
             )
 
+    def release(self, annotator: str) -> int:
+        """Give the annotator's leases of the open round back to the pool; returns how many."""
+        annotator = _check_name(annotator)
+        current = self.ws.open_round()
+        if current is None:
+            return 0
+        with self.ws.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM leases WHERE round = ? AND annotator = ?", (current.round, annotator)
+            )
+            return int(cursor.rowcount)
+
     def undo(self, annotator: str) -> Query | None:
         """Take back the annotator's last answer of the open round; lease that query to them again."""
         annotator = _check_name(annotator)

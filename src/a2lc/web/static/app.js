@@ -5,8 +5,16 @@ const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, 
 const $ = (id) => document.getElementById(id);
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
 
+// The token comes with the URL `a2lc annotate` prints; the session id names this browser,
+// which owns the annotator name it uses (nobody else can answer or undo under it).
+const TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("a2lc.token") || "";
+sessionStorage.setItem("a2lc.token", TOKEN);
+const SESSION = localStorage.getItem("a2lc.session") || (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + String(Date.now()));
+localStorage.setItem("a2lc.session", SESSION);
+
 async function api(path, body) {
-  const options = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const headers = { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION };
+  const options = body === undefined ? { headers } : { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
   const response = await fetch(path, options);
   const data = await response.json();
   if (!response.ok) throw new Error(data.error || response.statusText);
@@ -32,9 +40,9 @@ function showQuery(query) {
   $("done").hidden = !!query;
   if (!query) return;
   $("current").textContent = className(query.label);
-  $("zoom").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${state.zoom ? 1 : 0}`;
+  $("zoom").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${state.zoom ? 1 : 0}&token=${encodeURIComponent(TOKEN)}`;
   $("zoom").dataset.segment = `${query.image_id}/${query.segment_id}`;
-  $("whole").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=0`;
+  $("whole").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=0&token=${encodeURIComponent(TOKEN)}`;
   for (const li of $("palette").children) li.classList.toggle("current", Number(li.dataset.id) === query.label);
 }
 

@@ -1,0 +1,174 @@
+"""The annotation app trusts no one: token, Host, Origin, content type, owned names, body size.
+
+Every refused request leaves the workspace exactly as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from a2lc.web.app import TOKEN_META, allowed_hosts, create_app
+from tests.web.answers import answer_body
+from tests.web.test_app import snapshot
+
+SESSION_A = "a" * 32
+SESSION_B = "b" * 32
+
+
+@pytest.fixture
+def app_and_token(open_round: Path) -> tuple[TestClient, str]:
+    app = create_app(open_round, lease_seconds=60, hosts=allowed_hosts("127.0.0.1", 8000))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    return client, str(app.state.workspace.meta(TOKEN_META))
+
+
+def headers(token: str, session: str = SESSION_A, **extra: str) -> dict[str, str]:
+    return {"X-A2LC-Token": token, "X-A2LC-Session": session, **extra}
+
+
+def test_every_api_route_needs_the_token(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    client, token = app_and_token
+    before = snapshot(open_round)
+    assert client.get("/api/info").status_code == 401
+    assert client.get("/api/info", headers={"X-A2LC-Token": "wrong"}).status_code == 401
+    assert client.get("/api/progress").status_code == 401
+    assert client.post("/api/lease", json={"annotator": "alice"}).status_code == 401
+    # The token in the URL is accepted for GET (image tags), never for a state change.
+    assert client.get(f"/api/info?token={token}").status_code == 200
+    reply = client.post(
+        f"/api/lease?token={token}",
+        json={"annotator": "alice"},
+        headers={"X-A2LC-Session": SESSION_A},
+    )
+    assert reply.status_code == 401
+    assert snapshot(open_round) == before
+    assert (
+        client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).status_code
+        == 200
+    )
+
+
+def test_cross_site_requests_are_refused(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    client, token = app_and_token
+    before = snapshot(open_round)
+    # A form post from another site: text/plain, evil origin.
+    plain = client.post(
+        "/api/lease",
+        content=b'{"annotator": "alice"}',
+        headers=headers(token, **{"Content-Type": "text/plain"}),
+    )
+    assert plain.status_code == 415
+    evil = client.post(
+        "/api/lease",
+        json={"annotator": "alice"},
+        headers=headers(token, Origin="http://evil.example"),
+    )
+    assert evil.status_code == 403
+    # DNS rebinding: the right token cannot help a page served under another name.
+    rebound = client.get("/api/info", headers=headers(token, Host="evil.example"))
+    assert rebound.status_code == 403
+    assert snapshot(open_round) == before
+    same_origin = client.post(
+        "/api/lease",
+        json={"annotator": "alice"},
+        headers=headers(token, Origin="http://127.0.0.1:8000"),
+    )
+    assert same_origin.status_code == 200
+
+
+def test_nobody_answers_or_undoes_as_another_annotator(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    client, token = app_and_token
+    query = client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).json()[
+        "query"
+    ]
+    answered = client.post(
+        "/api/answer", json=answer_body(query, None, annotator="alice"), headers=headers(token)
+    )
+    assert answered.status_code == 200
+    before = snapshot(open_round)
+    stolen = client.post(
+        "/api/undo", json={"annotator": "alice"}, headers=headers(token, SESSION_B)
+    )
+    assert stolen.status_code == 403
+    assert "another browser" in stolen.json()["error"]
+    assert (
+        client.post(
+            "/api/lease", json={"annotator": "alice"}, headers=headers(token, SESSION_B)
+        ).status_code
+        == 403
+    )
+    assert snapshot(open_round) == before
+    # alice herself can undo.
+    assert (
+        client.post("/api/undo", json={"annotator": "alice"}, headers=headers(token)).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/api/undo", json={"annotator": "alice"}, headers={"X-A2LC-Token": token}
+        ).status_code
+        == 400
+    )
+
+
+def test_one_browser_holds_one_name_and_one_lease(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    client, token = app_and_token
+    for i in range(40):  # one client cycling through names never holds more than one lease
+        reply = client.post("/api/lease", json={"annotator": f"name{i}"}, headers=headers(token))
+        assert reply.status_code == 200
+        assert reply.json()["progress"]["leased"] == 1
+    # The names it gave up are free for others.
+    other = client.post(
+        "/api/lease", json={"annotator": "name0"}, headers=headers(token, SESSION_B)
+    )
+    assert other.status_code == 200
+
+
+def test_a_large_body_is_refused_before_it_is_read(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    client, token = app_and_token
+    before = snapshot(open_round)
+    big = b'{"annotator": "' + b"x" * 50_000_000 + b'"}'
+    reply = client.post(
+        "/api/lease", content=big, headers=headers(token, **{"Content-Type": "application/json"})
+    )
+    assert reply.status_code == 413
+
+    def chunks():  # no Content-Length: refused while streaming
+        yield b'{"annotator": "'
+        for _ in range(100):
+            yield b"y" * 1000
+        yield b'"}'
+
+    streamed = client.post(
+        "/api/lease",
+        content=chunks(),
+        headers=headers(token, **{"Content-Type": "application/json"}),
+    )
+    assert streamed.status_code == 413
+    assert snapshot(open_round) == before
+
+
+def test_allowed_hosts() -> None:
+    assert allowed_hosts("127.0.0.1", 8000) >= {"127.0.0.1:8000", "localhost:8000"}
+    assert "evil.example:8000" not in allowed_hosts("127.0.0.1", 8000)
+    assert allowed_hosts("0.0.0.0", 8000, ("lab.example",)) == {"lab.example:8000"}
+    assert allowed_hosts("192.168.1.5", 80) == {"192.168.1.5:80", "192.168.1.5"}
+
+
+def test_cli_refuses_a_wildcard_address_without_a_name(open_round: Path) -> None:
+    from a2lc.cli import main
+
+    assert main(["annotate", "-w", str(open_round), "--host", "0.0.0.0"]) == 1
