@@ -26,6 +26,8 @@ from a2lc.strategies import CORRECTORS, PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
 
+MAX_LEASE_SECONDS = 86_400.0
+"""A lease longer than a day would lock a query away for good."""
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
@@ -514,8 +516,13 @@ def _annotate(args: argparse.Namespace) -> int:
                 f"{args.workspace} --oracle human` (it stops once the queries are recorded)"
             )
         pending = ws.count_unanswered(current.round)
-    if args.lease_seconds <= 0:
-        raise A2LCError("--lease-seconds must be positive")
+    if not 0 < args.lease_seconds <= MAX_LEASE_SECONDS:  # also refuses nan and inf
+        raise A2LCError(
+            f"--lease-seconds must be a number of seconds in (0, {MAX_LEASE_SECONDS:.0f}], "
+            f"got {args.lease_seconds}"
+        )
+    if not 1 <= args.port <= 65535:
+        raise A2LCError(f"--port must be 1..65535, got {args.port}")
     from a2lc.web.app import LOOPBACK, WILDCARD, serve, workspace_token
 
     if args.host in WILDCARD and not args.allow_host:

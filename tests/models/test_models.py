@@ -215,19 +215,39 @@ def test_held_and_memory_mapped_features_train_the_same_model(tmp_path: Path) ->
     assert len(mapped_reads) == 3 * 4  # memory-mapped per epoch and image, nothing held
 
 
-def test_legacy_npz_cache_is_converted(tmp_path: Path) -> None:
-    _, images, _ = _tiny_problem(tmp_path)
-    cache, model = _cache(tmp_path / "c", images)
-    with torch.no_grad():
-        features = model.features(image_tensor(images["im0"])[None])  # type: ignore[operator]
-    arrays = {f"f{i}": f[0].to(torch.float16).numpy() for i, f in enumerate(features)}
-    (tmp_path / "c").mkdir()
-    np.savez(tmp_path / "c" / "im0.npz", **arrays)
-    got = cache.get("im0", shape=(32, 48))
-    assert not (tmp_path / "c" / "im0.npz").exists()
-    assert (tmp_path / "c" / "im0.npy").is_file()
-    for tensor, array in zip(got, arrays.values(), strict=True):
-        np.testing.assert_array_equal(tensor[0].numpy(), array.astype(np.float32))
+def test_cache_files_follow_the_image_content(tmp_path: Path) -> None:
+    from PIL import Image
+
+    samples, images, _ = _tiny_problem(tmp_path)
+    for image_id, image in images.items():
+        Image.fromarray(image).save(samples[image_id].image_path)
+    runner = ModelRunner(
+        model_config=ModelConfig(num_classes=2, weights="none"),
+        train_config=TrainConfig(epochs=1, batch_size=2),
+        samples=samples,
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    model = runner.build(seed=0)
+    cache = runner.cache_for(model)
+    assert cache is not None
+    first = cache.path("im0")
+    cache.ensure("im0")
+    features = cache.get("im0", shape=(32, 48))
+    # The image is replaced under the same id (a shared cache, an edited dataset).
+    Image.fromarray(255 - images["im0"]).save(samples["im0"].image_path)
+    other = ModelRunner(
+        model_config=ModelConfig(num_classes=2, weights="none"),
+        train_config=TrainConfig(epochs=1, batch_size=2),
+        samples=samples,
+        cache_dir=tmp_path / "cache",
+        show_progress=False,
+    )
+    again = other.cache_for(other.build(seed=0))
+    assert again is not None
+    assert again.path("im0") != first
+    fresh = again.get("im0", shape=(32, 48))
+    assert any(not torch.equal(a, b) for a, b in zip(features, fresh, strict=True))
 
 
 def test_a_cache_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:

@@ -23,7 +23,14 @@ import numpy as np
 
 from a2lc._progress import progress
 from a2lc.data.maps import image_size, read_label_map
-from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_lut
+from a2lc.data.sample import (
+    IGNORE_INDEX,
+    ClassInfo,
+    Dataset,
+    Sample,
+    identity_lut,
+    unsafe_id_reason,
+)
 from a2lc.errors import DataError, Problem, UnknownNameError
 from a2lc.registry import Registry
 
@@ -139,6 +146,9 @@ def _finish(
 ) -> Dataset:
     if not entries and not problems:
         problems.append(Problem(split_dir, f"split {split!r} has no images"))
+    unsafe = [(i, unsafe_id_reason(i)) for i, _, _ in entries]
+    problems.extend(Problem(split_dir, reason) for _, reason in unsafe if reason is not None)
+    entries = [entry for entry, (_, reason) in zip(entries, unsafe, strict=True) if reason is None]
     samples = _make_samples(entries, problems)
     DataError.collect(problems, summary=f"{len(problems)} problem(s) in {root} ({split})")
     return Dataset(format, root, split, classes, samples, gt_lut)

@@ -80,6 +80,23 @@ class Dataset:
             raise KeyError(f"no sample {sample_id!r} in {self.root} ({self.split})") from None
 
 
+def unsafe_id_reason(sample_id: str) -> str | None:
+    """Why ``sample_id`` cannot name files in a workspace (None if it can).
+
+    Ids become file names (``segments/<id>.png``), so they must stay one plain name:
+    no path separators, not ``.`` or ``..``, no control characters.
+    """
+    if not sample_id:
+        return "an empty image id"
+    if sample_id in (".", ".."):
+        return f"image id {sample_id!r} is not a file name"
+    if "/" in sample_id or "\\" in sample_id:
+        return f"image id {sample_id!r} contains a path separator (it would leave its folder)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in sample_id):
+        return f"image id {sample_id!r} contains control characters"
+    return None
+
+
 def identity_lut(num_classes: int) -> np.ndarray:
     """LUT for label files that already hold class ids: 0..C-1 and 255 valid."""
     lut = np.full(256, -1, dtype=np.int16)

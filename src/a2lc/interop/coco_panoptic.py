@@ -146,7 +146,12 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
         )
     for sample in ws.samples:
         annotation = by_image[sample.id]
-        png = folder / str(annotation["file_name"])
+        name = str(annotation["file_name"])
+        if Path(name).name != name or name in (".", ".."):
+            raise DataError(
+                Problem(path, f"file_name {name!r} must be a file name inside {folder}")
+            )
+        png = folder / name
         try:
             with Image.open(png) as image:
                 ids = rgb_to_ids(np.asarray(image.convert("RGB")))

@@ -4,6 +4,7 @@ the model config and where encoder features are cached.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
@@ -20,6 +21,7 @@ from a2lc.models.training import (
     FeatureLayout,
     LabelLoader,
     TrainConfig,
+    content_key,
     image_tensor,
     load_checkpoint,
     paper_cityscapes_probabilities,
@@ -65,11 +67,23 @@ class ModelRunner:
         # Shared by every model this runner builds: their frozen encoders are identical.
         self._held_features: dict[str, np.ndarray] = {}
         self._feature_layouts: dict[tuple[int, int], FeatureLayout] = {}
+        self._image_keys: dict[str, str] = {}
 
     def cache_key(self) -> str:
         key = f"{self.model_config.name}-{Path(self.model_config.weights).name}"
         # A random frozen encoder depends on the seed; a pretrained one does not.
         return f"{key}-seed{self.train_config.seed}" if self.model_config.weights == "none" else key
+
+    def image_key(self, image_id: str) -> str:
+        """Content hash of the image file (once per process), part of its cache file name."""
+        if image_id not in self._image_keys:
+            path = self.samples[image_id].image_path
+            self._image_keys[image_id] = (
+                content_key(path)
+                if Path(path).is_file()
+                else hashlib.sha256(self.load_image(image_id).tobytes()).hexdigest()[:16]
+            )
+        return self._image_keys[image_id]
 
     def load_image(self, image_id: str) -> np.ndarray:
         return read_image(self.samples[image_id].image_path)
@@ -88,6 +102,7 @@ class ModelRunner:
             device=self.device,
             memory=self._held_features,
             layouts=self._feature_layouts,
+            image_key=self.image_key,
         )
 
     def fit(

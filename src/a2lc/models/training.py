@@ -7,6 +7,7 @@ few head epochs instead of full forward/backward passes.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import random
@@ -73,8 +74,21 @@ def _chw(shape: Sequence[int]) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
+def content_key(path: Path) -> str:
+    """A short hash of a file's bytes: cached features follow the image, not its name."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 class FeatureCache:
-    """Frozen-encoder features per image: float16 ``<id>.npy`` files in ``folder``.
+    """Frozen-encoder features per image: float16 ``<id>-<content hash>.npy`` files in ``folder``.
+
+    The file name carries a hash of the image file's bytes (``image_key``), so a
+    replaced image, or another dataset's image with the same id in a shared cache
+    folder, never reuses stale features.
 
     Each file is one flat array, the scales concatenated (their shapes follow from
     the image size and the encoder, see :meth:`layout`), so it can be memory-mapped.
@@ -94,8 +108,10 @@ class FeatureCache:
         device: torch.device,
         memory: dict[str, np.ndarray] | None = None,
         layouts: dict[tuple[int, int], FeatureLayout] | None = None,
+        image_key: Callable[[str], str] | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self.image_key = image_key
         self.model = model
         self.load_image = load_image
         self.device = device
@@ -103,10 +119,8 @@ class FeatureCache:
         self.layouts: dict[tuple[int, int], FeatureLayout] = {} if layouts is None else layouts
 
     def path(self, image_id: str) -> Path:
-        return self.folder / f"{image_id}.npy"
-
-    def _legacy_path(self, image_id: str) -> Path:
-        return self.folder / f"{image_id}.npz"
+        key = f"-{self.image_key(image_id)}" if self.image_key is not None else ""
+        return self.folder / f"{image_id}{key}.npy"
 
     @torch.no_grad()
     def _encode(self, image_id: str) -> list[np.ndarray]:
@@ -131,16 +145,10 @@ class FeatureCache:
         path = self.path(image_id)
         if path.is_file():
             return
-        legacy = self._legacy_path(image_id)
-        if legacy.is_file():  # written by a2lc ≤ 0.1: one npz member per scale
-            with np.load(legacy) as archive:
-                arrays = [archive[f"f{i}"] for i in range(len(archive.files))]
-        else:
-            arrays = self._encode(image_id)
+        arrays = self._encode(image_id)
         buffer = io.BytesIO()
         np.save(buffer, np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float16))
         atomic_write_bytes(path, buffer.getvalue())
-        legacy.unlink(missing_ok=True)
 
     def _flat(self, image_id: str) -> np.ndarray:
         held = self.memory.get(image_id)

@@ -51,6 +51,8 @@ class AnnotationDesk:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0 < lease_seconds <= 86_400:  # refuses nan and inf too
+            raise ValueError(f"lease_seconds must be in (0, 86400], got {lease_seconds}")
         self.ws = ws
         self.lease_seconds = lease_seconds
         self._clock = clock

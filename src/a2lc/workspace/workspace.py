@@ -160,9 +160,29 @@ class Workspace:
             raise WorkspaceError(
                 f"{path} is not an a2lc workspace (no {DB_NAME}); create one with `a2lc init`"
             )
-        connection = _connect(db_path)
+        if db_path.stat().st_size == 0:
+            raise WorkspaceError(
+                f"{db_path} is empty or not an a2lc database; restore it from a backup "
+                "or create a new workspace with `a2lc init`"
+            )
         try:
+            connection = _connect(db_path)
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(
+                f"{db_path} cannot be opened as an a2lc workspace: {exc}"
+            ) from None
+        try:
+            if schema_version(connection) == 0:
+                # A fresh database is only ever made by `create`; an empty file here was
+                # damaged or replaced, and must not be silently re-initialised.
+                raise WorkspaceError(
+                    f"{db_path} is empty or not an a2lc database; restore it from a backup "
+                    "or create a new workspace with `a2lc init`"
+                )
             migrate(connection)
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise WorkspaceError(f"{db_path} is not a readable a2lc database: {exc}") from None
         except Exception:
             connection.close()
             raise
