@@ -383,7 +383,7 @@ def _status(args: argparse.Namespace) -> int:
     from a2lc.loop import data_miou
     from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, read_only=True) as ws:
         summary = ws.status()
         if args.data_miou:
             acc = data_miou(ws)
@@ -680,7 +680,7 @@ def _export(args: argparse.Namespace) -> int:
     from a2lc.data.maps import write_label_map
     from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, read_only=True) as ws:
         ws.require_segments()
         if args.format == "cvat":
             from a2lc.interop.cvat import export_cvat
@@ -711,7 +711,7 @@ def _export_queries(args: argparse.Namespace) -> int:
     from a2lc.interop.label_studio import export_tasks
     from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, read_only=True) as ws:
         summary = export_tasks(ws, args.out, image_prefix=args.image_prefix)
     print(
         f"round {summary['round']}: {summary['tasks']} Label Studio tasks in {args.out}/tasks.json; "
@@ -765,7 +765,7 @@ def _report(args: argparse.Namespace) -> int:
     from a2lc.report import workspace_report
     from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with Workspace.open(args.workspace, read_only=True) as ws:
         print(f"report: {workspace_report(ws, args.out)}")
     return 0
 

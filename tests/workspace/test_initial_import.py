@@ -16,16 +16,17 @@ import pytest
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.errors import DataError, Problem
 from a2lc.workspace import Workspace
+from a2lc.workspace.lock import LOCK_NAME
 from a2lc.workspace.workspace import DB_NAME
 from tests.workspace.test_workspace import create
 
 
 def snapshot(path: Path) -> dict[str, str]:
-    """Every file's bytes (hashed) and the database's logical content."""
+    """Every file's bytes (hashed) and the database's logical content (not the lock's holder)."""
     files = {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(path.rglob("*"))
-        if p.is_file() and not p.name.startswith(DB_NAME)
+        if p.is_file() and not p.name.startswith(DB_NAME) and p.name != LOCK_NAME
     }
     with sqlite3.connect(path / DB_NAME) as db:
         dump = "\n".join(line for line in db.iterdump() if "'swap_committed'" not in line)

@@ -26,6 +26,7 @@ import datetime as _dt
 import json
 import logging
 import math
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -42,6 +43,8 @@ from a2lc.data.readers import FORMATS, validate_dataset
 from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_lut
 from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
 from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.workspace.lock import acquire as acquire_lock
+from a2lc.workspace.lock import release as release_lock
 from a2lc.workspace.schema import SCHEMA_VERSION, migrate, schema_version
 from a2lc.workspace.swap import COMMIT_KEY as SWAP_COMMIT_KEY
 from a2lc.workspace.swap import FileSwap
@@ -144,16 +147,27 @@ def _pair_key(image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
 class Workspace:
     """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, *, lock: Path | None = None
+    ) -> None:
         self.path = path
         self._db = connection
         self._dataset: Dataset | None = None
+        self._lock = lock
+        self.read_only = lock is None
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, path: Path | str) -> Workspace:
-        """Open an existing workspace, applying pending schema migrations."""
+    def open(cls, path: Path | str, *, read_only: bool = False) -> Workspace:
+        """Open an existing workspace.
+
+        For writing (the default) it takes the workspace's writer lock (one writing
+        process at a time; see :mod:`a2lc.workspace.lock`), applies pending schema
+        migrations and rolls back or completes a file swap a killed process left.
+        ``read_only`` takes no lock, so it works while a run holds it and on a
+        workspace the user may not write (status, export, report).
+        """
         path = Path(path).expanduser().resolve()
         db_path = path / DB_NAME
         if not db_path.is_file():
@@ -165,15 +179,22 @@ class Workspace:
                 f"{db_path} is empty or not an a2lc database; restore it from a backup "
                 "or create a new workspace with `a2lc init`"
             )
+        if read_only:
+            return cls._open_read_only(path, db_path)
+        lock = acquire_lock(path)
         try:
             connection = _connect(db_path)
         except sqlite3.DatabaseError as exc:
+            release_lock(lock)
             raise WorkspaceError(
                 f"{db_path} cannot be opened as an a2lc workspace: {exc}"
             ) from None
+        except BaseException:
+            release_lock(lock)
+            raise
         try:
             if schema_version(connection) == 0:
-                # A fresh database is only ever made by `create`; an empty file here was
+                # A fresh database is only ever made by `create`; an empty one here was
                 # damaged or replaced, and must not be silently re-initialised.
                 raise WorkspaceError(
                     f"{db_path} is empty or not an a2lc database; restore it from a backup "
@@ -182,13 +203,49 @@ class Workspace:
             migrate(connection)
         except sqlite3.DatabaseError as exc:
             connection.close()
+            release_lock(lock)
             raise WorkspaceError(f"{db_path} is not a readable a2lc database: {exc}") from None
-        except Exception:
+        except BaseException:
             connection.close()
+            release_lock(lock)
             raise
-        workspace = cls(path, connection)
-        recover_swaps(path, lambda token: workspace.meta(SWAP_COMMIT_KEY) == token)
+        workspace = cls(path, connection, lock=lock)
+        try:
+            recover_swaps(path, lambda token: workspace.meta(SWAP_COMMIT_KEY) == token)
+        except BaseException:
+            workspace.close()
+            raise
         return workspace
+
+    @classmethod
+    def _open_read_only(cls, path: Path, db_path: Path) -> Workspace:
+        if (path / "staging").is_dir() and any((path / "staging").glob("swap-*")):
+            raise WorkspaceError(
+                f"{path} has an interrupted import to roll back; run a command that writes "
+                "(e.g. `a2lc run` or `a2lc import-labels`) once, then read it"
+            )
+        # A folder the user may not write gets no -shm file, so read it as immutable.
+        writable = os.access(path, os.W_OK)
+        uri = f"file:{db_path}?mode=ro" + ("" if writable else "&immutable=1")
+        try:
+            connection = sqlite3.connect(
+                uri, uri=True, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
+            connection.execute("PRAGMA busy_timeout = 30000")
+            version = schema_version(connection)
+            connection.execute("SELECT COUNT(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{db_path} is not a readable a2lc database: {exc}") from None
+        if version == 0:
+            connection.close()
+            raise WorkspaceError(f"{db_path} is empty or not an a2lc database")
+        if version != SCHEMA_VERSION:
+            connection.close()
+            raise WorkspaceError(
+                f"{db_path} has schema v{version}, this a2lc reads v{SCHEMA_VERSION}: open it "
+                "once for writing (any `a2lc run`) to migrate it"
+            )
+        return cls(path, connection)
 
     @classmethod
     def create(
@@ -247,6 +304,9 @@ class Workspace:
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            release_lock(self._lock)
+            self._lock = None
 
     def __enter__(self) -> Workspace:
         return self
