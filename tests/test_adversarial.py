@@ -178,3 +178,51 @@ def test_annotate_options_out_of_range(
     assert main(["annotate", "-w", str(open_round), option, value]) == 1
     assert option in capsys.readouterr().err
     assert snapshot(open_round) == before
+
+
+def test_exports_are_readable_by_others(synthetic: SyntheticPaths, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    ws_path = tmp_path / "ws"
+    assert (
+        main(
+            [
+                "init",
+                "-w",
+                str(ws_path),
+                "--data",
+                str(synthetic.root),
+                "--segments",
+                str(synthetic.segments),
+                "--labels",
+                str(synthetic.pseudo),
+            ]
+        )
+        == 0
+    )
+    old = os.umask(0o022)
+    try:
+        assert main(["export", "-w", str(ws_path), "--out", str(tmp_path / "out")]) == 0
+    finally:
+        os.umask(old)
+    files = list((tmp_path / "out").iterdir())
+    assert any(f.name == "classes.json" for f in files)
+    for path in files:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o044 == 0o044, f"{path.name}: {oct(mode)}"
+
+
+def test_automatic_changes_and_their_metrics_are_one_transaction(open_round: Path) -> None:
+    from a2lc.loop import answer_with_oracle
+
+    with Workspace.open(open_round) as ws:
+        answer_with_oracle(ws, 1, show_progress=False)
+        manual = ws.queries(1)[0]
+        before = snapshot(open_round)
+        with pytest.raises(WorkspaceError, match="corrected manually"):
+            ws.record_auto_corrections(
+                1, [(manual.image_id, manual.segment_id, 0)], metrics={"lcm_changed": 1.0}
+            )
+        assert "lcm_changed" not in ws.metrics().get(1, {})
+        assert snapshot(open_round) == before

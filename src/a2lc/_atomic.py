@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import IO
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask); mkstemp makes 0o600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success rename it onto ``path``.
@@ -26,6 +36,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)  # readable by others as a plain write would be
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:

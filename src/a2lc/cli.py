@@ -677,6 +677,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from a2lc._atomic import atomic_write_text
     from a2lc.data.maps import write_label_map
     from a2lc.workspace import Workspace
 
@@ -702,7 +703,7 @@ def _export(args: argparse.Namespace) -> int:
                 args.out / f"{sample.id}.png", ws.read_labels(sample.id), palette=ws.palette
             )
         classes = [{"id": c.id, "name": c.name, "color": list(c.color)} for c in ws.dataset.classes]
-        (args.out / "classes.json").write_text(json.dumps(classes, indent=1))
+        atomic_write_text(args.out / "classes.json", json.dumps(classes, indent=1))
         print(f"wrote {len(ws.samples)} label maps (palette PNG, 255 = ignore) to {args.out}")
     return 0
 

@@ -191,8 +191,7 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
     tail = tail_classes(after, ws.num_classes, fraction=lcm.tail_fraction)
     threshold = lcm.threshold(r)
     if len(train_rows) == 0:
-        ws.record_auto_corrections(r, [])
-        ws.record_metrics(r, {"lcm_changed": 0.0})
+        ws.record_auto_corrections(r, [], metrics={"lcm_changed": 0.0})
         return
     prediction = fit_and_predict(
         saved.features[train_rows],
@@ -213,8 +212,7 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
     values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
     if changes and ws.has_ground_truth:
         values["lcm_precision"] = change_precision(ws, changes)
-    ws.record_auto_corrections(r, changes)
-    ws.record_metrics(r, values)
+    ws.record_auto_corrections(r, changes, metrics=values)
     log.info(
         "round %d: LCM changed %d segments (τ = %.10g; unchecked: LCM has no precision estimate)",
         r,
@@ -442,8 +440,7 @@ def apply_checked(ws: Workspace, *, config: CheckedConfig, round_index: int) -> 
         "mean_confidence": float(confidence.mean()) if confidence.size else None,
     }
     atomic_write_text(checked_outcome_path(ws, r), json.dumps(outcome, indent=1))
-    ws.record_auto_corrections(r, changes, step="checked")
-    ws.record_metrics(r, values)
+    ws.record_auto_corrections(r, changes, step="checked", metrics=values)
     log.info(
         "round %d: checked corrector: %d proposals, %d audited (%.0f%% right), %d of %d audited "
         "groups open, %d applied%s",

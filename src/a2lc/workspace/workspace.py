@@ -826,14 +826,22 @@ class Workspace:
         ]
 
     def record_auto_corrections(
-        self, round_index: int, changes: Sequence[tuple[str, int, int]], *, step: str = "lcm"
+        self,
+        round_index: int,
+        changes: Sequence[tuple[str, int, int]],
+        *,
+        step: str = "lcm",
+        metrics: dict[str, float] | None = None,
     ) -> None:
         """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
 
+        ``metrics`` (what the corrector measured) go into the same transaction.
         Manually corrected segments are never touched: such a change is refused.
         """
         now = _now()
         with self.transaction() as db:
+            if metrics:
+                _write_metrics(db, round_index, metrics)
             for image_id, segment_id, after in changes:
                 row = db.execute(
                     "SELECT label, origin FROM segments WHERE image_id = ? AND segment_id = ?",
@@ -903,10 +911,7 @@ class Workspace:
     def record_metrics(self, round_index: int, values: dict[str, float]) -> None:
         """Store measurements of a round; undefined ones (NaN, e.g. IoU of an absent class) are left out."""
         with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
-                [(round_index, k, float(v)) for k, v in values.items() if math.isfinite(float(v))],
-            )
+            _write_metrics(db, round_index, values)
 
     def metrics(self) -> dict[int, dict[str, float]]:
         result: dict[int, dict[str, float]] = {}
@@ -970,6 +975,13 @@ class Workspace:
             "rounds": rounds,
             "metrics": self.metrics(),
         }
+
+
+def _write_metrics(db: sqlite3.Connection, round_index: int, values: dict[str, float]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
+        [(round_index, k, float(v)) for k, v in values.items() if math.isfinite(float(v))],
+    )
 
 
 def _rgb(values: Sequence[int]) -> tuple[int, int, int]:
