@@ -226,3 +226,153 @@ def test_automatic_changes_and_their_metrics_are_one_transaction(open_round: Pat
             )
         assert "lcm_changed" not in ws.metrics().get(1, {})
         assert snapshot(open_round) == before
+
+
+def test_deeply_nested_json_is_refused_cleanly(tmp_path: Path) -> None:
+    from a2lc._json import read_json
+    from a2lc.data.readers import read_classes_json
+
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match="nested too deeply"):
+        read_json(path)
+    with pytest.raises(DataError, match="nested too deeply"):
+        read_classes_json(path)
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ({"id": 1.7, "name": "Building"}, "integer 'id'"),
+        ({"id": "1", "name": "Building"}, "integer 'id'"),
+        ({"id": 1, "name": "Sky"}, "unique"),
+        ({"id": 1, "name": "Building", "color": [1.5, 2, 3]}, "color"),
+    ],
+)
+def test_classes_json_is_never_guessed(
+    tmp_path: Path, entry: dict[str, object], reason: str
+) -> None:
+    from a2lc.data.readers import read_classes_json
+
+    path = tmp_path / "classes.json"
+    path.write_text(json.dumps([{"id": 0, "name": "Sky"}, entry]))
+    with pytest.raises(DataError, match=reason):
+        read_classes_json(path)
+
+
+def test_decompression_bombs_and_truncated_images_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from a2lc.data.images import read_image
+    from a2lc.data.maps import image_size, read_png_array
+
+    path = tmp_path / "big.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64×64 is now a "bomb"
+    for read in (read_image, read_png_array, image_size):
+        with pytest.raises(DataError, match="too large to decode safely"):
+            read(path)
+    monkeypatch.undo()
+    cut = tmp_path / "cut.jpg"
+    Image.fromarray((np.random.default_rng(0).random((50, 60, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "whole.jpg"
+    )
+    data = (tmp_path / "whole.jpg").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        image_size(cut)
+    assert image_size(tmp_path / "whole.jpg") == (60, 50)
+
+
+def test_segment_ids_beyond_16_bits_are_a_clear_error(open_round: Path) -> None:
+    with Workspace.open(open_round) as ws:
+        sample = ws.samples[0]
+        segments = np.full(sample.shape, 70_000, dtype=np.int64)
+        labels = np.zeros(sample.shape, dtype=np.uint8)
+        ws.connection.execute("DELETE FROM queries")
+        ws.connection.execute("DELETE FROM rounds")
+        before = snapshot(open_round)
+        with pytest.raises(DataError, match="65535"):
+            ws.set_initial_maps([(sample.id, segments, labels)], source="test")
+        assert snapshot(open_round) == before
+
+
+def test_a_damaged_checkpoint_is_named(tmp_path: Path) -> None:
+    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.training import load_checkpoint, save_checkpoint
+
+    model = build_model(ModelConfig(num_classes=3, weights="none"))
+    save_checkpoint(tmp_path / "weights.pt", model, trainable_only=True)
+    data = (tmp_path / "weights.pt").read_bytes()
+    (tmp_path / "weights.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(WorkspaceError, match=r"weights\.pt is truncated"):
+        load_checkpoint(tmp_path / "weights.pt", model, trainable_only=True)
+
+
+def test_a_damaged_feature_cache_file_is_recomputed(tmp_path: Path) -> None:
+    import torch
+
+    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.training import FeatureCache
+
+    image = np.random.default_rng(0).integers(0, 255, (32, 48, 3)).astype(np.uint8)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=2, weights="none"))
+    cache = FeatureCache(tmp_path, model, lambda _: image, device=torch.device("cpu"))
+    good = cache.get("a", shape=(32, 48))
+    cache.path("a").write_bytes(cache.path("a").read_bytes()[:100])
+    again = FeatureCache(tmp_path, model, lambda _: image, device=torch.device("cpu"))
+    for x, y in zip(good, again.get("a", shape=(32, 48)), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_database_failures_are_one_line(
+    open_round: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from a2lc.workspace import Workspace as WorkspaceClass
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(WorkspaceClass, "record_answers", full)
+    assert main(["correct", "-w", str(open_round)]) == 1
+    err = capsys.readouterr().err
+    assert "database or disk is full" in err
+    assert "Traceback" not in err
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(30, "Read-only file system", str(open_round / "x.png"))
+
+    monkeypatch.setattr(WorkspaceClass, "record_answers", read_only)
+    assert main(["correct", "-w", str(open_round)]) == 1
+    assert "Read-only file system" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_a_closed_pipe(open_round: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "a2lc", "status", "-w", str(open_round), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["segments"]["total"] > 0
+    # The reader is gone before a2lc writes (`a2lc status --json | head` that already quit).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2lc", "status", "-w", str(open_round), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate()
+    assert "Traceback" not in err
+    assert "BrokenPipe" not in err

@@ -17,3 +17,5 @@ def read_json(path: Path | str) -> Any:
         raise DataError(Problem(path, "no such file")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(Problem(path, f"not a readable JSON file ({exc})")) from None
+    except RecursionError:
+        raise DataError(Problem(path, "not a readable JSON file (nested too deeply)")) from None

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +29,8 @@ from a2lc.strategies import CORRECTORS, PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
 
+FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+"""OSErrors that are the machine's state, not a bug: reported in one line."""
 MAX_LEASE_SECONDS = 86_400.0
 """A lease longer than a day would lock a query away for good."""
 EXIT_USAGE = 2
@@ -355,9 +360,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         request_threads(args.threads)
         handler = _HANDLERS[args.command]
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handling below
+        return code
     except A2LCError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`a2lc status --json | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except sqlite3.DatabaseError as exc:
+        print(
+            f"error: the workspace database failed ({exc}): is the disk full, the folder "
+            "read-only, or the file damaged?",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRORS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror}", file=sys.stderr)
         return EXIT_ERROR
 
 

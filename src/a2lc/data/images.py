@@ -17,5 +17,7 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except FileNotFoundError:
         raise DataError(Problem(path, "image file is missing")) from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(Problem(path, f"image too large to decode safely ({exc})")) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(Problem(path, f"unreadable image ({exc})")) from None

@@ -37,6 +37,8 @@ def read_png_array(path: Path) -> np.ndarray:
             if image.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(image, dtype=np.uint16)
             return np.asarray(image)
+    except Image.DecompressionBombError as exc:
+        raise DataError(Problem(path, f"image too large to decode safely ({exc})")) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(Problem(path, f"unreadable or truncated image ({exc})")) from None
 
@@ -48,9 +50,24 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(Problem(path, "file is missing"))
     try:
         with Image.open(path) as image:
-            return image.size
+            size = image.size
+            kind = image.format
+    except Image.DecompressionBombError as exc:
+        raise DataError(Problem(path, f"image too large to decode safely ({exc})")) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(Problem(path, f"unreadable image ({exc})")) from None
+    ending = _END_MARKERS.get(kind or "")
+    if ending is not None:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 64))
+            tail = handle.read()
+        if ending not in tail:  # rare for a complete file: decode it to be sure
+            read_png_array(path)
+    return size
+
+
+_END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
+"""Bytes near the end of a complete file: a cheap truncation check without decoding."""
 
 
 def _check_single_channel(path: Path, array: np.ndarray, what: str) -> None:

@@ -165,15 +165,28 @@ def read_classes_json(path: Path) -> tuple[ClassInfo, ...]:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(Problem(path, f"not valid JSON ({exc})")) from None
+    except RecursionError:
+        raise DataError(Problem(path, "not valid JSON (nested too deeply)")) from None
     if not isinstance(raw, list) or not raw:
         raise DataError(Problem(path, "must be a non-empty list of classes"))
     classes: list[ClassInfo] = []
     for position, item in enumerate(raw):
         try:
-            class_id, name = int(item["id"]), str(item["name"])
+            class_id, name = item["id"], item["name"]
+            # No truncation: 1.7 is not class 1, and "2" is not a number.
+            if isinstance(class_id, bool) or not isinstance(class_id, int):
+                raise TypeError
+            if not isinstance(name, str) or not name.strip():
+                raise TypeError
             color = item.get("color") or _fallback_color(class_id)
+            if (
+                not isinstance(color, list | tuple)
+                or len(color) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in color)
+            ):
+                raise TypeError
             rgb = (int(color[0]), int(color[1]), int(color[2]))
-        except (KeyError, TypeError, ValueError, IndexError):
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise DataError(
                 Problem(
                     path,
@@ -185,6 +198,10 @@ def read_classes_json(path: Path) -> tuple[ClassInfo, ...]:
                 Problem(path, f"entry {position}: color values must be 0..255, got {list(rgb)}")
             )
         classes.append(ClassInfo(class_id, name, rgb))
+    names = [c.name.strip().lower() for c in classes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DataError(Problem(path, f"class names must be unique, repeated: {duplicates}"))
     classes.sort(key=lambda c: c.id)
     ids = [c.id for c in classes]
     if ids != list(range(len(ids))):

@@ -155,7 +155,18 @@ class FeatureCache:
         if held is not None:
             return held
         self.ensure(image_id)
-        return np.asarray(np.load(self.path(image_id), mmap_mode="r"))
+        return self._read(image_id, mmap=True)
+
+    def _read(self, image_id: str, *, mmap: bool) -> np.ndarray:
+        """The image's cache file; a truncated or damaged one is recomputed, once."""
+        path = self.path(image_id)
+        try:
+            return np.asarray(np.load(path, mmap_mode="r" if mmap else None))
+        except (ValueError, OSError, EOFError):
+            log.warning("%s is damaged: recomputing the features", path)
+            path.unlink(missing_ok=True)
+            self.ensure(image_id)
+            return np.asarray(np.load(path, mmap_mode="r" if mmap else None))
 
     def get(self, image_id: str, *, shape: tuple[int, int] | None = None) -> list[torch.Tensor]:
         """Features ``[1×C_i×H_i×W_i]`` (float32 on the device), computed once and stored.
@@ -205,7 +216,7 @@ class FeatureCache:
             return False
         for image_id in image_ids:
             if image_id not in self.memory:
-                self.memory[image_id] = np.load(self.path(image_id))
+                self.memory[image_id] = self._read(image_id, mmap=False)
         return True
 
 
@@ -345,8 +356,20 @@ def save_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> No
 
 
 def load_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
+    import pickle
+
+    from a2lc.errors import WorkspaceError
+
     module = model.head if trainable_only else model
-    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state)
+    except FileNotFoundError:
+        raise WorkspaceError(f"{path} is missing: the round's model was never saved") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError) as exc:
+        raise WorkspaceError(
+            f"{path} is truncated or not this model's checkpoint ({str(exc)[:120]})"
+        ) from None
 
 
 PAPER_CITYSCAPES_CROP = 768

@@ -467,8 +467,11 @@ class Workspace:
                     )
                 seg_path = f"{SEGMENTS_DIR}/{image_id}.png"
                 lab_path = f"{round_dir(0)}/{image_id}.png"
-                write_segment_map(swap.staged(seg_path), segments)
-                write_label_map(swap.staged(lab_path), labels, palette=self.palette)
+                try:
+                    write_segment_map(swap.staged(seg_path), segments)
+                    write_label_map(swap.staged(lab_path), labels, palette=self.palette)
+                except ValueError as exc:  # ids beyond 16 bits, wrong dtypes
+                    raise DataError(Problem(image_id, str(exc))) from None
                 relatives += [seg_path, lab_path]
                 ids, sizes = segment_sizes(segments)
                 majority = label_histograms(labels, segments, ids).argmax(axis=1)
