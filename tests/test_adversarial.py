@@ -376,3 +376,108 @@ def test_python_dash_m_and_a_closed_pipe(open_round: Path) -> None:
     _, err = process.communicate()
     assert "Traceback" not in err
     assert "BrokenPipe" not in err
+
+
+def _label_studio_export(open_round: Path, tmp_path: Path) -> list[dict[str, object]]:
+    out = tmp_path / "ls"
+    assert main(["export-queries", "-w", str(open_round), "--out", str(out)]) == 0
+    tasks = json.loads((out / "tasks.json").read_text())
+    for task in tasks:  # every query answered by keeping the prefilled region
+        task["annotations"] = [{"id": 1, "result": task["predictions"][0]["result"]}]
+    return list(tasks)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda t: t["data"].update(segment_id=7.9), "segment_id an integer"),
+        (lambda t: t["data"].update(segment_id=True), "segment_id an integer"),
+        (lambda t: t["data"].update(image_id=["x"]), "image_id must be a string"),
+        (lambda t: t.update(annotations="oops"), "'annotations' must be a list"),
+        (lambda t: t["annotations"][0].update(result="x"), "'result' must be a list"),
+        (
+            lambda t: t["annotations"][0]["result"][0]["value"].update(rle=[1, 2, 3, 4, 5, 6]),
+            "does not decode",
+        ),
+        (
+            lambda t: t["annotations"][0]["result"][0].update(original_width=9999),
+            "drawn on a 9999",
+        ),
+    ],
+)
+def test_label_studio_exports_are_never_guessed(
+    open_round: Path, tmp_path: Path, damage: object, reason: str
+) -> None:
+    tasks = _label_studio_export(open_round, tmp_path)
+    damage(tasks[0])  # type: ignore[operator]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks))
+    before = snapshot(open_round)
+    assert main(["import-answers", "-w", str(open_round), "--label-studio", str(path)]) == 1
+    assert snapshot(open_round) == before
+    from a2lc.interop.label_studio import read_answers
+
+    with Workspace.open(open_round) as ws, pytest.raises(DataError, match=reason):
+        read_answers(ws, path)
+
+
+def test_a_hostile_rle_header_is_refused_before_allocation() -> None:
+    from a2lc.interop.rle import decode_mask
+
+    header = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]  # claims 4 billion values
+    with pytest.raises(ValueError, match="expected 4×4×4"):
+        decode_mask(header, height=4, width=4)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda d: d.update(categories="x"), "'categories' must be a list"),
+        (lambda d: d["categories"][0].update(id="1"), "integer 'id'"),
+        (lambda d: d["annotations"][0].pop("segments_info"), "list 'segments_info'"),
+        (lambda d: d["annotations"][0]["segments_info"][0].update(category_id=1.5), "category_id"),
+        (lambda d: d["annotations"][0].update(file_name=7), "string 'file_name'"),
+    ],
+)
+def test_malformed_coco_panoptic_is_refused(
+    synthetic: SyntheticPaths, tmp_path: Path, damage: object, reason: str
+) -> None:
+    from a2lc.interop.coco_panoptic import export_panoptic, read_panoptic
+
+    ws_path = tmp_path / "ws"
+    assert (
+        main(
+            [
+                "init",
+                "-w",
+                str(ws_path),
+                "--data",
+                str(synthetic.root),
+                "--segments",
+                str(synthetic.segments),
+                "--labels",
+                str(synthetic.pseudo),
+            ]
+        )
+        == 0
+    )
+    with Workspace.open(ws_path) as ws:
+        export_panoptic(ws, tmp_path / "pan")
+        document = tmp_path / "pan" / "panoptic.json"
+        data = json.loads(document.read_text())
+        damage(data)  # type: ignore[operator]
+        document.write_text(json.dumps(data))
+        with pytest.raises(DataError, match=reason):
+            list(read_panoptic(document, ws))
+
+
+def test_cvat_labelmaps_with_repeated_colours_are_refused(tmp_path: Path) -> None:
+    from a2lc.interop.cvat import read_labelmap
+
+    path = tmp_path / "labelmap.txt"
+    path.write_text("# label:color_rgb:parts:actions\nSky:128,128,128::\nRoad:128,128,128::\n")
+    with pytest.raises(DataError, match="already 'Sky'"):
+        read_labelmap(path, ["Sky", "Road"])
+    path.write_text("Sky:128,128,999::\n")
+    with pytest.raises(DataError, match=r"0\.\.255"):
+        read_labelmap(path, ["Sky", "Road"])

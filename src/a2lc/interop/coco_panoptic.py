@@ -106,6 +106,51 @@ def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
     return {"images": len(images), "segments": total}
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _structure_problems(path: Path, annotations: object, categories: object) -> list[Problem]:
+    """Every missing key or wrong type of the fields the import reads, before it reads them."""
+    problems: list[Problem] = []
+    if not isinstance(categories, list):
+        return [Problem(path, "'categories' must be a list")]
+    for n, category in enumerate(categories):
+        if not isinstance(category, dict) or not _is_int(category.get("id")):
+            problems.append(Problem(path, f"categories[{n}] needs an integer 'id'"))
+        elif not isinstance(category.get("name"), str):
+            problems.append(Problem(path, f"categories[{n}] needs a string 'name'"))
+    if not isinstance(annotations, list):
+        return [*problems, Problem(path, "'annotations' must be a list")]
+    for n, annotation in enumerate(annotations):
+        where = f"annotations[{n}]"
+        if not isinstance(annotation, dict):
+            problems.append(Problem(path, f"{where} must be an object"))
+            continue
+        if not isinstance(annotation.get("image_id"), str | int) or isinstance(
+            annotation.get("image_id"), bool
+        ):
+            problems.append(Problem(path, f"{where} needs an integer or string 'image_id'"))
+        if not isinstance(annotation.get("file_name"), str):
+            problems.append(Problem(path, f"{where} needs a string 'file_name'"))
+        infos = annotation.get("segments_info")
+        if not isinstance(infos, list):
+            problems.append(Problem(path, f"{where} needs a list 'segments_info'"))
+            continue
+        for k, info in enumerate(infos):
+            if not (
+                isinstance(info, dict)
+                and _is_int(info.get("id"))
+                and _is_int(info.get("category_id"))
+            ):
+                problems.append(
+                    Problem(
+                        path, f"{where}.segments_info[{k}] needs integer 'id' and 'category_id'"
+                    )
+                )
+    return problems
+
+
 def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(image id, segments, labels)`` per workspace image from a panoptic JSON + PNG folder.
 
@@ -119,6 +164,10 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
         categories = document["categories"]
     except (KeyError, TypeError) as exc:
         raise DataError(Problem(path, f"not a COCO panoptic JSON ({exc})")) from None
+    DataError.collect(
+        _structure_problems(path, annotations, categories),
+        summary=f"{path} is not a valid COCO panoptic JSON",
+    )
     index = {name.lower(): i for i, name in enumerate(ws.class_names)}
     category_class: dict[int, int] = {}
     problems = []

@@ -78,18 +78,34 @@ def read_labelmap(path: Path, class_names: Sequence[str]) -> dict[tuple[int, int
         raise DataError(Problem(path, "no labelmap.txt: not a CVAT 'Segmentation mask 1.1' export"))
     index = {name.lower(): i for i, name in enumerate(class_names)}
     mapping: dict[tuple[int, int, int], int] = {}
+    seen: dict[tuple[int, int, int], str] = {}
     problems = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(Problem(path, f"unreadable labelmap ({exc})")) from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split(":")
         try:
             name, color = parts[0].strip(), tuple(int(v) for v in parts[1].split(","))
-            if len(color) != 3:
+            if len(color) != 3 or not all(0 <= v <= 255 for v in color):
                 raise ValueError
         except (IndexError, ValueError):
-            problems.append(Problem(f"{path}:{number}", f"expected name:r,g,b::, got {line!r}"))
+            problems.append(
+                Problem(f"{path}:{number}", f"expected name:r,g,b:: (0..255), got {line!r}")
+            )
             continue
+        if color in seen:
+            problems.append(
+                Problem(
+                    f"{path}:{number}",
+                    f"colour {list(color)} is already {seen[color]!r}: a colour names one label",
+                )
+            )
+            continue
+        seen[color] = name
         if name.lower() == BACKGROUND:
             mapping[color] = IGNORE_INDEX
         elif name.lower() in index:

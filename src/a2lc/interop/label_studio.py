@@ -18,8 +18,8 @@ from xml.sax.saxutils import quoteattr
 from a2lc._atomic import atomic_write_text
 from a2lc._json import read_json
 from a2lc.data.sample import IGNORE_INDEX
-from a2lc.errors import DataError, Problem
-from a2lc.interop.rle import encode_mask
+from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.interop.rle import decode_mask, encode_mask
 from a2lc.workspace import Answer, Workspace
 
 VOID_NAME = "void"
@@ -114,25 +114,52 @@ def read_answers(ws: Workspace, path: Path) -> list[Answer]:
     problems: list[Problem] = []
     for n, task in enumerate(tasks):
         where = f"{path} task {n}"
-        try:
-            data = task["data"]
-            image_id, segment_id = str(data["image_id"]), int(data["segment_id"])
-        except (KeyError, TypeError, ValueError):
-            problems.append(Problem(where, "no data.image_id / data.segment_id (not an a2lc task)"))
+        data = task.get("data") if isinstance(task, dict) else None
+        image_id = data.get("image_id") if isinstance(data, dict) else None
+        segment_id = data.get("segment_id") if isinstance(data, dict) else None
+        if (
+            not isinstance(image_id, str)
+            or isinstance(segment_id, bool)
+            or not isinstance(segment_id, int)
+        ):
+            problems.append(
+                Problem(
+                    where,
+                    "data.image_id must be a string and data.segment_id an integer "
+                    "(not an a2lc task?)",
+                )
+            )
             continue
-        done = [
-            a
-            for a in task.get("annotations") or []
-            if isinstance(a, dict) and not a.get("was_cancelled")
-        ]
+        annotations = task.get("annotations")
+        if annotations is not None and not isinstance(annotations, list):
+            problems.append(Problem(where, "'annotations' must be a list"))
+            continue
+        done = [a for a in annotations or [] if isinstance(a, dict) and not a.get("was_cancelled")]
         if not done:
             continue  # not annotated yet
-        latest = max(done, key=lambda a: (str(a.get("updated_at") or ""), int(a.get("id") or 0)))
+        latest = max(
+            done,
+            key=lambda a: (
+                str(a.get("updated_at") or ""),
+                a.get("id") if isinstance(a.get("id"), int) else 0,
+            ),
+        )
+        result = latest.get("result")
+        if result is not None and not isinstance(result, list):
+            problems.append(Problem(where, "the annotation's 'result' must be a list of regions"))
+            continue
         regions = [
-            r
-            for r in latest.get("result") or []
-            if isinstance(r, dict) and r.get("type") == "brushlabels"
+            r for r in result or [] if isinstance(r, dict) and r.get("type") == "brushlabels"
         ]
+        try:
+            sample = ws.sample(image_id)
+        except WorkspaceError:
+            problems.append(Problem(where, f"no image {image_id!r} in this workspace"))
+            continue
+        bad_shape = _region_shape_problem(regions, sample.height, sample.width)
+        if bad_shape is not None:
+            problems.append(Problem(where, bad_shape))
+            continue
         names = [str(x) for r in regions for x in (r.get("value") or {}).get("brushlabels") or []]
         if len(set(names)) > 1:
             problems.append(Problem(where, f"the region has several labels {sorted(set(names))}"))
@@ -159,6 +186,26 @@ def read_answers(ws: Workspace, path: Path) -> list[Answer]:
         answers.append(Answer(image_id, segment_id, label, annotator))
     DataError.collect(problems)
     return answers
+
+
+def _region_shape_problem(regions: list[dict[str, Any]], height: int, width: int) -> str | None:
+    """Why a region's brush cannot belong to this image (its size or RLE), or None."""
+    for region in regions:
+        value = region.get("value")
+        if not isinstance(value, dict):
+            return "a region has no 'value' object"
+        size = (region.get("original_height"), region.get("original_width"))
+        if size != (None, None) and size != (height, width):
+            return (
+                f"a region was drawn on a {size[1]}×{size[0]} image, this one is {width}×{height}"
+            )
+        rle = value.get("rle")
+        if rle is not None:
+            try:
+                decode_mask(rle, height=height, width=width)
+            except ValueError as exc:
+                return f"a region's brush does not decode for this image ({exc})"
+    return None
 
 
 def import_answers(ws: Workspace, path: Path) -> dict[str, int]:

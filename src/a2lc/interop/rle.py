@@ -61,8 +61,14 @@ def encode_mask(mask: np.ndarray) -> list[int]:
     return writer.to_bytes()
 
 
-def decode_values(rle: list[int]) -> np.ndarray:
-    """The flattened byte values of a Label Studio ``rle`` (any field sizes, literal runs too)."""
+def decode_values(
+    rle: list[int], *, expected: int | None = None, shape: str | None = None
+) -> np.ndarray:
+    """The flattened byte values of a Label Studio ``rle`` (any field sizes, literal runs too).
+
+    ``expected``: the number of values it must hold, checked before anything is
+    allocated (a hostile header may claim four billion).
+    """
     try:
         bits = np.unpackbits(np.asarray(rle, dtype=np.uint8))
     except (ValueError, OverflowError, TypeError):
@@ -78,6 +84,8 @@ def decode_values(rle: list[int]) -> np.ndarray:
         return int("".join(map(str, chunk.tolist())) or "0", 2)
 
     total = read(32)
+    if expected is not None and total != expected:
+        raise ValueError(f"rle holds {total} values, expected {shape or expected} for this image")
     word = read(5) + 1
     sizes = [read(4) + 1 for _ in range(4)]
     out = np.zeros(total, dtype=np.int64)
@@ -98,7 +106,9 @@ def decode_values(rle: list[int]) -> np.ndarray:
 
 def decode_mask(rle: list[int], *, height: int, width: int) -> np.ndarray:
     """``H×W`` bool mask of a Label Studio ``rle`` (a pixel is inside where its alpha is set)."""
-    values = decode_values(rle)
+    values = decode_values(
+        rle, expected=height * width * CHANNELS, shape=f"{height}×{width}×{CHANNELS}"
+    )
     if values.size != height * width * CHANNELS:
         raise ValueError(
             f"rle holds {values.size} values, expected {height}×{width}×{CHANNELS} for this image"
