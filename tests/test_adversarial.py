@@ -481,3 +481,17 @@ def test_cvat_labelmaps_with_repeated_colours_are_refused(tmp_path: Path) -> Non
     path.write_text("Sky:128,128,999::\n")
     with pytest.raises(DataError, match=r"0\.\.255"):
         read_labelmap(path, ["Sky", "Road"])
+
+
+def test_file_names_that_are_not_utf8_are_named(tmp_path: Path) -> None:
+    import os
+
+    from tests.fakes import make_folder_tree
+
+    make_folder_tree(tmp_path / "data")
+    images = tmp_path / "data" / "images" / "train"
+    first = sorted(images.iterdir())[0]
+    os.rename(first, os.path.join(os.fsencode(images), b"bad\xff" + os.fsencode(first.suffix)))
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        load_dataset(tmp_path / "data", split="train")
+    assert main(["init", "-w", str(tmp_path / "ws"), "--data", str(tmp_path / "data")]) == 1

@@ -94,6 +94,10 @@ def unsafe_id_reason(sample_id: str) -> str | None:
         return f"image id {sample_id!r} contains a path separator (it would leave its folder)"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in sample_id):
         return f"image id {sample_id!r} contains control characters"
+    try:
+        sample_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"image id {sample_id!r} is not valid UTF-8 (rename the file)"
     return None
 
 
