@@ -406,3 +406,22 @@ def test_automatic_changes_are_shown_with_their_precision_or_as_unchecked(
     out = capsys.readouterr().out
     assert "unchecked" in out
     assert "benchmark" in out
+
+
+def test_the_default_strategy_never_runs_the_unchecked_lcm() -> None:
+    from a2lc.cli import _parser, run_config_from_args
+    from a2lc.rounds import RunConfig
+    from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, resolve_strategy
+
+    assert RunConfig().strategy == DEFAULT_STRATEGY
+    assert (
+        run_config_from_args(_parser().parse_args(["run", "-w", "w"])).strategy == DEFAULT_STRATEGY
+    )
+    default = resolve_strategy(DEFAULT_STRATEGY)
+    assert default.corrector == "none" or CORRECTORS.get(default.corrector).checked
+    # The paper's method stays available, exactly as published.
+    assert resolve_strategy("a2lc") == resolve_strategy("a2lc")
+    assert (resolve_strategy("a2lc").acquisition, resolve_strategy("a2lc").corrector) == (
+        "abc",
+        "lcm",
+    )

@@ -25,7 +25,7 @@ from a2lc.pseudo_labels.grounded_sam import (
     PAPER_BOX_THRESHOLD,
 )
 from a2lc.runtime import request_threads
-from a2lc.strategies import CORRECTORS, PRESETS, STRATEGIES
+from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, PRESETS, STRATEGIES
 
 log = logging.getLogger("a2lc")
 
@@ -320,9 +320,9 @@ def _parser() -> argparse.ArgumentParser:
 def _strategy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
-        default="a2lc",
+        default=DEFAULT_STRATEGY,
         help=f"a named strategy ({', '.join(STRATEGIES.names())}) or ACQUISITION+CORRECTOR "
-        "(default: a2lc)",
+        f"(default: {DEFAULT_STRATEGY}, see the README's benchmark)",
     )
     parser.add_argument(
         "--acquisition",

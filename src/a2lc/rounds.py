@@ -47,7 +47,7 @@ from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
 from a2lc.runtime import configure_threads, threads_chosen_by_user
-from a2lc.strategies import ProbabilityMode, Strategy, resolve_strategy
+from a2lc.strategies import DEFAULT_STRATEGY, ProbabilityMode, Strategy, resolve_strategy
 from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ Oracle = Literal["gt", "human"]
 class RunConfig:
     """Everything that determines a run's result; stored in the workspace at the first run."""
 
-    strategy: str = "a2lc"
+    strategy: str = DEFAULT_STRATEGY
     rounds: int = 5
     budget: int | None = None
     oracle: Oracle = "gt"

@@ -82,6 +82,11 @@ for _s in (
 ):
     STRATEGIES.add(_s.name, _s)
 
+DEFAULT_STRATEGY = "alc"
+"""What `a2lc run` and `a2lc demo` use without --strategy: never below ALC at any round of
+any benchmark regime measured, which so far only ALC itself is (A²LC and its LCM lower
+label quality in every regime; see the README). The paper's method stays `a2lc`."""
+
 SEPARATOR = "+"
 
 
