@@ -420,7 +420,6 @@ def test_the_default_strategy_never_runs_the_unchecked_lcm() -> None:
     default = resolve_strategy(DEFAULT_STRATEGY)
     assert default.corrector == "none" or CORRECTORS.get(default.corrector).checked
     # The paper's method stays available, exactly as published.
-    assert resolve_strategy("a2lc") == resolve_strategy("a2lc")
     assert (resolve_strategy("a2lc").acquisition, resolve_strategy("a2lc").corrector) == (
         "abc",
         "lcm",
