@@ -424,3 +424,36 @@ def test_the_default_strategy_never_runs_the_unchecked_lcm() -> None:
         "abc",
         "lcm",
     )
+
+
+def test_every_option_has_help_and_shows_its_default() -> None:
+    import argparse
+
+    from a2lc.cli import _parser
+
+    parser = _parser()
+    missing: list[str] = []
+
+    def walk(p: argparse.ArgumentParser, where: str) -> None:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{where} {name}")
+                continue
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            text = p.formatter_class("a2lc")._get_help_string(action) % vars(action)  # type: ignore[call-arg, attr-defined]
+            if not action.help:
+                missing.append(f"{where}: {action.option_strings or action.dest} has no help")
+            elif (
+                action.option_strings
+                and not action.required
+                and action.default not in (None, argparse.SUPPRESS)
+                and action.default is not False
+                and action.default != []
+                and "default" not in text.lower()
+            ):
+                missing.append(f"{where}: {action.option_strings} does not show its default")
+
+    walk(parser, "a2lc")
+    assert missing == []

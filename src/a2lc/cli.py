@@ -37,10 +37,31 @@ EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
+WORKSPACE_HELP = "the workspace folder"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows every option's default, unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" not in text.lower()
+            and action.option_strings
+            and not (default is None or default is False or default == argparse.SUPPRESS)
+            and default != []
+            and not action.required
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="a2lc",
         description="Active and automated label correction for semantic segmentation.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"a2lc {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -52,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    init = commands.add_parser("init", help="create a workspace from a dataset (and initial maps)")
+    def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    init = add_command("init", help="create a workspace from a dataset (and initial maps)")
     init.add_argument("--workspace", "-w", type=Path, required=True, help="new workspace folder")
     init.add_argument("--data", type=Path, required=True, help="dataset root folder")
     init.add_argument("--split", default="train", help="split to correct (default: train)")
@@ -72,17 +96,17 @@ def _parser() -> argparse.ArgumentParser:
         "--source", default="user", help="where the initial labels come from (recorded)"
     )
 
-    status = commands.add_parser("status", help="summarise a workspace")
-    status.add_argument("--workspace", "-w", type=Path, required=True)
+    status = add_command("status", help="summarise a workspace")
+    status.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument(
         "--data-miou", action="store_true", help="also measure label quality (needs ground truth)"
     )
 
-    score = commands.add_parser(
+    score = add_command(
         "score", help="score the pool from saved probabilities and record the queries"
     )
-    score.add_argument("--workspace", "-w", type=Path, required=True)
+    score.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     score.add_argument(
         "--probs", type=Path, required=True, help="folder of <image id>.npy/.npz C×H×W maps"
     )
@@ -95,13 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--seed", type=int, default=0, help="seed for the random strategy")
 
-    correct = commands.add_parser("correct", help="answer the open round's queries and close it")
-    correct.add_argument("--workspace", "-w", type=Path, required=True)
+    correct = add_command("correct", help="answer the open round's queries and close it")
+    correct.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     correct.add_argument(
         "--oracle", choices=["gt"], default="gt", help="gt: simulated annotator from ground truth"
     )
 
-    pseudo = commands.add_parser(
+    pseudo = add_command(
         "pseudo-label",
         help="make initial segments and labels (Grounded SAM, or offline sources with a seed model)",
     )
@@ -133,7 +157,12 @@ def _parser() -> argparse.ArgumentParser:
     sam.add_argument(
         "--box-threshold", type=float, default=PAPER_BOX_THRESHOLD, help="(paper: 0.2)"
     )
-    sam.add_argument("--text-threshold", type=float, default=DEFAULT_TEXT_THRESHOLD)
+    sam.add_argument(
+        "--text-threshold",
+        type=float,
+        default=DEFAULT_TEXT_THRESHOLD,
+        help="minimum token probability of the matched phrase",
+    )
     sam.add_argument(
         "--prompts",
         type=Path,
@@ -163,20 +192,22 @@ def _parser() -> argparse.ArgumentParser:
     pseudo.add_argument(
         "--seed-images", type=int, default=5, help="ground-truth images for the seed model"
     )
-    pseudo.add_argument("--seed", type=int, default=0)
+    pseudo.add_argument("--seed", type=int, default=0, help="seed of the seed images and noise")
     pseudo.add_argument(
         "--min-confidence",
         type=float,
         default=0.5,
         help="segments the seed model is less sure about stay uncovered",
     )
-    pseudo.add_argument("--seed-epochs", type=int, default=40)
+    pseudo.add_argument(
+        "--seed-epochs", type=int, default=40, help="training epochs of the seed model"
+    )
     pseudo.add_argument(
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
     )
 
-    run = commands.add_parser("run", help="run or resume the correction loop")
-    run.add_argument("--workspace", "-w", type=Path, required=True)
+    run = add_command("run", help="run or resume the correction loop")
+    run.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     _strategy_options(run)
     run.add_argument(
         "--preset", choices=PRESETS.names(), help="the paper's budget, rounds and LCM thresholds"
@@ -193,9 +224,14 @@ def _parser() -> argparse.ArgumentParser:
         help="gt: simulated annotator; human: stop for people's answers",
     )
     run.add_argument("--eval-split", help="split for model mIoU (e.g. val)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of training, LCM and random scores")
     run.add_argument("--epochs", type=int, default=6, help="training epochs per round")
-    run.add_argument("--model", default="efficientnet-lite0", choices=MODELS.names())
+    run.add_argument(
+        "--model",
+        default="efficientnet-lite0",
+        choices=MODELS.names(),
+        help="segmentation model",
+    )
     run.add_argument(
         "--weights", default="imagenet", help="imagenet, none, or a path to encoder weights"
     )
@@ -206,16 +242,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--report", type=Path, help="write an HTML report here when the run stops")
 
-    annotate = commands.add_parser(
+    annotate = add_command(
         "annotate", help="a local web app where people answer the open round's queries"
     )
-    annotate.add_argument("--workspace", "-w", type=Path, required=True)
+    annotate.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     annotate.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it)",
     )
-    annotate.add_argument("--port", type=int, default=8000)
+    annotate.add_argument("--port", type=int, default=8000, help="TCP port (1..65535)")
     annotate.add_argument(
         "--allow-host",
         action="append",
@@ -230,11 +266,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a query nobody answers within this goes back to the pool",
     )
 
-    export = commands.add_parser(
+    export = add_command(
         "export", help="write the corrected dataset: palette PNGs, CVAT masks or COCO panoptic"
     )
-    export.add_argument("--workspace", "-w", type=Path, required=True)
-    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    export.add_argument("--out", type=Path, required=True, help="folder for the exported labels")
     export.add_argument(
         "--format",
         choices=["png", "cvat", "coco-panoptic"],
@@ -243,10 +279,8 @@ def _parser() -> argparse.ArgumentParser:
         "PNG + segments_info JSON, one segment per mask",
     )
 
-    queries = commands.add_parser(
-        "export-queries", help="the open round's queries as Label Studio tasks"
-    )
-    queries.add_argument("--workspace", "-w", type=Path, required=True)
+    queries = add_command("export-queries", help="the open round's queries as Label Studio tasks")
+    queries.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     queries.add_argument(
         "--out", type=Path, required=True, help="folder for tasks.json and labeling_config.xml"
     )
@@ -257,31 +291,40 @@ def _parser() -> argparse.ArgumentParser:
         "local files)",
     )
 
-    answers = commands.add_parser(
-        "import-answers", help="record answers from a Label Studio JSON export"
+    answers = add_command("import-answers", help="record answers from a Label Studio JSON export")
+    answers.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    answers.add_argument(
+        "--label-studio",
+        type=Path,
+        required=True,
+        metavar="EXPORT.json",
+        help="Label Studio JSON export of the tasks from `a2lc export-queries`",
     )
-    answers.add_argument("--workspace", "-w", type=Path, required=True)
-    answers.add_argument("--label-studio", type=Path, required=True, metavar="EXPORT.json")
 
-    labels = commands.add_parser(
+    labels = add_command(
         "import-labels", help="initial segments and labels from CVAT masks or COCO panoptic"
     )
-    labels.add_argument("--workspace", "-w", type=Path, required=True)
+    labels.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     source = labels.add_mutually_exclusive_group(required=True)
     source.add_argument("--cvat", type=Path, metavar="DIR", help="a Segmentation mask 1.1 export")
-    source.add_argument("--coco-panoptic", type=Path, metavar="FILE.json")
-
-    report = commands.add_parser("report", help="write an HTML report of a workspace")
-    report.add_argument("--workspace", "-w", type=Path, required=True)
-    report.add_argument("--out", type=Path, required=True)
-
-    bench = commands.add_parser(
-        "bench", help="benchmark strategies × seeds on a dataset, with a report"
+    source.add_argument(
+        "--coco-panoptic", type=Path, metavar="FILE.json", help="a COCO panoptic JSON"
     )
-    bench.add_argument("--data", type=Path, required=True)
-    bench.add_argument("--pool-split", default="train")
-    bench.add_argument("--eval-split", default="val")
-    bench.add_argument("--pseudo", choices=["gt-proxy", "superpixels"], default="gt-proxy")
+
+    report = add_command("report", help="write an HTML report of a workspace")
+    report.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
+
+    bench = add_command("bench", help="benchmark strategies × seeds on a dataset, with a report")
+    bench.add_argument("--data", type=Path, required=True, help="dataset root folder")
+    bench.add_argument("--pool-split", default="train", help="split to correct")
+    bench.add_argument("--eval-split", default="val", help="split for model mIoU")
+    bench.add_argument(
+        "--pseudo",
+        choices=["gt-proxy", "superpixels"],
+        default="gt-proxy",
+        help="initial segments",
+    )
     bench.add_argument(
         "--noise",
         default="seed",
@@ -294,25 +337,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE.json",
         help="detector-like, correlated: class name → target initial IoU in %%",
     )
-    bench.add_argument("--seed-images", type=int, default=5)
-    bench.add_argument("--rounds", type=int, default=5)
-    bench.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
-    bench.add_argument("--strategies", default="a2lc,alc,random")
-    bench.add_argument("--seeds", default="1,2,3")
-    bench.add_argument("--epochs", type=int, default=6, help="training epochs per round")
-    bench.add_argument("--out", type=Path, required=True)
-
-    demo = commands.add_parser(
-        "demo", help="run the whole loop on a small example and write a report"
+    bench.add_argument(
+        "--seed-images", type=int, default=5, help="ground-truth images of the seed model"
     )
+    bench.add_argument("--rounds", type=int, default=5, help="correction rounds")
+    bench.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
+    bench.add_argument(
+        "--strategies",
+        default="a2lc,alc,random",
+        help="strategies, comma-separated (named or ACQUISITION+CORRECTOR)",
+    )
+    bench.add_argument("--seeds", default="1,2,3", help="seeds, comma-separated")
+    bench.add_argument("--epochs", type=int, default=6, help="training epochs per round")
+    bench.add_argument(
+        "--out", type=Path, required=True, help="results folder (a rerun resumes it)"
+    )
+
+    demo = add_command("demo", help="run the whole loop on a small example and write a report")
     demo.add_argument("--out", type=Path, help="output folder (default: a temporary folder)")
     demo.add_argument(
         "--data", type=Path, help="a dataset (e.g. the CamVid copy) instead of generated scenes"
     )
-    demo.add_argument("--rounds", type=int, default=3)
+    demo.add_argument("--rounds", type=int, default=3, help="correction rounds")
     demo.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
     demo.add_argument("--images", type=int, default=40, help="generated images (without --data)")
-    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--epochs", type=int, default=6, help="training epochs per round")
     _strategy_options(demo)
     return parser
 
