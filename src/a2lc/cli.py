@@ -981,7 +981,9 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"{dataset['images']} images, {len(dataset['classes'])} classes, "
         f"ground truth: {'yes' if dataset['ground_truth'] else 'no'}"
     )
-    print(f"initial    {summary['initial_labels'] or 'none yet (init with --segments/--labels)'}")
+    print(
+        f"initial    {summary['initial_labels'] or 'none yet: `a2lc pseudo-label -w ...` makes them, or `a2lc init --segments DIR --labels DIR` brings yours'}"
+    )
     print(
         f"segments   {segments['total']} total: {segments['initial']} initial, "
         f"{segments['manual']} manual, {segments['auto']} auto"

@@ -143,8 +143,11 @@ def test_workspace_without_maps(synthetic: SyntheticPaths, tmp_path: Path) -> No
     dataset = load_dataset(synthetic.root, split="train")
     with Workspace.create(tmp_path / "ws", dataset, show_progress=False) as ws:
         assert not ws.has_segments
-        with pytest.raises(WorkspaceError, match="no segments or initial labels yet"):
+        with pytest.raises(WorkspaceError, match="no segments or initial labels yet") as caught:
             ws.read_segments(ws.samples[0].id)
+        # The hint names the commands that fix it.
+        assert "a2lc pseudo-label -w" in str(caught.value)
+        assert "a2lc init --segments DIR --labels DIR" in str(caught.value)
 
 
 def test_forward_migration_keeps_data(tmp_path: Path) -> None:

@@ -433,8 +433,9 @@ class Workspace:
     def require_segments(self) -> None:
         if not self.has_segments:
             raise WorkspaceError(
-                f"workspace {self.path} has no segments or initial labels yet; create it with "
-                "`a2lc init --segments DIR --labels DIR`"
+                f"workspace {self.path} has no segments or initial labels yet: make them with "
+                f"`a2lc pseudo-label -w {self.path}` (superpixels labelled by a seed model, or "
+                "Grounded SAM), or bring your own with `a2lc init --segments DIR --labels DIR`"
             )
 
     def set_initial_maps(
