@@ -83,9 +83,10 @@ for _s in (
     STRATEGIES.add(_s.name, _s)
 
 DEFAULT_STRATEGY = "alc"
-"""What `a2lc run` and `a2lc demo` use without --strategy: never below ALC at any round of
-any benchmark regime measured, which so far only ALC itself is (A²LC and its LCM lower
-label quality in every regime; see the README). The paper's method stays `a2lc`."""
+"""What `a2lc run` and `a2lc demo` use without --strategy: until the method benchmark is
+complete, ALC (A²LC and its LCM lower label quality in every regime measured; see the
+README). It must never be a strategy below ALC at any round of any regime. The paper's
+method stays `a2lc`."""
 
 SEPARATOR = "+"
 
