@@ -22,6 +22,16 @@ from tests.fakes import make_voc_tree
 from tests.web.test_app import snapshot
 
 
+def new_workspace(synthetic: SyntheticPaths, tmp_path: Path) -> Path:
+    """A workspace with the synthetic dataset's segments and labels, made by the CLI."""
+    path = tmp_path / "ws"
+    init = ["init", "-w", str(path), "--data", str(synthetic.root)]
+    assert (
+        main([*init, "--segments", str(synthetic.segments), "--labels", str(synthetic.pseudo)]) == 0
+    )
+    return path
+
+
 def test_voc_ids_that_leave_their_folder_are_refused(tmp_path: Path) -> None:
     make_voc_tree(tmp_path / "voc")
     listing = (
@@ -45,23 +55,7 @@ def test_coco_panoptic_file_names_stay_in_their_folder(
 ) -> None:
     from a2lc.interop.coco_panoptic import export_panoptic, read_panoptic
 
-    ws_path = tmp_path / "ws"
-    assert (
-        main(
-            [
-                "init",
-                "-w",
-                str(ws_path),
-                "--data",
-                str(synthetic.root),
-                "--segments",
-                str(synthetic.segments),
-                "--labels",
-                str(synthetic.pseudo),
-            ]
-        )
-        == 0
-    )
+    ws_path = new_workspace(synthetic, tmp_path)
     with Workspace.open(ws_path) as ws:
         export_panoptic(ws, tmp_path / "pan")
         document = tmp_path / "pan" / "panoptic.json"
@@ -133,23 +127,7 @@ def test_a_huge_probability_header_is_refused_before_allocation(tmp_path: Path) 
 
 
 def test_probabilities_through_score_are_checked(synthetic: SyntheticPaths, tmp_path: Path) -> None:
-    ws_path = tmp_path / "ws"
-    assert (
-        main(
-            [
-                "init",
-                "-w",
-                str(ws_path),
-                "--data",
-                str(synthetic.root),
-                "--segments",
-                str(synthetic.segments),
-                "--labels",
-                str(synthetic.pseudo),
-            ]
-        )
-        == 0
-    )
+    ws_path = new_workspace(synthetic, tmp_path)
     bad = tmp_path / "probs"
     bad.mkdir()
     for path in synthetic.probs.glob("*.npy"):
@@ -184,23 +162,7 @@ def test_exports_are_readable_by_others(synthetic: SyntheticPaths, tmp_path: Pat
     import os
     import stat
 
-    ws_path = tmp_path / "ws"
-    assert (
-        main(
-            [
-                "init",
-                "-w",
-                str(ws_path),
-                "--data",
-                str(synthetic.root),
-                "--segments",
-                str(synthetic.segments),
-                "--labels",
-                str(synthetic.pseudo),
-            ]
-        )
-        == 0
-    )
+    ws_path = new_workspace(synthetic, tmp_path)
     old = os.umask(0o022)
     try:
         assert main(["export", "-w", str(ws_path), "--out", str(tmp_path / "out")]) == 0
@@ -444,23 +406,7 @@ def test_malformed_coco_panoptic_is_refused(
 ) -> None:
     from a2lc.interop.coco_panoptic import export_panoptic, read_panoptic
 
-    ws_path = tmp_path / "ws"
-    assert (
-        main(
-            [
-                "init",
-                "-w",
-                str(ws_path),
-                "--data",
-                str(synthetic.root),
-                "--segments",
-                str(synthetic.segments),
-                "--labels",
-                str(synthetic.pseudo),
-            ]
-        )
-        == 0
-    )
+    ws_path = new_workspace(synthetic, tmp_path)
     with Workspace.open(ws_path) as ws:
         export_panoptic(ws, tmp_path / "pan")
         document = tmp_path / "pan" / "panoptic.json"
