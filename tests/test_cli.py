@@ -166,6 +166,7 @@ def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         == 0
     )
     out = capsys.readouterr().out
+    assert out.startswith(f"demo: writing to {tmp_path}")  # said before any work
     assert "data mIoU" in out
     assert (tmp_path / "workspace" / DB_NAME).is_file()
 

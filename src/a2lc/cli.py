@@ -908,6 +908,7 @@ def _demo(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
 
     out = args.out or Path(tempfile.mkdtemp(prefix="a2lc-demo-"))
+    print(f"demo: writing to {out} (workspace, data, report.html)", flush=True)
     workspace_dir = out / "workspace"
     if workspace_dir.exists():
         ws = Workspace.open(workspace_dir)
