@@ -79,8 +79,7 @@ class RoundFeatures:
 
     def pool_rows(self, ws: Workspace, segments: PoolSegments) -> np.ndarray:
         """``(N,)`` row of each feature row in ``segments`` (the pool's segment table)."""
-        pool_index = {sample.id: i for i, sample in enumerate(ws.samples)}
-        images = np.asarray([pool_index[i] for i in self.image_ids], dtype=np.int64)
+        images = ws.dataset.positions(self.image_ids)
         return segments.rows(images[self.image], self.segment)
 
 
@@ -88,13 +87,12 @@ def save_round_features(
     path: Path, items: list[ImageFeatures], *, ws: Workspace, segments: PoolSegments
 ) -> RoundFeatures:
     """Write the scored features with each segment's current label and size; return them."""
-    pool_index = {sample.id: i for i, sample in enumerate(ws.samples)}
     image = np.concatenate(
         [np.full(ids.size, i, dtype=np.int64) for i, (_, ids, _, _) in enumerate(items)]
     )
     segment = np.concatenate([ids for _, ids, _, _ in items]).astype(np.int64)
     image_ids = [image_id for image_id, _, _, _ in items]
-    rows = segments.rows(np.asarray([pool_index[i] for i in image_ids])[image], segment)
+    rows = segments.rows(ws.dataset.positions(image_ids)[image], segment)
     saved = RoundFeatures(
         image_ids=image_ids,
         image=image,
@@ -146,23 +144,28 @@ def _manual_answers(ws: Workspace, round_index: int) -> list[dict[str, Any]]:
     return [c for c in ws.corrections(round_index) if c["source"] == "manual"]
 
 
+def _key_rows(ws: Workspace, segments: PoolSegments, keys: list[tuple[str, int]]) -> np.ndarray:
+    """Rows in the pool's segment table of (image id, segment id) keys."""
+    return segments.rows(
+        ws.dataset.positions([i for i, _ in keys]),
+        np.asarray([s for _, s in keys], dtype=np.int64),
+    )
+
+
 def _feature_rows(
     ws: Workspace,
-    saved: RoundFeatures,
     segments: PoolSegments,
+    rows: np.ndarray,
     keys: list[tuple[str, int]],
     path: Path,
 ) -> np.ndarray:
-    """Feature rows of (image id, segment id) keys; every queried segment has one."""
-    pool_index = {sample.id: i for i, sample in enumerate(ws.samples)}
-    rows = saved.pool_rows(ws, segments)
+    """Feature rows of (image id, segment id) keys; every queried segment has one.
+
+    ``rows``: the pool row of each feature row (:meth:`RoundFeatures.pool_rows`).
+    """
     feature_row = np.full(segments.segment_id.size, -1, dtype=np.int64)
     feature_row[rows] = np.arange(rows.size)
-    wanted = segments.rows(
-        np.asarray([pool_index[i] for i, _ in keys], dtype=np.int64),
-        np.asarray([s for _, s in keys], dtype=np.int64),
-    )
-    found: np.ndarray = feature_row[wanted]
+    found: np.ndarray = feature_row[_key_rows(ws, segments, keys)]
     if (found < 0).any():
         raise WorkspaceError(
             f"{path} has no features for some queried segments: it was not written by this "
@@ -185,7 +188,7 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
     after = np.asarray([c["after"] for c in answers], dtype=np.int64)
     labelled = [c for c in answers if c["after"] != IGNORE_INDEX]
     train_rows = _feature_rows(
-        ws, saved, segments, [(c["image_id"], c["segment_id"]) for c in labelled], path
+        ws, segments, rows, [(c["image_id"], c["segment_id"]) for c in labelled], path
     )
     train_targets = after[after != IGNORE_INDEX]
     tail = tail_classes(after, ws.num_classes, fraction=lcm.tail_fraction)
@@ -249,14 +252,11 @@ def change_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> floa
 def _design(saved: RoundFeatures, rows: np.ndarray | slice) -> np.ndarray:
     if saved.label is None or saved.size is None:
         raise WorkspaceError("features saved by an older a2lc lack labels and sizes")
-    embedding = saved.embedding[rows] if saved.embedding is not None else np.zeros((0,))
     features = saved.features[rows]
-    return design_matrix(
-        saved.label[rows],
-        features,
-        saved.size[rows],
-        embedding if embedding.size else np.zeros((features.shape[0], 0)),
+    embedding = (
+        saved.embedding[rows] if saved.embedding is not None else np.zeros((features.shape[0], 0))
     )
+    return design_matrix(saved.label[rows], features, saved.size[rows], embedding)
 
 
 def _training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +277,11 @@ def _training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np.ndarr
         if saved.label is None:
             continue
         rows = _feature_rows(
-            ws, saved, segments, [(c["image_id"], c["segment_id"]) for c in answers], path
+            ws,
+            segments,
+            saved.pool_rows(ws, segments),
+            [(c["image_id"], c["segment_id"]) for c in answers],
+            path,
         )
         xs.append(_design(saved, rows))
         ys.append(np.asarray([c["after"] for c in answers], dtype=np.int64))
@@ -305,7 +309,6 @@ def plan_checked(
     r = round_index
     audit_budget = min(budget, round(config.audit_share * budget))
     acquired = ranked[: budget - audit_budget]
-    taken = {(i, s) for i, s, _ in acquired}
     x_train, y_train = _training_set(ws, r)
     segments = ws.pool_segments()
     rows = saved.pool_rows(ws, segments)
@@ -315,8 +318,9 @@ def plan_checked(
     if y_train.size and np.unique(y_train).size >= 2:
         model = fit_logistic(x_train, y_train, num_classes=num_classes, l2=config.l2)
         probabilities = model.probabilities(_design(saved, slice(None)))
-        keys = [saved.key(i) for i in range(saved.segment.size)]
-        eligible = ~segments.manual[rows] & np.asarray([k not in taken for k in keys])
+        taken = np.zeros(segments.segment_id.size, dtype=bool)
+        taken[_key_rows(ws, segments, [(i, s) for i, s, _ in acquired])] = True
+        eligible = ~segments.manual[rows] & ~taken[rows]
         assert saved.label is not None
         found = propose(
             probabilities,

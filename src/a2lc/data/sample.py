@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -71,6 +72,17 @@ class Dataset:
     @cached_property
     def _by_id(self) -> dict[str, Sample]:
         return {sample.id: sample for sample in self.samples}
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {sample.id: i for i, sample in enumerate(self.samples)}
+
+    def positions(self, sample_ids: Sequence[str]) -> np.ndarray:
+        """``(len(sample_ids),)`` int64 position of each id in :attr:`samples` (a dict lookup)."""
+        try:
+            return np.asarray([self._positions[i] for i in sample_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"no sample {exc.args[0]!r} in {self.root} ({self.split})") from None
 
     def sample(self, sample_id: str) -> Sample:
         """The sample with this id (a dictionary lookup, built on first use)."""
