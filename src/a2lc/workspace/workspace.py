@@ -175,10 +175,7 @@ class Workspace:
                 f"{path} is not an a2lc workspace (no {DB_NAME}); create one with `a2lc init`"
             )
         if db_path.stat().st_size == 0:
-            raise WorkspaceError(
-                f"{db_path} is empty or not an a2lc database; restore it from a backup "
-                "or create a new workspace with `a2lc init`"
-            )
+            raise _not_a_workspace_database(db_path)
         if read_only:
             return cls._open_read_only(path, db_path)
         lock = acquire_lock(path)
@@ -196,10 +193,7 @@ class Workspace:
             if schema_version(connection) == 0:
                 # A fresh database is only ever made by `create`; an empty one here was
                 # damaged or replaced, and must not be silently re-initialised.
-                raise WorkspaceError(
-                    f"{db_path} is empty or not an a2lc database; restore it from a backup "
-                    "or create a new workspace with `a2lc init`"
-                )
+                raise _not_a_workspace_database(db_path)
             migrate(connection)
         except sqlite3.DatabaseError as exc:
             connection.close()
@@ -238,7 +232,7 @@ class Workspace:
             raise WorkspaceError(f"{db_path} is not a readable a2lc database: {exc}") from None
         if version == 0:
             connection.close()
-            raise WorkspaceError(f"{db_path} is empty or not an a2lc database")
+            raise _not_a_workspace_database(db_path)
         if version != SCHEMA_VERSION:
             connection.close()
             raise WorkspaceError(
@@ -979,6 +973,13 @@ class Workspace:
             "rounds": rounds,
             "metrics": self.metrics(),
         }
+
+
+def _not_a_workspace_database(db_path: Path) -> WorkspaceError:
+    return WorkspaceError(
+        f"{db_path} is empty or not an a2lc database; restore it from a backup "
+        "or create a new workspace with `a2lc init`"
+    )
 
 
 def _write_metrics(db: sqlite3.Connection, round_index: int, values: dict[str, float]) -> None:
