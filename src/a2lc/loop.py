@@ -179,13 +179,16 @@ def select_queries(
                 result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
                 ids = result.ids
                 parts.append(result.scores)
-                if keep_features:
+                if keep_features and load_feature_probs is None:
                     features.append((sample.id, *segment_features(probs, segments), None))
         if keep_features and load_feature_probs is not None:
             with watch.part("predict_features"):
-                image_id, _, _, _ = features[-1]
                 kept_ids, means = segment_features(load_feature_probs(sample.id), segments)
-                features[-1] = (image_id, kept_ids, means, None)
+                entry = (sample.id, kept_ids, means, None)
+                if pooled:
+                    features[-1] = entry  # the scores' own features are not the ones LCM uses
+                else:
+                    features.append(entry)
         if keep_features and embed is not None:
             with watch.part("embed"):
                 image_id, ids_kept, means, _ = features[-1]
