@@ -6,7 +6,9 @@ tests/models/test_models.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,18 +52,28 @@ def test_voc_ids_that_leave_their_folder_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "OUTSIDE").exists()
 
 
+def damaged_panoptic(ws: Workspace, tmp_path: Path, damage: Callable[[Any], object]) -> Path:
+    """The workspace exported as COCO panoptic, its JSON then changed by ``damage``."""
+    from a2lc.interop.coco_panoptic import export_panoptic
+
+    export_panoptic(ws, tmp_path / "pan")
+    document = tmp_path / "pan" / "panoptic.json"
+    data = json.loads(document.read_text())
+    damage(data)
+    document.write_text(json.dumps(data))
+    return document
+
+
 def test_coco_panoptic_file_names_stay_in_their_folder(
     synthetic: SyntheticPaths, tmp_path: Path
 ) -> None:
-    from a2lc.interop.coco_panoptic import export_panoptic, read_panoptic
+    from a2lc.interop.coco_panoptic import read_panoptic
 
     ws_path = new_workspace(synthetic, tmp_path)
     with Workspace.open(ws_path) as ws:
-        export_panoptic(ws, tmp_path / "pan")
-        document = tmp_path / "pan" / "panoptic.json"
-        data = json.loads(document.read_text())
-        data["annotations"][0]["file_name"] = "../../escape.png"
-        document.write_text(json.dumps(data))
+        document = damaged_panoptic(
+            ws, tmp_path, lambda d: d["annotations"][0].update(file_name="../../escape.png")
+        )
         before = snapshot(ws_path)
         with pytest.raises(DataError, match="must be a file name inside"):
             ws.set_initial_maps(read_panoptic(document, ws), source="coco")
@@ -404,15 +416,11 @@ def test_a_hostile_rle_header_is_refused_before_allocation() -> None:
 def test_malformed_coco_panoptic_is_refused(
     synthetic: SyntheticPaths, tmp_path: Path, damage: object, reason: str
 ) -> None:
-    from a2lc.interop.coco_panoptic import export_panoptic, read_panoptic
+    from a2lc.interop.coco_panoptic import read_panoptic
 
     ws_path = new_workspace(synthetic, tmp_path)
     with Workspace.open(ws_path) as ws:
-        export_panoptic(ws, tmp_path / "pan")
-        document = tmp_path / "pan" / "panoptic.json"
-        data = json.loads(document.read_text())
-        damage(data)  # type: ignore[operator]
-        document.write_text(json.dumps(data))
+        document = damaged_panoptic(ws, tmp_path, damage)  # type: ignore[arg-type]
         with pytest.raises(DataError, match=reason):
             list(read_panoptic(document, ws))
 
