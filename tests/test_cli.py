@@ -98,23 +98,44 @@ def test_unknown_strategy_is_a_usage_error(
 def test_bad_dataset_exits_nonzero_with_every_problem(
     synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # One run reports every kind of problem: an unreadable image (the layout), a
+    # wrong-size and a bad-class label (the ground truth), a missing initial map.
     labels = synthetic.root / "labels/train"
     names = sorted(p.name for p in labels.iterdir())
-    (labels / names[0]).unlink()
-    code = init(synthetic, tmp_path / "ws")
-    err = capsys.readouterr().err
-    assert code == 1
-    assert f"{names[0]}: label file is missing" in err
-    assert not (tmp_path / "ws").exists()
-
+    images = sorted((synthetic.root / "images/train").iterdir())
+    images[-1].write_bytes(b"not an image")
     write_gray(labels / names[0], np.zeros((10, 10)))
     write_gray(labels / names[1], np.full((48, 64), 200))
+    segment_maps = sorted(synthetic.segments.iterdir())
+    segment_maps[2].unlink()
     code = init(synthetic, tmp_path / "ws")
     err = capsys.readouterr().err
     assert code == 1
-    assert "2 problem(s)" in err
+    assert "4 problem(s)" in err
+    assert f"{images[-1].name}: unreadable image" in err
     assert f"{names[0]}: size 10×10 does not match" in err
     assert f"{names[1]}: 3072 pixels have invalid" in err
+    assert f"{segment_maps[2].name}" in err
+    assert not (tmp_path / "ws").exists()
+
+
+def test_init_with_ground_truth_for_some_images(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = synthetic.root / "labels/train"
+    kept = sorted(p.name for p in labels.iterdir())[:2]
+    for path in labels.iterdir():
+        if path.name not in kept:
+            path.unlink()
+    assert init(synthetic, tmp_path / "ws") == 0
+    out = capsys.readouterr().out
+    with Workspace.open(tmp_path / "ws") as ws:
+        total = len(ws.samples)
+        assert ws.ground_truth_ids == [Path(k).stem for k in kept]
+    assert f"ground truth: 2 of {total} images" in out
+    assert main(["status", "-w", str(tmp_path / "ws"), "--data-miou"]) == 0
+    out = capsys.readouterr().out
+    assert f"data mIoU is measured on the 2 of {total} pool images that have ground truth" in out
 
 
 def test_bad_input_leaves_existing_workspace_untouched(

@@ -27,3 +27,16 @@ def test_report_marks_lcm_changes_as_unchecked_and_shows_checked_estimates(
         )
         html = workspace_report(ws, tmp_path / "both.html").read_text()
         assert "100.00 (≥ 90.50)" in html
+
+
+def test_an_open_round_shows_its_queries(open_round: Path, tmp_path: Path) -> None:
+    from a2lc.cli import main
+    from a2lc.workspace import Workspace
+    from tests.conftest import OPEN_ROUND_BUDGET
+
+    with Workspace.open(open_round) as ws:
+        assert ws.open_round() is not None
+        assert ws.metrics()[1]["segments_queried"] == OPEN_ROUND_BUDGET
+        html = workspace_report(ws, tmp_path / "open.html").read_text()
+    assert f"<tr><td>1</td><td>{OPEN_ROUND_BUDGET}</td>" in html
+    assert main(["report", "-w", str(open_round), "--out", str(tmp_path / "cli.html")]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -264,3 +265,14 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
         for r in ma:
             for key in ("data_miou", "model_miou", "train_loss"):
                 assert ma[r][key] == pytest.approx(mb[r][key], rel=1e-6), (r, key)
+
+
+def test_each_round_logs_a_summary(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="a2lc")
+    with make_workspace(tmp_path) as ws:
+        run_rounds(ws, config(rounds=1), show_progress=False)
+    lines = [r.getMessage() for r in caplog.records if " done: " in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == ["round 0 done", "round 1 done"]
+    assert lines[1].startswith("round 1 done: 20 segments queried in all; data mIoU ")
+    assert "model mIoU" in lines[1]
+    assert "(estimated precision: unchecked)" in lines[1]

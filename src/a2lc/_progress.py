@@ -1,11 +1,30 @@
-"""Progress bars for long loops (hidden automatically when stderr is not a terminal)."""
+"""Progress for long loops: a bar on a terminal, log lines everywhere else.
+
+On a TTY a tqdm bar shows the loop as it goes. Off one (nohup, CI, a notebook's
+captured stderr, a log file) the bar hides itself, so the loop logs instead: a
+line every :data:`HEARTBEAT_SECONDS` for a long loop, and one line when it ends
+with its count and elapsed time.
+"""
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger("a2lc.progress")
+
+HEARTBEAT_SECONDS = 60.0
+"""Off a terminal, a loop still running after this long logs how far it is."""
+
+
+def _on_terminal() -> bool:
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", None)) and stream.isatty()
 
 
 def progress(
@@ -15,11 +34,30 @@ def progress(
     total: int | None = None,
     unit: str = "img",
     enabled: bool = True,
+    log_done: bool = True,
 ) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar when ``enabled``; the bar hides itself off a TTY."""
+    """Wrap ``iterable``: a tqdm bar on a terminal, log lines off one (see the module doc).
+
+    ``enabled=False`` shows nothing at all; ``log_done=False`` skips the closing log
+    line (for loops a caller summarises itself, such as training epochs).
+    """
     if not enabled:
         yield from iterable
         return
-    from tqdm.auto import tqdm
+    if _on_terminal():
+        from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, desc=desc, total=total, unit=unit, disable=None, leave=False)
+        yield from tqdm(iterable, desc=desc, total=total, unit=unit, leave=False)
+        return
+    started = last = time.perf_counter()
+    count = 0
+    of = f"/{total}" if total is not None else ""
+    for item in iterable:
+        yield item
+        count += 1
+        now = time.perf_counter()
+        if now - last >= HEARTBEAT_SECONDS:
+            log.info("%s: %d%s %s so far (%.0f s)", desc, count, of, unit, now - started)
+            last = now
+    if log_done:
+        log.info("%s: %d %s in %.1f s", desc, count, unit, time.perf_counter() - started)

@@ -17,7 +17,7 @@ from typing import Any
 from a2lc import __version__
 from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
-from a2lc.errors import A2LCError
+from a2lc.errors import A2LCError, missing_extra
 from a2lc.models.config import MODELS
 from a2lc.pseudo_labels.grounded_sam import (
     DEFAULT_BOX_BATCH,
@@ -26,6 +26,7 @@ from a2lc.pseudo_labels.grounded_sam import (
 )
 from a2lc.runtime import request_threads
 from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, PRESETS, STRATEGIES
+from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
 
 log = logging.getLogger("a2lc")
 
@@ -38,6 +39,35 @@ EXIT_ERROR = 1
 
 
 WORKSPACE_HELP = "the workspace folder"
+DEMO_SEED_IMAGES = 5
+"""Ground-truth images of the demo's seed model on a real dataset (as the benchmarks)."""
+MAX_ID_LIST_BYTES = 16 * 1024 * 1024
+"""An @FILE of image ids larger than this is refused before it is read."""
+
+
+def _seed_images(text: str) -> int | tuple[str, ...] | None:
+    """``--seed-images``: a count, comma-separated ids, or ``@FILE`` (one id per line)."""
+    from a2lc.pseudo_labels.pipeline import parse_seed_images
+
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            if path.stat().st_size > MAX_ID_LIST_BYTES:
+                raise argparse.ArgumentTypeError(
+                    f"{path}: larger than {MAX_ID_LIST_BYTES // 2**20} MiB, not a list of image ids"
+                )
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise argparse.ArgumentTypeError(f"{path}: cannot read the id list ({exc})") from None
+        # One id per line; every line is an id, even one that looks like a number.
+        ids = tuple(line.strip() for line in text.splitlines() if line.strip())
+        if not ids:
+            raise argparse.ArgumentTypeError(f"{path}: no image ids in the file")
+        return ids
+    value = parse_seed_images(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("a count of seed images must be at least 1")
+    return value
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -190,7 +220,12 @@ def _parser() -> argparse.ArgumentParser:
         "paper's Grounded SAM IoUs, for CamVid's classes)",
     )
     pseudo.add_argument(
-        "--seed-images", type=int, default=5, help="ground-truth images for the seed model"
+        "--seed-images",
+        type=_seed_images,
+        default=None,
+        metavar="N|ID,ID|@FILE",
+        help="the seed model's ground-truth images: a count (drawn by --seed), image ids, or "
+        "@FILE with one id per line (default: every pool image that has ground truth)",
     )
     pseudo.add_argument("--seed", type=int, default=0, help="seed of the seed images and noise")
     pseudo.add_argument(
@@ -262,8 +297,9 @@ def _parser() -> argparse.ArgumentParser:
     annotate.add_argument(
         "--lease-seconds",
         type=float,
-        default=300.0,
-        help="a query nobody answers within this goes back to the pool",
+        default=DEFAULT_LEASE_SECONDS,
+        help="a query nobody answers within this goes back to the pool (a page that is "
+        "closed or hidden gives its query back at once)",
     )
 
     export = add_command(
@@ -354,7 +390,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     demo = add_command("demo", help="run the whole loop on a small example and write a report")
-    demo.add_argument("--out", type=Path, help="output folder (default: a temporary folder)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("a2lc-demo"),
+        help="output folder; a rerun resumes it",
+    )
+    demo.add_argument(
+        "--temporary",
+        action="store_true",
+        help="write to a new temporary folder instead of --out (it is kept; its path is printed)",
+    )
     demo.add_argument(
         "--data", type=Path, help="a dataset (e.g. the CamVid copy) instead of generated scenes"
     )
@@ -415,6 +461,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except A2LCError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        print(f"error: a2lc {args.command}: {missing}", file=sys.stderr)
+        return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (`a2lc status --json | head`): stop quietly.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -438,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _init(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
 
-    dataset = load_dataset(args.data, split=args.split, format=args.format)
+    dataset = load_dataset(args.data, split=args.split, format=args.format, strict=False)
     with Workspace.create(
         args.workspace,
         dataset,
@@ -737,7 +789,7 @@ def _run(args: argparse.Namespace) -> int:
     config = run_config_from_args(args)
     with Workspace.open(args.workspace) as ws:
         result = run_rounds(ws, config, cache_dir=args.cache)
-        _print_metrics(result.metrics)
+        _print_metrics(result.metrics, images=len(ws.samples))
         if args.report:
             workspace_report(ws, args.report)
             print(f"report: {args.report}")
@@ -907,7 +959,7 @@ def _demo(args: argparse.Namespace) -> int:
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="a2lc-demo-"))
+    out = Path(tempfile.mkdtemp(prefix="a2lc-demo-")) if args.temporary else args.out.resolve()
     print(f"demo: writing to {out} (workspace, data, report.html)", flush=True)
     workspace_dir = out / "workspace"
     if workspace_dir.exists():
@@ -931,7 +983,9 @@ def _demo(args: argparse.Namespace) -> int:
         if not ws.has_segments:
             from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
 
-            make_pseudo_labels(ws, config=PseudoLabelConfig(source="gt-proxy"))
+            make_pseudo_labels(
+                ws, config=PseudoLabelConfig(source="gt-proxy", seed_images=DEMO_SEED_IMAGES)
+            )
         config = RunConfig(
             strategy=strategy_from_args(args),
             rounds=args.rounds,
@@ -943,17 +997,17 @@ def _demo(args: argparse.Namespace) -> int:
         result = run_rounds(ws, config)
         _print_status(ws.status())
         print()
-        _print_metrics(result.metrics)
+        _print_metrics(result.metrics, images=len(ws.samples))
         report = workspace_report(ws, out / "report.html")
     print(f"\nworkspace: {workspace_dir}\nreport:    {report}")
     return 0
 
 
-def _print_metrics(metrics: dict[int, dict[str, float]]) -> None:
+def _print_metrics(metrics: dict[int, dict[str, float]], *, images: int | None = None) -> None:
     def pct(m: dict[str, float], key: str) -> str:
         return f"{100 * m[key]:8.2f}" if key in m else "       –"
 
-    from a2lc.report import UNCHECKED_NOTE, automatic_changes
+    from a2lc.report import UNCHECKED_NOTE, automatic_changes, data_miou_scope
 
     print(
         "round  queried  data mIoU  model mIoU  auto changed  estimated precision  true precision"
@@ -967,10 +1021,20 @@ def _print_metrics(metrics: dict[int, dict[str, float]]) -> None:
         )
     if any("lcm_changed" in m for m in metrics.values()):
         print(f"note: {UNCHECKED_NOTE}")
+    scope = data_miou_scope(metrics, images=images) if images is not None else None
+    if scope is not None:
+        print(f"note: {scope}")
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _truth_count(dataset: dict[str, Any]) -> str:
+    with_truth = int(dataset.get("ground_truth_images", 0))
+    if dataset["ground_truth"]:
+        return "every image"
+    return f"{with_truth} of {dataset['images']} images" if with_truth else "none"
 
 
 def _print_status(summary: dict[str, Any]) -> None:
@@ -980,7 +1044,7 @@ def _print_status(summary: dict[str, Any]) -> None:
     print(
         f"dataset    {dataset['format']} {dataset['root']} [{dataset['split']}]: "
         f"{dataset['images']} images, {len(dataset['classes'])} classes, "
-        f"ground truth: {'yes' if dataset['ground_truth'] else 'no'}"
+        f"ground truth: {_truth_count(dataset)}"
     )
     print(
         f"initial    {summary['initial_labels'] or 'none yet: `a2lc pseudo-label -w ...` makes them, or `a2lc init --segments DIR --labels DIR` brings yours'}"
@@ -1005,6 +1069,16 @@ def _print_status(summary: dict[str, Any]) -> None:
         print("rounds     none yet")
     if "data_miou" in summary:
         print(f"data mIoU  {100 * summary['data_miou']:.2f}")
+    from a2lc.report import data_miou_scope
+
+    scope = data_miou_scope(metrics, images=int(dataset["images"]))
+    if scope is None and "data_miou" in summary and not dataset["ground_truth"]:
+        scope = data_miou_scope(
+            {0: {"data_miou_images": float(dataset.get("ground_truth_images", 0))}},
+            images=int(dataset["images"]),
+        )
+    if scope is not None:
+        print(f"note: {scope}")
 
 
 _HANDLERS = {

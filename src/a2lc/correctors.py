@@ -213,8 +213,9 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
     )
     changes = [(*saved.key(int(i)), int(prediction.predicted[i])) for i in np.flatnonzero(chosen)]
     values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
-    if changes and ws.has_ground_truth:
-        values["lcm_precision"] = change_precision(ws, changes)
+    precision = change_precision(ws, changes)
+    if precision is not None:
+        values["lcm_precision"] = precision
     ws.record_auto_corrections(r, changes, metrics=values)
     log.info(
         "round %d: LCM changed %d segments (τ = %.10g; unchecked: LCM has no precision estimate)",
@@ -238,12 +239,19 @@ def ground_truth_majority(ws: Workspace, keys: list[tuple[str, int]]) -> np.ndar
     return truth
 
 
-def change_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float:
-    """Fraction of automatic changes that gave the segment its majority ground-truth class."""
+def change_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float | None:
+    """Fraction of automatic changes that gave the segment its majority ground-truth class.
+
+    Counted over the changes in images with ground truth; None when there are none.
+    """
+    truth_ids = set(ws.ground_truth_ids)
+    judged = [change for change in changes if change[0] in truth_ids]
+    if not judged:
+        return None
     truth = ground_truth_majority(
-        ws, [(image_id, segment_id) for image_id, segment_id, _ in changes]
+        ws, [(image_id, segment_id) for image_id, segment_id, _ in judged]
     )
-    return float(np.mean(truth == np.asarray([after for _, _, after in changes])))
+    return float(np.mean(truth == np.asarray([after for _, _, after in judged])))
 
 
 # ---------------------------------------------------------------------- checked corrector
@@ -416,8 +424,9 @@ def apply_checked(ws: Workspace, *, config: CheckedConfig, round_index: int) -> 
             evidence.correct[is_open].sum() / evidence.audited[is_open].sum()
         )
         values["checked_precision_lower"] = float(evidence.lower[is_open].min())
-    if changes and ws.has_ground_truth:
-        values["checked_true_precision"] = change_precision(ws, changes)
+    precision = change_precision(ws, changes)
+    if precision is not None:
+        values["checked_true_precision"] = precision
     outcome = {
         "config": asdict(config),
         "groups": [

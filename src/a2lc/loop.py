@@ -245,7 +245,9 @@ def answer_with_oracle(
     """
     if not ws.has_ground_truth:
         raise WorkspaceError(
-            "the simulated annotator (--oracle gt) needs ground truth for every image"
+            "the simulated annotator (--oracle gt) needs ground truth for every image; "
+            f"{len(ws.ground_truth_ids)} of {len(ws.samples)} have it (answer in the web app: "
+            "--oracle human, then `a2lc serve`)"
         )
     by_image: dict[str, list[int]] = {}
     for query in ws.unanswered(round_index):
@@ -270,12 +272,14 @@ def answer_with_oracle(
 
 
 def data_miou(ws: Workspace, *, show_progress: bool = True) -> ConfusionAccumulator:
-    """Label quality of the pool now: current labels vs ground truth (255 on either side skipped)."""
-    if not ws.has_ground_truth:
-        raise WorkspaceError("data mIoU needs ground truth for every image")
+    """Label quality of the pool now: current labels vs ground truth (255 on either side skipped).
+
+    Computed on the pool images that have ground truth (:attr:`Workspace.ground_truth_ids`).
+    """
+    ids = ws.ground_truth_ids
+    if not ids:
+        raise WorkspaceError("data mIoU needs ground truth and no pool image has it")
     acc = ConfusionAccumulator(ws.num_classes)
-    samples = ws.samples
-    iterable = progress(samples, desc="data mIoU", total=len(samples), enabled=show_progress)
-    for sample in iterable:
-        acc.update(ws.read_ground_truth(sample.id), ws.read_labels(sample.id))
+    for image_id in progress(ids, desc="data mIoU", total=len(ids), enabled=show_progress):
+        acc.update(ws.read_ground_truth(image_id), ws.read_labels(image_id))
     return acc

@@ -25,7 +25,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError("reports need matplotlib: pip install 'a2lc[train]'") from None
+        raise MissingDependencyError('reports need matplotlib: pip install "a2lc[train]"') from None
     return plt
 
 
@@ -113,6 +113,17 @@ UNCHECKED_NOTE = (
 )
 
 
+def data_miou_scope(metrics: dict[int, dict[str, float]], *, images: int) -> str | None:
+    """A note when data mIoU was measured on only some of the ``images`` pool images."""
+    counts = {int(m["data_miou_images"]) for m in metrics.values() if "data_miou_images" in m}
+    partial = sorted(c for c in counts if c < images)
+    if not partial:
+        return None
+    return (
+        f"data mIoU is measured on the {partial[-1]} of {images} pool images that have ground truth"
+    )
+
+
 def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
     """(changed, estimated precision, true precision) of a round's automatic changes, as text.
 
@@ -171,6 +182,9 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
     )
     if any("lcm_changed" in m for m in metrics.values()):
         parts.append(f"<p><strong>Note.</strong> {html.escape(UNCHECKED_NOTE)}.</p>")
+    scope = data_miou_scope(metrics, images=len(ws.samples))
+    if scope is not None:
+        parts.append(f"<p><strong>Note.</strong> {html.escape(scope)}.</p>")
     if metrics:
         first, last = min(metrics), max(metrics)
         for kind, title in (

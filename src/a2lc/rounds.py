@@ -176,7 +176,8 @@ def run_rounds(
     config = replace(config, model=replace(config.model, num_classes=ws.num_classes))
     if config.oracle == "gt" and not ws.has_ground_truth:
         raise WorkspaceError(
-            "--oracle gt needs ground truth for every pool image; use --oracle human"
+            "--oracle gt needs ground truth for every pool image "
+            f"({len(ws.ground_truth_ids)} of {len(ws.samples)} have it); use --oracle human"
         )
     budget = config.budget or default_budget(ws)
     config = replace(config, budget=budget)
@@ -345,10 +346,12 @@ def _train_and_evaluate(
     started = time.perf_counter()
     values: dict[str, float] = {}
     watch = Stopwatch()
-    if ws.has_ground_truth:
+    truth_images = len(ws.ground_truth_ids)
+    if truth_images:
         with watch.part("data_miou"):
             data = data_miou(ws, show_progress=show_progress)
         values["data_miou"] = data.miou
+        values["data_miou_images"] = float(truth_images)
         values.update(
             {
                 f"data_iou/{c.name}": float(v)
@@ -382,4 +385,23 @@ def _train_and_evaluate(
     )
     ws.record_metrics(r, values)
     ws.mark_step(r, "eval")
+    _log_round(r, ws.metrics().get(r, values), images=len(ws.samples))
     step(r, "eval")
+
+
+def _log_round(r: int, m: dict[str, float], *, images: int) -> None:
+    """One line per finished round, for logs read after the fact (nohup, CI)."""
+    from a2lc.report import automatic_changes
+
+    parts = [f"round {r} done: {int(m.get('segments_queried', 0))} segments queried in all"]
+    if "data_miou" in m:
+        scope = int(m.get("data_miou_images", images))
+        on = f" (on {scope} of {images} images)" if scope < images else ""
+        parts.append(f"data mIoU {100 * m['data_miou']:.2f}{on}")
+    if "model_miou" in m:
+        parts.append(f"model mIoU {100 * m['model_miou']:.2f}")
+    if r > 0:
+        changed, estimate, _ = automatic_changes(m)
+        if changed != "–":
+            parts.append(f"automatic changes {changed} (estimated precision: {estimate})")
+    log.info("; ".join(parts))

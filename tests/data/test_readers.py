@@ -113,11 +113,22 @@ def test_missing_split(tmp_path: Path) -> None:
         load_dataset(root, split="test")
 
 
-def test_missing_label(tmp_path: Path) -> None:
+def test_ground_truth_for_a_subset_of_the_pool(tmp_path: Path) -> None:
     root = make_folder_tree(tmp_path / "ds")
     (root / "labels/train/img1.png").unlink()
-    with pytest.raises(DataError, match=r"img1.png: label file is missing for image img1.jpg"):
-        load_dataset(root, split="train")
+    dataset = load_dataset(root, split="train")
+    assert [s.id for s in dataset.samples if s.gt_path is None] == ["img1"]
+    assert dataset.ground_truth_count == len(dataset.samples) - 1
+    assert not dataset.has_ground_truth
+    validate_dataset(dataset, show_progress=False)  # the images that have it are fine
+
+
+def test_non_strict_load_returns_the_problems(tmp_path: Path) -> None:
+    root = make_folder_tree(tmp_path / "ds")
+    (root / "images/train/img2.jpg").write_bytes(b"not an image")
+    dataset = load_dataset(root, split="train", strict=False)
+    assert "img2" not in [s.id for s in dataset.samples]
+    assert [Path(p.path).name for p in dataset.problems] == ["img2.jpg"]
 
 
 def test_every_bad_label_is_reported_once(tmp_path: Path) -> None:

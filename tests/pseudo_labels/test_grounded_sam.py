@@ -357,7 +357,7 @@ def test_errors_say_what_is_wrong_and_how_to_get_weights(
 
 def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'a2lc\[sam\]'"):
+    with pytest.raises(MissingDependencyError, match=r'pip install "a2lc\[sam\]"'):
         grounded_sam._import_transformers()
 
 

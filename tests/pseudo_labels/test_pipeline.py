@@ -11,7 +11,12 @@ from a2lc.data.readers import load_dataset
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.errors import DataError, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
-from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+from a2lc.pseudo_labels.pipeline import (
+    PseudoLabelConfig,
+    choose_seed_images,
+    make_pseudo_labels,
+    parse_seed_images,
+)
 from a2lc.pseudo_labels.segments import GtProxyConfig
 from a2lc.workspace import Workspace
 
@@ -113,3 +118,84 @@ def test_cli_noise_target_errors(
     printed = capsys.readouterr().out
     (row,) = [line for line in printed.splitlines() if line.startswith(f"{names[0]} ")]
     assert "capped by the segments" in row
+
+
+# ------------------------------------------------------------------ seed images
+
+
+def _partial_truth_workspace(tmp_path: Path, synthetic: SyntheticPaths, keep: int) -> Workspace:
+    labels = synthetic.root / "labels/train"
+    for path in sorted(labels.iterdir())[keep:]:
+        path.unlink()
+    return Workspace.create(tmp_path / "ws", load_dataset(synthetic.root, split="train"))
+
+
+def test_seed_images_default_to_the_images_with_ground_truth(
+    tmp_path: Path, synthetic: SyntheticPaths
+) -> None:
+    with _partial_truth_workspace(tmp_path, synthetic, keep=2) as ws:
+        with_truth = ws.ground_truth_ids
+        assert len(with_truth) == 2 < len(ws.samples)
+        assert choose_seed_images(ws, PseudoLabelConfig()) == with_truth
+        # A count is drawn among the images that have ground truth only.
+        for seed in range(5):
+            (picked,) = choose_seed_images(ws, PseudoLabelConfig(seed_images=1, seed=seed))
+            assert picked in with_truth
+        with pytest.raises(WorkspaceError, match=r"must be 1\.\.2 \(the pool images with ground"):
+            choose_seed_images(ws, PseudoLabelConfig(seed_images=3))
+        # Named ids come back in pool order; every problem is named at once.
+        named = PseudoLabelConfig(seed_images=(with_truth[1], with_truth[0]))
+        assert choose_seed_images(ws, named) == with_truth
+        without = next(s.id for s in ws.samples if s.id not in with_truth)
+        bad = PseudoLabelConfig(seed_images=("nope", without, with_truth[0], with_truth[0]))
+        with pytest.raises(WorkspaceError) as info:
+            choose_seed_images(ws, bad)
+        message = str(info.value)
+        assert "not in the pool: 'nope'" in message
+        assert f"no ground truth for: '{without}'" in message
+        assert f"named twice: '{with_truth[0]}'" in message
+
+
+def test_seed_images_need_some_ground_truth(tmp_path: Path, synthetic: SyntheticPaths) -> None:
+    with (
+        _partial_truth_workspace(tmp_path, synthetic, keep=0) as ws,
+        pytest.raises(WorkspaceError, match="no pool image has it; put label files"),
+    ):
+        choose_seed_images(ws, PseudoLabelConfig())
+
+
+def test_a_count_over_a_fully_labelled_pool_draws_as_before(
+    tmp_path: Path, synthetic: SyntheticPaths
+) -> None:
+    # The benchmarks' initial labels depend on this draw: it must not change.
+    with Workspace.create(tmp_path / "ws", load_dataset(synthetic.root, split="train")) as ws:
+        ids = [s.id for s in ws.samples]
+        rng = np.random.default_rng([3, 0x5EED])
+        expected = [ids[i] for i in sorted(rng.choice(len(ids), size=2, replace=False).tolist())]
+        assert choose_seed_images(ws, PseudoLabelConfig(seed_images=2, seed=3)) == expected
+
+
+def test_superpixels_with_ground_truth_for_the_seed_images_only(
+    tmp_path: Path, synthetic: SyntheticPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws_dir = tmp_path / "ws"
+    with _partial_truth_workspace(tmp_path, synthetic, keep=2) as ws:
+        with_truth = ws.ground_truth_ids
+    id_file = tmp_path / "seed.txt"
+    id_file.write_text(f"{with_truth[0]}\n\n{with_truth[1]}\n")
+    args = ["pseudo-label", "-w", str(ws_dir), "--source", "superpixels", "--seed-epochs", "2"]
+    assert main([*args, "--seed-images", f"@{id_file}", "--min-confidence", "0"]) == 0
+    assert f"seed images {with_truth}" in capsys.readouterr().out
+    with Workspace.open(ws_dir) as ws:
+        assert ws.has_segments
+        recorded = json.loads(ws.meta("initial_parameters") or "{}")
+        assert recorded["seed_image_ids"] == with_truth
+    assert main([*args, "--seed-images", f"@{tmp_path / 'missing.txt'}"]) == 2
+    assert "cannot read the id list" in capsys.readouterr().err
+
+
+def test_parse_seed_images() -> None:
+    assert parse_seed_images("5") == 5
+    assert parse_seed_images(" a, b ,,c ") == ("a", "b", "c")
+    assert parse_seed_images("0001,") == ("0001",)
+    assert parse_seed_images("") is None

@@ -244,3 +244,49 @@ def test_no_open_round_is_a_clear_conflict(open_round: Path) -> None:
     reply = client.post("/api/lease", json={"annotator": "ann"})
     assert reply.status_code == 409
     assert "no open round" in reply.json()["error"]
+
+
+def test_a_released_lease_is_free_at_once(client: AppClient) -> None:
+    a = client.post("/api/lease", json={"annotator": "a"}).json()["query"]
+    reply = client.post("/api/release", json={"annotator": "a"}).json()
+    assert reply["released"] == 1
+    assert reply["progress"]["leased"] == 0
+    # No waiting for the lease to expire: the next annotator gets the same query now.
+    b = client.post("/api/lease", json={"annotator": "b"}).json()["query"]
+    assert (b["image_id"], b["segment_id"]) == (a["image_id"], a["segment_id"])
+    assert client.post("/api/release", json={"annotator": "a"}).json()["released"] == 0
+    assert client.post("/api/release", json={}).status_code == 400
+
+
+def test_views_with_and_without_auto_exposure(client: AppClient) -> None:
+    query = client.post("/api/lease", json={"annotator": "ann"}).json()["query"]
+    url = f"/api/view/{query['image_id']}/{query['segment_id']}.png?zoom=0"
+    auto = client.get(url)
+    off = client.get(url + "&exposure=off")
+    assert auto.status_code == off.status_code == 200
+    assert client.get(url + "&exposure=bright").status_code == 400
+
+
+def test_auto_exposure_brightens_a_dark_frame_and_leaves_a_flat_one() -> None:
+    from a2lc.web.render import TARGET_MEDIAN, auto_exposure, segment_view
+
+    rng = np.random.default_rng(0)
+    # A dark frame whose pixels crowd the low end, as CamVid's do.
+    dark = np.repeat(5 + 55 * rng.random((40, 50, 1)) ** 2, 3, axis=2).astype(np.uint8)
+    lifted = auto_exposure(dark)
+    assert lifted.shape == dark.shape
+    assert lifted.dtype == np.uint8
+    luminance = lifted.astype(float) @ [0.299, 0.587, 0.114]
+    assert np.median(luminance) == pytest.approx(255 * TARGET_MEDIAN, abs=20)
+    assert lifted.max() >= 250
+    assert lifted.min() <= 5
+    # Brighter pixels stay brighter (no tone inversion).
+    order = np.argsort(dark.astype(float) @ [0.299, 0.587, 0.114], axis=None)
+    assert (np.diff(luminance.ravel()[order]) >= 0).all()
+    flat = np.full((10, 10, 3), 30, np.uint8)
+    assert auto_exposure(flat) is flat
+    mask = np.zeros((40, 50), bool)
+    mask[10:20, 10:20] = True
+    assert not np.array_equal(
+        segment_view(dark, mask, zoom=False), segment_view(dark, mask, zoom=False, exposure=False)
+    )

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,110 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
         assert row[4] == relabel
         assert row[3] == (row[2] if after is None else after)
     assert (OUTPUT / "annotate.png").stat().st_size > 10_000
+
+
+def leases_of(workspace: Path, annotator: str) -> list[tuple[str, int]]:
+    with Workspace.open(workspace, read_only=True) as ws:
+        rows = ws.connection.execute(
+            "SELECT image_id, segment_id FROM leases WHERE annotator = ?", (annotator,)
+        ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def wait_until(condition: Callable[[], bool], *, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting until {what}")
+        time.sleep(0.1)
+
+
+def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
+    open_round: Path,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    server = Server(open_round, port)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium(), args=["--no-sandbox"], headless=True
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 640})
+        try:
+
+            def shown() -> str:
+                page.wait_for_function(
+                    "(() => { const i = document.getElementById('zoom'); "
+                    "return !document.body.classList.contains('busy') "
+                    "&& !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
+                    timeout=20_000,
+                )
+                return str(page.get_attribute("#zoom", "data-segment"))
+
+            def style(selector: str) -> str:
+                return str(page.eval_on_selector(selector, "e => e.style.filter"))
+
+            page.goto(server.url)
+            page.wait_for_selector("#name", state="visible")
+            page.keyboard.type("carol")
+            page.keyboard.press("Enter")
+            first = shown()
+            assert style("#zoom") == "brightness(1) contrast(1)"
+            # Brightness and contrast by key, on both views at once.
+            for key in ("]", "]", ";"):
+                page.keyboard.press(key)
+            assert style("#zoom") == style("#whole") == "brightness(1.2) contrast(0.9)"
+            page.click("#darker")
+            assert style("#zoom") == "brightness(1.1) contrast(0.9)"
+            page.keyboard.press("v")  # reset
+            assert style("#zoom") == "brightness(1) contrast(1)"
+            # Automatic exposure: on by default, off with E (the server renders it).
+            assert "exposure=auto" in str(page.get_attribute("#zoom", "src"))
+            page.keyboard.press("e")
+            assert "exposure=off" in str(page.get_attribute("#zoom", "src"))
+            assert page.get_attribute("#exposure", "aria-pressed") == "false"
+            assert shown() == first
+            page.click("#exposure")
+            assert "exposure=auto" in str(page.get_attribute("#zoom", "src"))
+
+            # Type-to-pick reaches any class by name ("/", a few letters, Enter).
+            page.keyboard.press("/")
+            page.keyboard.type("pers")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "document.getElementById('progress').textContent.startsWith('1 / ')",
+                timeout=20_000,
+            )
+            second = shown()
+            assert second != first
+            image_id, segment_id = second.split("/")
+            assert leases_of(open_round, "carol") == [(image_id, int(segment_id))]
+
+            # A hidden page gives its lease back and takes a query again when shown.
+            page.evaluate(
+                "Object.defineProperty(document, 'visibilityState', "
+                "{value: 'hidden', configurable: true}); "
+                "document.dispatchEvent(new Event('visibilitychange'))"
+            )
+            wait_until(lambda: not leases_of(open_round, "carol"), what="the lease is released")
+            page.evaluate(
+                "Object.defineProperty(document, 'visibilityState', "
+                "{value: 'visible', configurable: true}); "
+                "document.dispatchEvent(new Event('visibilitychange'))"
+            )
+            wait_until(lambda: bool(leases_of(open_round, "carol")), what="a new lease")
+            assert shown() == second
+
+            # Closing the page releases it too.
+            page.close()
+            wait_until(lambda: not leases_of(open_round, "carol"), what="the lease is released")
+        finally:
+            browser.close()
+            server.kill()
+
+    with Workspace.open(open_round) as ws:
+        (after,) = ws.connection.execute(
+            "SELECT after FROM corrections WHERE round = 1 AND source = 'manual'"
+        ).fetchone()
+        assert ws.class_names[int(after)] == "person"

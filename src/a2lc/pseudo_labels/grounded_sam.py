@@ -231,7 +231,7 @@ def _import_transformers() -> Any:
         import transformers
     except ImportError:
         raise MissingDependencyError(
-            "Grounded SAM pseudo-labels need transformers: pip install 'a2lc[sam]'"
+            'Grounded SAM pseudo-labels need transformers: pip install "a2lc[sam]"'
         ) from None
     logging.getLogger("transformers").setLevel(logging.ERROR)
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]

@@ -69,6 +69,7 @@ NOISE_STREAM = 0xF11B
 SegmentSource = Literal["gt-proxy", "superpixels"]
 NoiseRegime = Literal["seed", "detector-like", "correlated"]
 NOISE_REGIMES: tuple[NoiseRegime, ...] = ("seed", "detector-like", "correlated")
+SeedImages = int | tuple[str, ...] | None
 FLIP_REGIMES: tuple[NoiseRegime, ...] = ("detector-like", "correlated")
 """Regimes that flip ground-truth classes of gt-proxy segments at solved rates."""
 
@@ -81,7 +82,9 @@ class PseudoLabelConfig:
     noise: NoiseRegime = "seed"
     noise_target: dict[str, float] | None = None
     """detector-like, correlated: class name → target initial IoU (%); None = the built-in one."""
-    seed_images: int = 5
+    seed_images: SeedImages = None
+    """A count (drawn by ``seed`` among the images with ground truth), image ids, or
+    None: every pool image that has ground truth."""
     seed: int = 0
     min_confidence: float = 0.5
     """Segments whose mean seed-model confidence is below this stay uncovered."""
@@ -90,19 +93,68 @@ class PseudoLabelConfig:
     gt_proxy: GtProxyConfig = field(default_factory=GtProxyConfig)
 
 
+def parse_seed_images(text: str) -> SeedImages:
+    """``--seed-images`` as given: ``"5"`` → 5, ``"a,b"`` → ``("a", "b")``, ``""`` → None."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    ids = tuple(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
+    return ids or None
+
+
 def choose_seed_images(ws: Workspace, config: PseudoLabelConfig) -> list[str]:
-    """``seed_images`` pool images picked by ``seed``; each must have ground truth."""
+    """The seed model's images (pool order): see :attr:`PseudoLabelConfig.seed_images`.
+
+    Every one must be in the pool and have ground truth; all problems are reported at once.
+    """
     samples = ws.samples
-    if not 0 < config.seed_images <= len(samples):
-        raise WorkspaceError(f"--seed-images must be 1..{len(samples)}, got {config.seed_images}")
-    rng = np.random.default_rng([config.seed, 0x5EED])
-    picked = sorted(rng.choice(len(samples), size=config.seed_images, replace=False).tolist())
-    missing = [samples[i].id for i in picked if samples[i].gt_path is None]
-    if missing:
+    with_truth = [s.id for s in samples if s.gt_path is not None]
+    hint = (
+        "put label files for the images you labelled by hand in the dataset's label folder, "
+        "or name them with --seed-images ID,ID or @FILE"
+    )
+    if not with_truth:
         raise WorkspaceError(
-            f"the seed model needs ground truth for its seed images; missing for {missing}"
+            f"the seed model needs ground truth for its seed images and no pool image has it; {hint}"
         )
-    return [samples[i].id for i in picked]
+    chosen = config.seed_images
+    if chosen is None:
+        return with_truth
+    if isinstance(chosen, int):
+        if not 0 < chosen <= len(with_truth):
+            raise WorkspaceError(
+                f"--seed-images must be 1..{len(with_truth)} (the pool images with ground "
+                f"truth), got {chosen}"
+            )
+        rng = np.random.default_rng([config.seed, 0x5EED])
+        if len(with_truth) == len(samples):
+            # Every image has ground truth: the draw the benchmarks were made with.
+            picked = rng.choice(len(samples), size=chosen, replace=False)
+            return [samples[i].id for i in sorted(picked.tolist())]
+        picked = rng.choice(len(with_truth), size=chosen, replace=False)
+        return [with_truth[i] for i in sorted(picked.tolist())]
+    order = {s.id: i for i, s in enumerate(samples)}
+    truth = set(with_truth)
+    unknown = [i for i in chosen if i not in order]
+    without = [i for i in chosen if i in order and i not in truth]
+    repeated = sorted({i for i in chosen if chosen.count(i) > 1})
+    problems = []
+    if unknown:
+        problems.append(f"not in the pool: {_id_list(unknown)}")
+    if without:
+        problems.append(f"no ground truth for: {_id_list(without)}")
+    if repeated:
+        problems.append(f"named twice: {_id_list(repeated)}")
+    if problems:
+        raise WorkspaceError("--seed-images: " + "; ".join(problems))
+    return sorted(chosen, key=order.__getitem__)
+
+
+def _id_list(ids: list[str], *, limit: int = 10) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def make_pseudo_labels(
@@ -121,7 +173,8 @@ def make_pseudo_labels(
     """
     if config.source == "gt-proxy" and not ws.has_ground_truth:
         raise WorkspaceError(
-            "gt-proxy segments are derived from ground truth, for benchmarks only; this dataset has none "
+            "gt-proxy segments are derived from ground truth, for benchmarks only; "
+            f"{ws.dataset.ground_truth_count} of {len(ws.samples)} pool images have it "
             "(use --source superpixels)"
         )
     if config.noise not in NOISE_REGIMES:

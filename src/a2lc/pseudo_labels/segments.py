@@ -97,7 +97,7 @@ def superpixel_segments(
         from skimage.segmentation import slic
     except ImportError:
         raise MissingDependencyError(
-            "superpixel pseudo-labels need scikit-image: pip install 'a2lc[train]'"
+            'superpixel pseudo-labels need scikit-image: pip install "a2lc[train]"'
         ) from None
     labels = slic(image, n_segments=num_segments, compactness=compactness, start_label=1)
     return relabel_consecutive(np.asarray(labels, dtype=np.int64))

@@ -8,8 +8,11 @@ Routes (JSON unless said otherwise):
 * ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label"}``:
   ``label`` is a class id, 255 (void) or null (keep the current label).
 * ``POST /api/undo`` ``{"annotator"}``: take back the annotator's last answer.
-* ``GET /api/progress``: answered / total, per annotator.
-* ``GET /api/view/{image_id}/{segment_id}.png?zoom=0|1``: the segment highlighted.
+* ``POST /api/release`` ``{"annotator"}``: give the annotator's lease back (the page
+  calls it when it is closed or hidden).
+* ``GET /api/progress``: answered / leased / total, per annotator.
+* ``GET /api/view/{image_id}/{segment_id}.png?zoom=0|1&exposure=auto|off``: the
+  segment highlighted, with automatic exposure unless ``off``.
 
 Only images of the workspace are served, looked up by id (never by path).
 Every request is validated before anything changes: malformed JSON or fields
@@ -51,7 +54,7 @@ from a2lc.web.render import segment_view
 from a2lc.workspace import Workspace
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, AnnotationDesk, Lease, LeaseError
 
-WEB_EXTRA_HELP = "the annotation app needs starlette and uvicorn: pip install 'a2lc[web]'"
+WEB_EXTRA_HELP = 'the annotation app needs starlette and uvicorn: pip install "a2lc[web]"'
 
 try:
     from starlette.applications import Starlette
@@ -261,6 +264,11 @@ def create_app(
         payload = query_payload(desk.lease(annotator)) if query else None
         return JSONResponse({"query": payload, "progress": progress_payload()})
 
+    def release(request: Request) -> Response:
+        annotator = _field(request.state.body, "annotator", str)
+        released = desk.release(annotator)
+        return JSONResponse({"released": released, "progress": progress_payload()})
+
     def progress(request: Request) -> Response:
         return JSONResponse(progress_payload())
 
@@ -273,6 +281,9 @@ def create_app(
         zoom = request.query_params.get("zoom", "1")
         if zoom not in ("0", "1"):
             raise RequestError(400, "zoom must be 0 or 1")
+        exposure = request.query_params.get("exposure", "auto")
+        if exposure not in ("auto", "off"):
+            raise RequestError(400, "exposure must be auto or off")
         known_segment(image_id, segment_id)
         sample = ws.sample(image_id)
         image = read_image(sample.image_path)
@@ -281,7 +292,9 @@ def create_app(
             image = np.asarray(
                 Image.fromarray(image).resize(segments.shape[::-1], Image.Resampling.BILINEAR)
             )
-        picture = segment_view(image, segments == segment_id, zoom=zoom == "1")
+        picture = segment_view(
+            image, segments == segment_id, zoom=zoom == "1", exposure=exposure == "auto"
+        )
         buffer = io.BytesIO()
         Image.fromarray(picture).save(buffer, format="PNG")
         return Response(
@@ -297,6 +310,7 @@ def create_app(
         Route("/api/lease", guarded(lease), methods=["POST"]),
         Route("/api/answer", guarded(answer), methods=["POST"]),
         Route("/api/undo", guarded(undo), methods=["POST"]),
+        Route("/api/release", guarded(release), methods=["POST"]),
         Route("/api/progress", guarded(progress)),
         Route("/api/view/{image_id}/{segment_id}.png", guarded(view)),
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),

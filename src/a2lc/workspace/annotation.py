@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from a2lc.errors import A2LCError
 from a2lc.workspace.workspace import Answer, Query, Workspace
 
-DEFAULT_LEASE_SECONDS = 300.0
-"""How long a query stays reserved for an annotator who does not answer it."""
+DEFAULT_LEASE_SECONDS = 120.0
+"""How long a query stays reserved for an annotator who does not answer it (the page
+also gives its lease back when it is closed or hidden, so this is the fallback)."""
 
 
 class LeaseError(A2LCError):

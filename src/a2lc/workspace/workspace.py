@@ -266,8 +266,21 @@ class Workspace:
             raise WorkspaceError(f"{path} already exists and is not empty; choose a new folder")
         if (segments_dir is None) != (labels_dir is None):
             raise WorkspaceError("give both --segments and --labels, or neither")
+        # One pass: the layout's problems, the ground truth's and the initial maps' are
+        # reported together, so a user fixes everything after one run.
+        problems = list(dataset.problems)
         if check_ground_truth:
-            validate_dataset(dataset, show_progress=show_progress)
+            validate_dataset(dataset, show_progress=show_progress, problems=problems)
+        initial = None
+        if segments_dir is not None and labels_dir is not None:
+            initial = _load_initial_maps(
+                dataset,
+                Path(segments_dir),
+                Path(labels_dir),
+                problems=problems,
+                show_progress=show_progress,
+            )
+        DataError.collect(problems, summary=f"{len(problems)} problem(s) in the input")
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
@@ -276,16 +289,8 @@ class Workspace:
                 migrate(connection)
                 workspace = cls(staging, connection)
                 workspace._write_dataset(dataset)
-                if segments_dir is not None and labels_dir is not None:
-                    workspace.set_initial_maps(
-                        _load_initial_maps(
-                            dataset,
-                            Path(segments_dir),
-                            Path(labels_dir),
-                            show_progress=show_progress,
-                        ),
-                        source=source,
-                    )
+                if initial is not None:
+                    workspace.set_initial_maps(initial, source=source)
             finally:
                 connection.close()
             if path.exists():
@@ -541,7 +546,13 @@ class Workspace:
 
     @property
     def has_ground_truth(self) -> bool:
+        """Whether every pool image has ground truth (the simulated annotator needs that)."""
         return self.dataset.has_ground_truth
+
+    @property
+    def ground_truth_ids(self) -> list[str]:
+        """Pool images with ground truth, in pool order (metrics are computed on these)."""
+        return [s.id for s in self.samples if s.gt_path is not None]
 
     # ------------------------------------------------------------------ segments
 
@@ -645,6 +656,11 @@ class Workspace:
             except sqlite3.IntegrityError as exc:
                 raise WorkspaceError(f"a query names an unknown segment ({exc})") from None
             self._check_queries_exist(db, round_index)
+            # Known from now on, so an open round shows its queries in status and report.
+            (queried,) = db.execute(
+                "SELECT COUNT(*) FROM queries WHERE round <= ?", (round_index,)
+            ).fetchone()
+            _write_metrics(db, round_index, {"segments_queried": float(queried)})
         return round_index
 
     @staticmethod
@@ -962,6 +978,7 @@ class Workspace:
                 "images": len(self.samples),
                 "classes": [c.name for c in self.dataset.classes],
                 "ground_truth": self.has_ground_truth,
+                "ground_truth_images": self.dataset.ground_truth_count,
             },
             "initial_labels": self.meta("initial_source") if self.has_segments else None,
             "segments": {
@@ -1054,13 +1071,23 @@ def _iter_initial_maps(
 
 
 def _load_initial_maps(
-    dataset: Dataset, segments_dir: Path, labels_dir: Path, *, show_progress: bool
+    dataset: Dataset,
+    segments_dir: Path,
+    labels_dir: Path,
+    *,
+    problems: list[Problem],
+    show_progress: bool,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Check every map first (one error listing all problems), then stream them."""
-    problems = [
+    """Check every map, appending each problem to ``problems``; return a stream of them.
+
+    The stream is only valid (and should only be consumed) when no problem was found.
+    """
+    missing = [
         Problem(f, "folder does not exist") for f in (segments_dir, labels_dir) if not f.is_dir()
     ]
-    DataError.collect(problems)
+    if missing:
+        problems.extend(missing)
+        return iter(())
     for _ in _iter_initial_maps(
         dataset,
         segments_dir,
@@ -1070,9 +1097,6 @@ def _load_initial_maps(
         desc="checking segments and labels",
     ):
         pass
-    DataError.collect(
-        problems, summary=f"{len(problems)} problem(s) in the initial segment/label maps"
-    )
     return _iter_initial_maps(
         dataset,
         segments_dir,

@@ -1,7 +1,11 @@
 // a2lc annotation app: one query at a time, keyboard first.
 "use strict";
 const VOID = 255;
-const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, query: null, zoom: true, busy: false };
+const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, query: null, zoom: true, busy: false, progress: null };
+// How the segment is shown: brightness and contrast as CSS filters (instant, per browser),
+// automatic exposure on the server (a stretch of dark frames). Remembered across reloads.
+const VIEW_STEP = 0.1, VIEW_MIN = 0.3, VIEW_MAX = 3;
+const view = Object.assign({ brightness: 1, contrast: 1, exposure: "auto" }, JSON.parse(localStorage.getItem("a2lc.view") || "{}"));
 const $ = (id) => document.getElementById(id);
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
 
@@ -28,10 +32,44 @@ function className(id) {
 }
 
 function showProgress(p) {
+  state.progress = p;
   const mine = p.by_annotator[state.name] || 0;
   $("progress").textContent = `${p.answered} / ${p.total} answered · you: ${mine}`;
   const others = Object.entries(p.by_annotator).filter(([name]) => name !== state.name);
   $("team").textContent = others.map(([name, n]) => `${name}: ${n}`).join(" · ");
+  const open = p.total - p.answered;
+  $("done-counts").textContent = `${p.answered} of ${p.total} answered; ${p.leased} still leased to other annotators` +
+    (p.leased ? ` (each comes back to the pool if it is not answered within ${Math.round(state.info.lease_seconds)} s)` : "") +
+    (open > p.leased ? `; ${open - p.leased} free` : "") + ".";
+}
+
+function viewUrl(query, zoom) {
+  return `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${zoom ? 1 : 0}&exposure=${view.exposure}&token=${encodeURIComponent(TOKEN)}`;
+}
+
+function applyView() {
+  const filter = `brightness(${view.brightness.toFixed(2)}) contrast(${view.contrast.toFixed(2)})`;
+  for (const id of ["zoom", "whole"]) $(id).style.filter = filter;
+  $("exposure").setAttribute("aria-pressed", String(view.exposure === "auto"));
+  $("view-state").textContent = `brightness ${Math.round(view.brightness * 100)}% · contrast ${Math.round(view.contrast * 100)}%`;
+  localStorage.setItem("a2lc.view", JSON.stringify(view));
+}
+
+function adjust(name, steps) {
+  view[name] = Math.min(VIEW_MAX, Math.max(VIEW_MIN, Math.round((view[name] + steps * VIEW_STEP) * 100) / 100));
+  applyView();
+}
+
+function toggleExposure() {
+  view.exposure = view.exposure === "auto" ? "off" : "auto";
+  applyView();
+  if (state.query) showQuery(state.query);
+}
+
+function resetView() {
+  view.brightness = 1;
+  view.contrast = 1;
+  applyView();
 }
 
 function showQuery(query) {
@@ -40,10 +78,28 @@ function showQuery(query) {
   $("done").hidden = !!query;
   if (!query) return;
   $("current").textContent = className(query.label);
-  $("zoom").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${state.zoom ? 1 : 0}&token=${encodeURIComponent(TOKEN)}`;
+  $("zoom").src = viewUrl(query, state.zoom);
   $("zoom").dataset.segment = `${query.image_id}/${query.segment_id}`;
-  $("whole").src = `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=0&token=${encodeURIComponent(TOKEN)}`;
+  $("whole").src = viewUrl(query, false);
   for (const li of $("palette").children) li.classList.toggle("current", Number(li.dataset.id) === query.label);
+}
+
+// A closed or hidden page gives its query back at once, so nobody waits for the lease to
+// expire; `keepalive` lets the request outlive the page (and carries the token header).
+function releaseLease() {
+  if (!state.name || !state.query) return;
+  state.query = null;
+  fetch("/api/release", {
+    method: "POST",
+    keepalive: true,
+    headers: { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION, "Content-Type": "application/json" },
+    body: JSON.stringify({ annotator: state.name }),
+  }).catch(() => {});
+}
+
+function onVisibility() {
+  if (document.visibilityState === "hidden") releaseLease();
+  else if (state.name && state.info) refresh();
 }
 
 async function next() {
@@ -108,6 +164,7 @@ function buildPalette() {
   state.info.classes.forEach((c, i) => {
     const li = document.createElement("li");
     li.dataset.id = c.id;
+    li.dataset.name = c.name.toLowerCase();
     li.innerHTML = `<kbd>${i < KEYS.length ? KEYS[i] : ""}</kbd><span class="swatch"></span><span></span>`;
     li.querySelector(".swatch").style.background = `rgb(${c.color.join(",")})`;
     li.lastChild.textContent = c.name;
@@ -116,16 +173,66 @@ function buildPalette() {
   });
 }
 
+// Type-to-pick: "/" opens a filter over the palette (any number of classes); Enter
+// answers with the first class that matches, Escape closes it.
+function matches() {
+  return [...$("palette").children].filter((li) => !li.classList.contains("filtered"));
+}
+
+function filterPalette() {
+  const text = $("pick").value.trim().toLowerCase();
+  for (const li of $("palette").children) {
+    const name = li.dataset.name;
+    li.classList.toggle("filtered", text !== "" && !name.includes(text));
+  }
+  // Names that start with the text first: "car" picks car before "sidecar".
+  const first = matches().sort((a, b) => Number(!a.dataset.name.startsWith(text)) - Number(!b.dataset.name.startsWith(text)))[0];
+  for (const li of $("palette").children) li.classList.toggle("picked", li === first && text !== "");
+  return first;
+}
+
+function openPick() {
+  $("pick").hidden = false;
+  $("pick").value = "";
+  filterPalette();
+  $("pick").focus();
+}
+
+function closePick() {
+  $("pick").value = "";
+  filterPalette();
+  $("pick").hidden = true;
+  $("pick").blur();
+}
+
+function onPickKey(event) {
+  if (event.key === "Escape") { closePick(); event.preventDefault(); }
+  else if (event.key === "Enter") {
+    event.preventDefault();
+    const first = $("pick").value.trim() ? filterPalette() : null;
+    if (!first) return;
+    closePick();
+    submit(Number(first.dataset.id));
+  }
+}
+
 function onKey(event) {
   if (!state.name || event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key.toLowerCase();
   const index = KEYS.indexOf(event.key);
   if (key === "enter" || key === " ") submit(null);
   else if (index >= 0 && index < state.info.classes.length) submit(state.info.classes[index].id);
+  else if (key === "/") openPick();
   else if (key === "x") submit(VOID);
   else if (key === "u" || key === "backspace") undo();
   else if (key === "z") { state.zoom = !state.zoom; showQuery(state.query); }
   else if (key === "r") refresh();
+  else if (event.key === "]") adjust("brightness", 1);
+  else if (event.key === "[") adjust("brightness", -1);
+  else if (event.key === "'") adjust("contrast", 1);
+  else if (event.key === ";") adjust("contrast", -1);
+  else if (key === "e") toggleExposure();
+  else if (key === "v") resetView();
   else return;
   event.preventDefault();
 }
@@ -134,7 +241,18 @@ async function start() {
   state.info = await api("/api/info");
   $("round").textContent = state.info.round ? `round ${state.info.round}` : "no open round";
   buildPalette();
+  applyView();
   document.addEventListener("keydown", onKey);
+  document.addEventListener("visibilitychange", onVisibility);
+  window.addEventListener("pagehide", releaseLease);
+  $("pick").addEventListener("input", filterPalette);
+  $("pick").addEventListener("keydown", onPickKey);
+  $("brighter").addEventListener("click", () => adjust("brightness", 1));
+  $("darker").addEventListener("click", () => adjust("brightness", -1));
+  $("more-contrast").addEventListener("click", () => adjust("contrast", 1));
+  $("less-contrast").addEventListener("click", () => adjust("contrast", -1));
+  $("exposure").addEventListener("click", toggleExposure);
+  $("reset-view").addEventListener("click", resetView);
   $("confirm").addEventListener("click", () => submit(null));
   $("void").addEventListener("click", () => submit(VOID));
   $("undo").addEventListener("click", undo);
