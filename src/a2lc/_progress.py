@@ -59,5 +59,5 @@ def progress(
         if now - last >= HEARTBEAT_SECONDS:
             log.info("%s: %d%s %s so far (%.0f s)", desc, count, of, unit, now - started)
             last = now
-    if log_done:
+    if log_done and count:  # an empty loop (nothing left to compute) is not a stage
         log.info("%s: %d %s in %.1f s", desc, count, unit, time.perf_counter() - started)
