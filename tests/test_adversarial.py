@@ -54,10 +54,10 @@ def test_voc_ids_that_leave_their_folder_are_refused(tmp_path: Path) -> None:
 
 def damaged_panoptic(ws: Workspace, tmp_path: Path, damage: Callable[[Any], object]) -> Path:
     """The workspace exported as COCO panoptic, its JSON then changed by ``damage``."""
-    from a2lc.interop.coco_panoptic import export_panoptic
+    from a2lc.interop.coco_panoptic import export_panoptic, panoptic_paths
 
     export_panoptic(ws, tmp_path / "pan")
-    document = tmp_path / "pan" / "panoptic.json"
+    document, _ = panoptic_paths(tmp_path / "pan", ws.dataset.split)
     data = json.loads(document.read_text())
     damage(data)
     document.write_text(json.dumps(data))

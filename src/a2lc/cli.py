@@ -816,12 +816,13 @@ def _export(args: argparse.Namespace) -> int:
             print(f"wrote {count} images as CVAT Segmentation mask 1.1 to {args.out}")
             return 0
         if args.format == "coco-panoptic":
-            from a2lc.interop.coco_panoptic import export_panoptic
+            from a2lc.interop.coco_panoptic import export_panoptic, panoptic_paths
 
             summary = export_panoptic(ws, args.out)
+            json_path, folder = panoptic_paths(args.out, ws.dataset.split)
             print(
                 f"wrote {summary['images']} images, {summary['segments']} segments as COCO "
-                f"panoptic to {args.out}/panoptic.json"
+                f"panoptic to {json_path} (PNGs in {folder})"
             )
             return 0
         for sample in ws.samples:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,8 @@ from PIL import Image
 
 from a2lc.cli import main
 from a2lc.data.synthetic import SyntheticPaths
+from a2lc.errors import DataError
+from a2lc.interop.coco_panoptic import panoptic_paths
 from a2lc.workspace import Workspace
 
 
@@ -40,7 +44,9 @@ def test_export_import_round_trip(
     assert main(["export", "-w", str(corrected), "--out", str(out), "--format", fmt]) == 0
     target = fresh(synthetic, tmp_path / "imported")
     source = (
-        ["--cvat", str(out)] if fmt == "cvat" else ["--coco-panoptic", str(out / "panoptic.json")]
+        ["--cvat", str(out)]
+        if fmt == "cvat"
+        else ["--coco-panoptic", str(panoptic_paths(out, "train")[0])]
     )
     assert main(["import-labels", "-w", str(target), *source]) == 0
     with Workspace.open(corrected) as a, Workspace.open(target) as b:
@@ -114,11 +120,13 @@ def test_panoptic_json_and_bad_categories(
 ) -> None:
     out = tmp_path / "pan"
     main(["export", "-w", str(corrected), "--out", str(out), "--format", "coco-panoptic"])
-    document = json.loads((out / "panoptic.json").read_text())
+    json_path, folder = panoptic_paths(out, "train")
+    assert json_path == out / "annotations" / "panoptic_train.json"
+    document = json.loads(json_path.read_text())
     assert [c["name"] for c in document["categories"]][:2] == ["sky", "building"]
     annotation = document["annotations"][0]
     info = annotation["segments_info"][0]
-    with Image.open(out / "panoptic" / annotation["file_name"]) as image:
+    with Image.open(folder / annotation["file_name"]) as image:
         rgb = np.asarray(image.convert("RGB")).astype(np.int64)
     ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
     assert (ids == info["id"]).sum() == info["area"]
@@ -126,15 +134,111 @@ def test_panoptic_json_and_bad_categories(
     width, height = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     assert info["bbox"] == [xs.min(), ys.min(), width, height]
     document["categories"][0]["name"] = "heaven"
-    (out / "panoptic.json").write_text(json.dumps(document))
+    json_path.write_text(json.dumps(document))
     target = fresh(synthetic, tmp_path / "imported")
-    assert (
-        main(["import-labels", "-w", str(target), "--coco-panoptic", str(out / "panoptic.json")])
-        == 1
-    )
+    assert main(["import-labels", "-w", str(target), "--coco-panoptic", str(json_path)]) == 1
     assert "category 'heaven' is not a class" in capsys.readouterr().err
     for text, message in (("{not json", "not a readable JSON file"), ("[]", "not a COCO panoptic")):
-        (out / "panoptic.json").write_text(text)
-        args = ["import-labels", "-w", str(target), "--coco-panoptic", str(out / "panoptic.json")]
+        json_path.write_text(text)
+        args = ["import-labels", "-w", str(target), "--coco-panoptic", str(json_path)]
         assert main(args) == 1
-        assert f"{out / 'panoptic.json'}: {message}" in capsys.readouterr().err
+        assert f"{json_path}: {message}" in capsys.readouterr().err
+
+
+def check_coco_panoptic(json_path: Path, folder: Path) -> dict[str, object]:
+    """The checks COCO's own tools make (pycocotools / panopticapi level)."""
+    document = json.loads(json_path.read_text())
+    assert {"info", "licenses", "images", "annotations", "categories"} <= set(document)
+    image_ids = [image["id"] for image in document["images"]]
+    assert all(isinstance(i, int) and not isinstance(i, bool) for i in image_ids)
+    assert len(set(image_ids)) == len(image_ids)
+    categories = {c["id"]: c for c in document["categories"]}
+    assert all(c["isthing"] in (0, 1) for c in categories.values())
+    assert {a["image_id"] for a in document["annotations"]} == set(image_ids)
+    sizes = {image["id"]: (image["height"], image["width"]) for image in document["images"]}
+    for annotation in document["annotations"]:
+        with Image.open(folder / annotation["file_name"]) as image:
+            rgb = np.asarray(image.convert("RGB")).astype(np.int64)
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        assert ids.shape == sizes[annotation["image_id"]]
+        infos = annotation["segments_info"]
+        assert len({s["id"] for s in infos}) == len(infos)
+        assert set(np.unique(ids[ids > 0]).tolist()) == {s["id"] for s in infos}
+        for info in infos:
+            assert info["category_id"] in categories
+            mask = ids == info["id"]
+            assert info["area"] == int(mask.sum())
+            ys, xs = np.nonzero(mask)
+            x, y = int(xs.min()), int(ys.min())
+            assert info["bbox"] == [x, y, int(xs.max()) - x + 1, int(ys.max()) - y + 1]
+    return document
+
+
+def test_coco_panoptic_is_what_coco_tools_expect_and_pq_works_on_it(
+    corrected: Path, tmp_path: Path
+) -> None:
+    from a2lc.interop.coco_panoptic import panoptic_quality
+
+    out = tmp_path / "pan"
+    assert (
+        main(["export", "-w", str(corrected), "--out", str(out), "--format", "coco-panoptic"]) == 0
+    )
+    json_path, folder = panoptic_paths(out, "train")
+    document = check_coco_panoptic(json_path, folder)
+    thing = {c["name"]: c["isthing"] for c in document["categories"]}  # type: ignore[union-attr]
+    assert thing["car"] == thing["person"] == 1
+    assert thing["sky"] == thing["road"] == 0
+    same = panoptic_quality(json_path, json_path)
+    for group in ("All", "Things", "Stuff"):
+        assert same[group]["n"] > 0
+        assert same[group]["pq"] == pytest.approx(1.0)
+    # One segment given another category: one false negative for its category and one
+    # false positive for the other, nothing else changes.
+    changed = json.loads(json_path.read_text())
+    info = changed["annotations"][0]["segments_info"][0]
+    before = info["category_id"]
+    after = next(c["id"] for c in changed["categories"] if c["id"] != before)
+    info["category_id"] = after
+    prediction = tmp_path / "prediction" / "annotations" / json_path.name
+    prediction.parent.mkdir(parents=True)
+    prediction.write_text(json.dumps(changed))
+    shutil.copytree(folder, prediction.with_suffix(""))
+    count = Counter(
+        s["category_id"]
+        for a in document["annotations"]
+        for s in a["segments_info"]  # type: ignore[union-attr]
+    )
+    result = panoptic_quality(json_path, prediction)
+    names = {c["id"]: c["name"] for c in changed["categories"]}
+    tp_before, tp_after = count[before] - 1, count[after]
+    assert result[names[before]]["rq"] == pytest.approx(tp_before / (tp_before + 0.5))
+    assert result[names[after]]["rq"] == pytest.approx(tp_after / (tp_after + 0.5))
+    assert result[names[before]]["sq"] == pytest.approx(1.0)
+    assert 0 < result["All"]["pq"] < 1
+
+
+def test_isthing_from_classes_json_and_the_built_in_lists(tmp_path: Path) -> None:
+    from a2lc.data.readers import load_dataset, read_classes_json
+    from tests.fakes import make_cityscapes_tree, make_voc_tree
+
+    path = tmp_path / "classes.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"id": 0, "name": "road"},
+                {"id": 1, "name": "lamp", "isthing": True},
+                {"id": 2, "name": "car", "isthing": False},
+            ]
+        )
+    )
+    road, lamp, car = read_classes_json(path)
+    assert (road.thing, lamp.thing, car.thing) == (False, True, False)
+    path.write_text(json.dumps([{"id": 0, "name": "road", "isthing": "yes"}]))
+    with pytest.raises(DataError, match="optional true/false 'isthing'"):
+        read_classes_json(path)
+    make_cityscapes_tree(tmp_path / "cs")
+    things = [c.name for c in load_dataset(tmp_path / "cs", split="train").classes if c.thing]
+    assert things == ["person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
+    make_voc_tree(tmp_path / "voc")
+    voc = load_dataset(tmp_path / "voc", split="train").classes
+    assert [c.name for c in voc if not c.thing] == ["background"]

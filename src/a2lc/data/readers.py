@@ -174,7 +174,11 @@ def _finish(
 
 
 def read_classes_json(path: Path) -> tuple[ClassInfo, ...]:
-    """Read ``classes.json``: a list of ``{"id": int, "name": str, "color": [r, g, b]}``."""
+    """Read ``classes.json``: a list of ``{"id": int, "name": str, "color": [r, g, b]}``.
+
+    ``color`` is optional (VOC's palette by default), and so is ``"isthing": bool``
+    (COCO panoptic's thing/stuff; by default from the name, see :attr:`ClassInfo.thing`).
+    """
     if not path.is_file():
         raise DataError(Problem(path, "classes.json is missing"))
     try:
@@ -202,18 +206,22 @@ def read_classes_json(path: Path) -> tuple[ClassInfo, ...]:
             ):
                 raise TypeError
             rgb = (int(color[0]), int(color[1]), int(color[2]))
+            isthing = item.get("isthing")
+            if isthing is not None and not isinstance(isthing, bool):
+                raise TypeError
         except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             raise DataError(
                 Problem(
                     path,
-                    f"entry {position} needs an integer 'id', a 'name' and an optional [r, g, b] 'color'",
+                    f"entry {position} needs an integer 'id', a 'name', an optional [r, g, b] "
+                    "'color' and an optional true/false 'isthing'",
                 )
             ) from None
         if not all(0 <= v <= 255 for v in rgb):
             raise DataError(
                 Problem(path, f"entry {position}: color values must be 0..255, got {list(rgb)}")
             )
-        classes.append(ClassInfo(class_id, name, rgb))
+        classes.append(ClassInfo(class_id, name, rgb, isthing=isthing))
     names = [c.name.strip().lower() for c in classes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -288,6 +296,8 @@ _CITYSCAPES: tuple[tuple[int, int, str, tuple[int, int, int]], ...] = (
     (33, 18, "bicycle", (119, 11, 32)),
 )
 CITYSCAPES_NUM_LABEL_IDS = 34
+CITYSCAPES_FIRST_THING = 11
+"""Train ids 11..18 (person … bicycle) are Cityscapes' instance ("thing") classes."""
 
 
 def cityscapes_lut() -> np.ndarray:
@@ -305,7 +315,9 @@ def _detect_cityscapes(root: Path) -> bool:
 
 
 def _load_cityscapes(root: Path, split: str) -> Dataset:
-    classes = tuple(ClassInfo(t, n, c) for _, t, n, c in _CITYSCAPES)
+    classes = tuple(
+        ClassInfo(t, n, c, isthing=t >= CITYSCAPES_FIRST_THING) for _, t, n, c in _CITYSCAPES
+    )
     image_dir = root / "leftImg8bit" / split
     gt_dir = root / "gtFine" / split
     if not image_dir.is_dir():
@@ -383,7 +395,12 @@ def _load_voc(root: Path, split: str) -> Dataset:
     base = _voc_root(root)
     palette = voc_palette(len(VOC_CLASS_NAMES))
     classes = tuple(
-        ClassInfo(i, name, (int(palette[i, 0]), int(palette[i, 1]), int(palette[i, 2])))
+        ClassInfo(
+            i,
+            name,
+            (int(palette[i, 0]), int(palette[i, 1]), int(palette[i, 2])),
+            isthing=i > 0,  # everything but the background is an object
+        )
         for i, name in enumerate(VOC_CLASS_NAMES)
     )
     list_file = base / "ImageSets" / "Segmentation" / f"{split}.txt"

@@ -15,13 +15,39 @@ IGNORE_INDEX = 255
 """Label value meaning "no class": void ground truth, or a pixel no segment covers."""
 
 
+THING_NAMES = frozenset(
+    {
+        # Countable objects in the usual benchmarks (Cityscapes' eight instance classes,
+        # CamVid's, VOC's 20); poles, signs and lights are stuff, as in Cityscapes panoptic.
+        "person", "pedestrian", "rider", "bicyclist", "cyclist", "motorcyclist",
+        "car", "truck", "bus", "train", "motorcycle", "motorbike", "bicycle", "vehicle",
+        "caravan", "trailer", "aeroplane", "airplane", "boat", "bird", "cat", "cow", "dog",
+        "horse", "sheep", "animal", "bottle", "chair", "diningtable", "pottedplant", "sofa",
+        "tvmonitor",
+    }
+)  # fmt: skip
+"""Class names that are *things* (countable instances) when a class list does not say."""
+
+
 @dataclass(frozen=True)
 class ClassInfo:
-    """One semantic class: its id (0..C-1), display name and RGB colour."""
+    """One semantic class: its id (0..C-1), display name and RGB colour.
+
+    ``isthing``: a countable object (car) rather than *stuff* (road, sky), as COCO
+    panoptic needs it; None when the class list does not say (see :attr:`thing`).
+    """
 
     id: int
     name: str
     color: tuple[int, int, int]
+    isthing: bool | None = None
+
+    @property
+    def thing(self) -> bool:
+        """``isthing`` if given, else whether the name is in :data:`THING_NAMES`."""
+        if self.isthing is not None:
+            return self.isthing
+        return self.name.strip().lower().replace("_", " ") in THING_NAMES
 
 
 @dataclass(frozen=True)

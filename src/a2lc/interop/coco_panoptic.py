@@ -1,9 +1,14 @@
 """COCO panoptic: one PNG of segment ids per image plus ``segments_info`` JSON.
 
+The standard layout (what COCO's tools and datumaro's ``coco_panoptic`` read):
+``annotations/panoptic_<subset>.json`` and the PNGs in
+``annotations/panoptic_<subset>/``, ``<subset>`` being the workspace's split.
 Each segment is one mask (SAM-style) with one class: the majority of its
 current labels. Segment ids are encoded ``R + 256·G + 256²·B``; id 0 is void.
-Category ids are class id + 1 (COCO keeps 0 for "nothing"); categories carry
-the class names, which is how an import maps them back.
+Image ids are integers 1..N in pool order; each annotation's PNG is named
+``<a2lc image id>.png``. Category ids are class id + 1 (COCO keeps 0 for
+"nothing"); categories carry the class names, which is how an import maps them
+back, and ``isthing`` from the class list (:attr:`~a2lc.data.sample.ClassInfo.thing`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,24 @@ from a2lc.errors import DataError, Problem
 from a2lc.pseudo_labels.segments import relabel_consecutive
 from a2lc.workspace import Workspace
 
-PNG_FOLDER = "panoptic"
-JSON_NAME = "panoptic.json"
+LEGACY_PNG_FOLDER = "panoptic"
+"""Where a2lc 0.1's exports kept the PNGs (beside ``panoptic.json``); still read."""
+INFO = {
+    "description": "exported by a2lc (current labels of a label-correction workspace)",
+    "version": "1.0",
+}
+
+
+def panoptic_paths(out: Path, subset: str) -> tuple[Path, Path]:
+    """``(JSON, PNG folder)`` of a COCO panoptic export of ``subset`` under ``out``."""
+    annotations = Path(out) / "annotations"
+    return annotations / f"panoptic_{subset}.json", annotations / f"panoptic_{subset}"
+
+
+def png_folder(json_path: Path) -> Path:
+    """The PNG folder of a panoptic JSON: the folder named after it, else ``panoptic/``."""
+    named = json_path.with_suffix("")
+    return named if named.is_dir() else json_path.parent / LEGACY_PNG_FOLDER
 
 
 def ids_to_rgb(ids: np.ndarray) -> np.ndarray:
@@ -42,13 +63,14 @@ def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
 
 
 def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
-    """Write ``out/panoptic.json`` and ``out/panoptic/<id>.png`` for every image."""
+    """Write :func:`panoptic_paths` (the standard layout) for every image of the pool."""
     ws.require_segments()
+    json_path, folder = panoptic_paths(out, ws.dataset.split)
     num_classes = ws.num_classes
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     total = 0
-    for sample in ws.samples:
+    for number, sample in enumerate(ws.samples, start=1):
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
         ids, sizes = segment_sizes(segments)
@@ -80,29 +102,36 @@ def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
             )
         file_name = f"{sample.id}.png"
         picture = Image.fromarray(ids_to_rgb(panoptic), mode="RGB")
-        write_png_image(out / PNG_FOLDER / file_name, picture)
+        write_png_image(folder / file_name, picture)
         images.append(
             {
-                "id": sample.id,
+                "id": number,
                 "file_name": Path(sample.image_path).name,
                 "width": sample.width,
                 "height": sample.height,
+                "license": 0,
             }
         )
-        annotations.append({"image_id": sample.id, "file_name": file_name, "segments_info": infos})
+        annotations.append({"image_id": number, "file_name": file_name, "segments_info": infos})
         total += len(infos)
     categories = [
         {
             "id": c.id + 1,
             "name": c.name,
             "color": list(c.color),
-            "isthing": 1,
-            "supercategory": c.name,
+            "isthing": int(c.thing),
+            "supercategory": "thing" if c.thing else "stuff",
         }
         for c in ws.dataset.classes
     ]
-    document = {"images": images, "annotations": annotations, "categories": categories}
-    atomic_write_text(out / JSON_NAME, json.dumps(document))
+    document = {
+        "info": INFO,
+        "licenses": [{"id": 0, "name": "as the source dataset", "url": ""}],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    atomic_write_text(json_path, json.dumps(document))
     return {"images": len(images), "segments": total}
 
 
@@ -151,10 +180,24 @@ def _structure_problems(path: Path, annotations: object, categories: object) -> 
     return problems
 
 
+def _image_names(images: object) -> dict[object, str]:
+    """``images[].id`` → the stem of ``images[].file_name`` (entries that have both)."""
+    names: dict[object, str] = {}
+    if isinstance(images, list):
+        for image in images:
+            if isinstance(image, dict) and isinstance(image.get("file_name"), str):
+                image_id = image.get("id")
+                if isinstance(image_id, str | int) and not isinstance(image_id, bool):
+                    names[image_id] = Path(image["file_name"]).stem
+    return names
+
+
 def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(image id, segments, labels)`` per workspace image from a panoptic JSON + PNG folder.
 
-    Images are matched by ``image_id`` or, failing that, by the PNG's file stem;
+    The PNGs are in the folder named after the JSON (the standard layout), or in
+    ``panoptic/`` beside it. Images are matched by the annotation PNG's file stem,
+    the image's file name's stem (from ``images``), or a string ``image_id``;
     categories by name (case-insensitive).
     """
     path = Path(path)
@@ -183,11 +226,16 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
         else:
             category_class[int(category["id"])] = index[name.lower()]
     DataError.collect(problems)
+    image_names = _image_names(document.get("images"))
     by_image: dict[str, dict[str, Any]] = {}
     for annotation in annotations:
-        by_image[str(annotation["image_id"])] = annotation
-        by_image.setdefault(Path(str(annotation["file_name"])).stem, annotation)
-    folder = path.parent / PNG_FOLDER
+        by_image[Path(str(annotation["file_name"])).stem] = annotation
+    for annotation in annotations:
+        image_id = annotation["image_id"]
+        if image_id in image_names:
+            by_image.setdefault(image_names[image_id], annotation)
+        by_image.setdefault(str(image_id), annotation)
+    folder = png_folder(path)
     missing = [s.id for s in ws.samples if s.id not in by_image]
     if missing:
         raise DataError(
@@ -222,3 +270,110 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
         described = labels != IGNORE_INDEX
         segments = relabel_consecutive(np.where(described, ids, 0))
         yield sample.id, segments, np.where(described, labels, IGNORE_INDEX).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- PQ
+
+PQ_MATCH_IOU = 0.5
+"""A predicted and a ground-truth segment of one category match above this IoU (unique)."""
+VOID_SHARE = 0.5
+"""An unmatched prediction more than this share void (in the ground truth) is not a false positive."""
+
+
+def panoptic_quality(ground_truth: Path, prediction: Path) -> dict[str, dict[str, float]]:
+    """Panoptic quality (Kirillov et al. 2019) of ``prediction`` against ``ground_truth``.
+
+    Both are COCO panoptic JSONs with their PNG folders (as :func:`png_folder`
+    finds them); images are matched by the annotation PNG's file name,
+    categories by id. As the COCO panoptic tool: segments match when their IoU
+    exceeds 0.5 (void pixels of the ground truth left out of the union), an
+    unmatched prediction that is mostly void is not counted, crowd segments are
+    not used. Returns ``{"All" | "Things" | "Stuff" | <category name>: {"pq",
+    "sq", "rq", "n"}}`` (fractions; a group with no category has n = 0 and is
+    left out of the averages rather than dividing by zero).
+    """
+    gt_doc, pred_doc = read_json(Path(ground_truth)), read_json(Path(prediction))
+    categories = {int(c["id"]): c for c in gt_doc["categories"]}
+    stats = {cid: np.zeros(4) for cid in categories}  # iou sum, tp, fp, fn
+    predicted = {a["file_name"]: a for a in pred_doc["annotations"]}
+    for gt_ann in gt_doc["annotations"]:
+        pred_ann = predicted.get(gt_ann["file_name"])
+        if pred_ann is None:
+            raise DataError(Problem(Path(prediction), f"no annotation for {gt_ann['file_name']}"))
+        gt_ids = _png_ids(png_folder(Path(ground_truth)) / gt_ann["file_name"])
+        pred_ids = _png_ids(png_folder(Path(prediction)) / pred_ann["file_name"])
+        if gt_ids.shape != pred_ids.shape:
+            raise DataError(Problem(Path(prediction), f"{gt_ann['file_name']}: sizes differ"))
+        _accumulate(stats, gt_ann, pred_ann, gt_ids, pred_ids)
+    result: dict[str, dict[str, float]] = {}
+    per_class: dict[int, tuple[float, float, float]] = {}
+    for cid, (iou, tp, fp, fn) in stats.items():
+        if tp + fp + fn == 0:
+            continue
+        sq = iou / tp if tp else 0.0
+        rq = tp / (tp + 0.5 * fp + 0.5 * fn)
+        per_class[cid] = (sq * rq, sq, rq)
+        result[str(categories[cid]["name"])] = {"pq": sq * rq, "sq": sq, "rq": rq, "n": 1.0}
+    thing = {cid: bool(categories[cid].get("isthing")) for cid in per_class}
+    for group, members in (
+        ("All", list(per_class)),
+        ("Things", [cid for cid in per_class if thing[cid]]),
+        ("Stuff", [cid for cid in per_class if not thing[cid]]),
+    ):
+        chosen = [per_class[cid] for cid in members]
+        n = len(chosen)
+        mean = np.mean(chosen, axis=0) if n else np.zeros(3)
+        result[group] = {"pq": float(mean[0]), "sq": float(mean[1]), "rq": float(mean[2]), "n": n}
+    return result
+
+
+def _png_ids(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return rgb_to_ids(np.asarray(image.convert("RGB")))
+    except (FileNotFoundError, OSError) as exc:
+        raise DataError(Problem(path, f"missing or unreadable ({exc})")) from None
+
+
+def _accumulate(
+    stats: dict[int, np.ndarray],
+    gt_ann: dict[str, Any],
+    pred_ann: dict[str, Any],
+    gt_ids: np.ndarray,
+    pred_ids: np.ndarray,
+) -> None:
+    gt_info = {int(s["id"]): s for s in gt_ann["segments_info"] if not s.get("iscrowd")}
+    pred_info = {int(s["id"]): s for s in pred_ann["segments_info"]}
+    # Joint histogram of (gt id, pred id) over every pixel, from one bincount.
+    gt_flat, pred_flat = gt_ids.ravel(), pred_ids.ravel()
+    width = int(pred_flat.max(initial=0)) + 1
+    pairs, counts = np.unique(gt_flat * width + pred_flat, return_counts=True)
+    overlap = {
+        (int(p // width), int(p % width)): int(c) for p, c in zip(pairs, counts, strict=True)
+    }
+    gt_sizes = np.bincount(gt_flat)
+    pred_sizes = np.bincount(pred_flat)
+    gt_area = {i: int(gt_sizes[i]) if i < gt_sizes.size else 0 for i in gt_info}
+    pred_area = {i: int(pred_sizes[i]) if i < pred_sizes.size else 0 for i in pred_info}
+    matched_gt: set[int] = set()
+    matched_pred: set[int] = set()
+    for (g, p), inter in overlap.items():
+        if g not in gt_info or p not in pred_info:
+            continue
+        if gt_info[g]["category_id"] != pred_info[p]["category_id"]:
+            continue
+        union = gt_area[g] + pred_area[p] - inter - overlap.get((0, p), 0)
+        iou = inter / union if union else 0.0
+        if iou > PQ_MATCH_IOU:
+            stats[int(gt_info[g]["category_id"])][:2] += (iou, 1)
+            matched_gt.add(g)
+            matched_pred.add(p)
+    for g, info in gt_info.items():
+        if g not in matched_gt and int(info["category_id"]) in stats:
+            stats[int(info["category_id"])][3] += 1
+    for p, info in pred_info.items():
+        if p in matched_pred or int(info["category_id"]) not in stats:
+            continue
+        if pred_area[p] and overlap.get((0, p), 0) / pred_area[p] > VOID_SHARE:
+            continue
+        stats[int(info["category_id"])][2] += 1

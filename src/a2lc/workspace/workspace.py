@@ -52,6 +52,8 @@ from a2lc.workspace.swap import recover as recover_swaps
 
 log = logging.getLogger(__name__)
 
+CLASS_ISTHING_META = "class_isthing"
+"""Meta key: JSON list of each class's ``isthing`` (true, false or null = by name)."""
 DB_NAME = "a2lc.sqlite"
 SEGMENTS_DIR = "segments"
 LABELS_DIR = "labels"
@@ -349,6 +351,10 @@ class Workspace:
                 "INSERT INTO classes(id, name, color) VALUES (?, ?, ?)",
                 [(c.id, c.name, json.dumps(list(c.color))) for c in dataset.classes],
             )
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                (CLASS_ISTHING_META, json.dumps([c.isthing for c in dataset.classes])),
+            )
             db.executemany(
                 "INSERT INTO samples(idx, id, image_path, gt_path, width, height) VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -378,9 +384,11 @@ class Workspace:
     def dataset(self) -> Dataset:
         """The dataset as recorded at creation (paths as stored; nothing is re-read)."""
         if self._dataset is None:
+            rows = self._db.execute("SELECT id, name, color FROM classes ORDER BY id").fetchall()
+            things = _class_isthing(self.meta(CLASS_ISTHING_META), len(rows))
             classes = tuple(
-                ClassInfo(int(i), str(n), _rgb(json.loads(c)))
-                for i, n, c in self._db.execute("SELECT id, name, color FROM classes ORDER BY id")
+                ClassInfo(int(i), str(n), _rgb(json.loads(c)), isthing=t)
+                for (i, n, c), t in zip(rows, things, strict=True)
             )
             samples = tuple(
                 Sample(str(i), Path(p), None if g is None else Path(g), int(w), int(h))
@@ -1004,6 +1012,17 @@ def _write_metrics(db: sqlite3.Connection, round_index: int, values: dict[str, f
         "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
         [(round_index, k, float(v)) for k, v in values.items() if math.isfinite(float(v))],
     )
+
+
+def _class_isthing(recorded: str | None, count: int) -> list[bool | None]:
+    """Each class's recorded ``isthing`` (None where unknown: older workspaces, bad meta)."""
+    try:
+        values = json.loads(recorded) if recorded else None
+    except json.JSONDecodeError:
+        values = None
+    if not isinstance(values, list) or len(values) != count:
+        return [None] * count
+    return [v if isinstance(v, bool) else None for v in values]
 
 
 def _rgb(values: Sequence[int]) -> tuple[int, int, int]:
