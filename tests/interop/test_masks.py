@@ -242,3 +242,19 @@ def test_isthing_from_classes_json_and_the_built_in_lists(tmp_path: Path) -> Non
     make_voc_tree(tmp_path / "voc")
     voc = load_dataset(tmp_path / "voc", split="train").classes
     assert [c.name for c in voc if not c.thing] == ["background"]
+
+
+def test_cvat_refuses_more_segments_than_its_palette_holds(
+    corrected: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Refused up front, naming the images and the format that has no limit; nothing written."""
+    from a2lc.interop import cvat
+
+    monkeypatch.setattr(cvat, "MAX_INSTANCES", 3)
+    out = tmp_path / "x"
+    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", "cvat"]) == 1
+    assert "at most 3 segments per image" in capsys.readouterr().err
+    assert not out.exists()

@@ -14,6 +14,8 @@ back, and ``isthing`` from the class list (:attr:`~a2lc.data.sample.ClassInfo.th
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,21 @@ INFO = {
     "description": "exported by a2lc (current labels of a label-correction workspace)",
     "version": "1.0",
 }
+
+
+def link_image(source: Path, destination: Path) -> None:
+    """``destination`` as a hard link to ``source`` (no space used), a copy across devices.
+
+    Not a symbolic link: tools that keep paths inside their folder (datumaro
+    resolves links) would refuse it.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.is_symlink() or destination.exists():
+        destination.unlink()
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
 
 
 def panoptic_paths(out: Path, subset: str) -> tuple[Path, Path]:
@@ -63,7 +80,10 @@ def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
 
 
 def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
-    """Write :func:`panoptic_paths` (the standard layout) for every image of the pool."""
+    """Write :func:`panoptic_paths` (the standard layout) for every image of the pool.
+
+    ``images/<split>/`` links to the images (COCO's layout; datumaro needs it).
+    """
     ws.require_segments()
     json_path, folder = panoptic_paths(out, ws.dataset.split)
     num_classes = ws.num_classes
@@ -103,6 +123,10 @@ def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
         file_name = f"{sample.id}.png"
         picture = Image.fromarray(ids_to_rgb(panoptic), mode="RGB")
         write_png_image(folder / file_name, picture)
+        link_image(
+            Path(sample.image_path),
+            Path(out) / "images" / ws.dataset.split / Path(sample.image_path).name,
+        )
         images.append(
             {
                 "id": number,

@@ -5,9 +5,13 @@ Layout (as CVAT writes and reads it)::
     labelmap.txt                      # label:color_rgb:parts:actions
     ImageSets/Segmentation/default.txt
     SegmentationClass/<id>.png        # class colours (palette PNG), background = void
-    SegmentationObject/<id>.png       # one colour per segment
+    SegmentationObject/<id>.png       # instance index per segment (palette PNG, VOC colours)
 
 Classes are matched by name (case-insensitive); ``background`` is void (255).
+Instances use the PASCAL VOC instance palette (index i has VOC colour i), which
+is what CVAT and datumaro read, so an image holds at most
+:data:`MAX_INSTANCES` segments; an export with more is refused before anything
+is written (COCO panoptic has no such limit). Any colour coding is read back.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from PIL import Image
 from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
 from a2lc.data.maps import write_png_image
+from a2lc.data.readers import voc_palette
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.pseudo_labels.segments import relabel_consecutive
@@ -28,8 +33,8 @@ from a2lc.workspace import Workspace
 
 BACKGROUND = "background"
 BACKGROUND_COLOR = (0, 0, 0)
-OBJECT_BLUE = 128
-"""Blue channel of every segment colour in SegmentationObject (ids live in red and green)."""
+MAX_INSTANCES = 254
+"""VOC instance indices 1..254 (0 is background, 255 the VOC "void" border)."""
 
 
 def export_cvat(ws: Workspace, out: Path) -> int:
@@ -49,6 +54,19 @@ def export_cvat(ws: Workspace, out: Path) -> int:
         f"{name}:{r},{g},{b}::" for name, (r, g, b) in zip(ws.class_names, colors, strict=True)
     ]
     palette = [*BACKGROUND_COLOR, *(v for c in colors for v in c)]
+    instance_palette = [int(v) for v in voc_palette(256).ravel()]
+    too_many = [
+        (s.id, n) for s in ws.samples if (n := ws.segment_table(s.id).ids.size) > MAX_INSTANCES
+    ]
+    if too_many:
+        shown = ", ".join(f"{i} ({n})" for i, n in too_many[:5])
+        raise DataError(
+            Problem(
+                ws.path,
+                f"CVAT's mask format holds at most {MAX_INSTANCES} segments per image; "
+                f"{len(too_many)} image(s) have more: {shown}. Use --format coco-panoptic",
+            )
+        )
     for sample in ws.samples:
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
@@ -56,14 +74,11 @@ def export_cvat(ws: Workspace, out: Path) -> int:
         image = Image.fromarray(index, mode="P")
         image.putpalette(palette)
         write_png_image(out / "SegmentationClass" / f"{sample.id}.png", image)
-        objects = np.zeros((*segments.shape, 3), dtype=np.uint8)
-        covered = segments > 0
-        objects[..., 0] = segments & 0xFF
-        objects[..., 1] = (segments >> 8) & 0xFF
-        objects[..., 2] = np.where(covered, OBJECT_BLUE, 0)
-        write_png_image(
-            out / "SegmentationObject" / f"{sample.id}.png", Image.fromarray(objects, mode="RGB")
-        )
+        # Instance index: the segment's rank in the image (1..254), 0 where no class.
+        instances = relabel_consecutive(np.where(labels == IGNORE_INDEX, 0, segments))
+        objects = Image.fromarray(instances.astype(np.uint8), mode="P")
+        objects.putpalette(instance_palette)
+        write_png_image(out / "SegmentationObject" / f"{sample.id}.png", objects)
     atomic_write_text(out / "labelmap.txt", "\n".join(lines) + "\n")
     atomic_write_text(
         out / "ImageSets" / "Segmentation" / "default.txt",

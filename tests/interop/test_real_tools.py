@@ -1,0 +1,101 @@
+"""a2lc's exports loaded by the tools people use, each in its own virtual environment.
+
+`.ci/tools` creates them under `.tools/` (or `$A2LC_TOOLS`): datumaro (what CVAT uses
+to import its formats) and FiftyOne. Without them these tests fail, never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2lc.cli import main
+from a2lc.data.synthetic import SyntheticPaths
+from a2lc.interop.coco_panoptic import panoptic_paths
+from a2lc.workspace import Workspace
+from tests.interop.test_masks import fresh, same_partition
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = Path(os.environ.get("A2LC_TOOLS", REPO / ".tools"))
+SCRIPTS = Path(__file__).parent / "tools"
+
+
+def tool_python(name: str) -> Path:
+    python = TOOLS / name / "bin" / "python"
+    if not python.is_file():
+        pytest.fail(f"no {name} environment at {python.parent.parent}: run `bash .ci/tools`")
+    return python
+
+
+def run_tool(name: str, script: str, *args: object) -> str:
+    result = subprocess.run(
+        [str(tool_python(name)), str(SCRIPTS / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.fixture
+def corrected(open_round: Path) -> Path:
+    assert main(["correct", "-w", str(open_round)]) == 0
+    return open_round
+
+
+@pytest.mark.parametrize(
+    ("fmt", "datumaro_format"), [("cvat", "voc_segmentation"), ("coco-panoptic", "coco_panoptic")]
+)
+def test_datumaro_reads_the_exports_and_a2lc_reads_datumaros(
+    fmt: str, datumaro_format: str, corrected: Path, synthetic: SyntheticPaths, tmp_path: Path
+) -> None:
+    out, dumped, again = tmp_path / "export", tmp_path / "datumaro.npz", tmp_path / "again"
+    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", fmt]) == 0
+    print(run_tool("datumaro", "datumaro_check.py", datumaro_format, out, dumped, again))
+    seen = np.load(dumped)
+    names = [str(n) for n in seen["names"]]
+    with Workspace.open(corrected, read_only=True) as ws:
+        for sample in ws.samples:
+            segments = ws.read_segments(sample.id)
+            labels = ws.read_labels(sample.id, segments=segments)
+            if fmt == "coco-panoptic":  # one class per segment: its majority label
+                table = ws.segment_table(sample.id)
+                lut = np.full(int(segments.max()) + 1, 255, np.int64)
+                lut[table.ids] = table.label
+                labels = np.where(segments > 0, lut[segments], 255).astype(np.uint8)
+            theirs = seen[f"{sample.id}/labels"]
+            named = np.full(theirs.shape, 255, np.int64)
+            known = theirs >= 0
+            named[known] = [
+                ws.class_names.index(names[v]) if names[v] in ws.class_names else 255
+                for v in theirs[known]
+            ]
+            np.testing.assert_array_equal(named, labels, err_msg=f"{fmt} {sample.id}: classes")
+            ours = np.where(labels == 255, 0, segments)
+            assert same_partition(ours, seen[f"{sample.id}/instances"]), f"{fmt} {sample.id}"
+    # datumaro's own export of it comes back into a2lc as the same labels and segments.
+    source = (
+        ["--cvat", str(again)]
+        if fmt == "cvat"
+        else ["--coco-panoptic", str(panoptic_paths(again, "train")[0])]
+    )
+    target = fresh(synthetic, tmp_path / "imported")
+    assert main(["import-labels", "-w", str(target), *source]) == 0
+    with Workspace.open(corrected) as a, Workspace.open(target) as b:
+        for sample in a.samples:
+            instances = seen[f"{sample.id}/instances"]
+            assert same_partition(b.read_segments(sample.id), instances)
+            # Same classes, pixel for pixel, as datumaro itself read them.
+            theirs = seen[f"{sample.id}/labels"]
+            expected = np.full(theirs.shape, 255, np.int64)
+            known = theirs >= 0
+            expected[known] = [
+                a.class_names.index(names[v]) if names[v] in a.class_names else 255
+                for v in theirs[known]
+            ]
+            np.testing.assert_array_equal(b.read_initial_labels(sample.id), expected)
