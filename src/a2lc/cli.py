@@ -309,10 +309,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="folder for the exported labels")
     export.add_argument(
         "--format",
-        choices=["png", "cvat", "coco-panoptic"],
+        choices=["png", "cvat", "coco-panoptic", "fiftyone"],
         default="png",
         help="png: palette PNGs + classes.json; cvat: Segmentation mask 1.1; coco-panoptic: "
-        "PNG + segments_info JSON, one segment per mask",
+        "PNG + segments_info JSON, one segment per mask; fiftyone: ImageSegmentationDirectory "
+        "(class-id PNGs + mask_targets.json)",
     )
 
     queries = add_command("export-queries", help="the open round's queries as Label Studio tasks")
@@ -814,6 +815,15 @@ def _export(args: argparse.Namespace) -> int:
 
             count = export_cvat(ws, args.out)
             print(f"wrote {count} images as CVAT Segmentation mask 1.1 to {args.out}")
+            return 0
+        if args.format == "fiftyone":
+            from a2lc.interop.fiftyone import MASK_TARGETS, export_fiftyone
+
+            count = export_fiftyone(ws, args.out)
+            print(
+                f"wrote {count} images as FiftyOne ImageSegmentationDirectory to {args.out} "
+                f"(mask targets in {args.out / MASK_TARGETS})"
+            )
             return 0
         if args.format == "coco-panoptic":
             from a2lc.interop.coco_panoptic import export_panoptic, panoptic_paths

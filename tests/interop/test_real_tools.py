@@ -99,3 +99,17 @@ def test_datumaro_reads_the_exports_and_a2lc_reads_datumaros(
                 for v in theirs[known]
             ]
             np.testing.assert_array_equal(b.read_initial_labels(sample.id), expected)
+
+
+def test_fiftyone_reads_the_export_with_its_own_importer(corrected: Path, tmp_path: Path) -> None:
+    out, dumped = tmp_path / "fo", tmp_path / "fiftyone.npz"
+    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", "fiftyone"]) == 0
+    print(run_tool("fiftyone", "fiftyone_check.py", out, dumped))
+    seen = np.load(dumped)
+    with Workspace.open(corrected, read_only=True) as ws:
+        targets = [f"{c.id}:{c.name}" for c in ws.dataset.classes]
+        assert [str(t) for t in seen["targets"]] == targets
+        assert sorted(k for k in seen.files if k != "targets") == sorted(s.id for s in ws.samples)
+        for sample in ws.samples:
+            # Class ids and 255 survive as they are (not palette colours read as RGB).
+            np.testing.assert_array_equal(seen[sample.id], ws.read_labels(sample.id))
