@@ -324,8 +324,13 @@ def _parser() -> argparse.ArgumentParser:
     queries.add_argument(
         "--image-prefix",
         default="/data/local-files/?d=",
-        help="put before each image's absolute path to form its URL (default: Label Studio "
-        "local files)",
+        help="put before each image's path to form its URL (default: Label Studio local files)",
+    )
+    queries.add_argument(
+        "--image-root",
+        type=Path,
+        help="write image paths relative to this folder: Label Studio's "
+        "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
     )
 
     answers = add_command("import-answers", help="record answers from a Label Studio JSON export")
@@ -335,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         metavar="EXPORT.json",
-        help="Label Studio JSON export of the tasks from `a2lc export-queries`",
+        help="Label Studio JSON or JSON_MIN export of the tasks from `a2lc export-queries`",
     )
 
     labels = add_command(
@@ -850,7 +855,9 @@ def _export_queries(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace, read_only=True) as ws:
-        summary = export_tasks(ws, args.out, image_prefix=args.image_prefix)
+        summary = export_tasks(
+            ws, args.out, image_prefix=args.image_prefix, image_root=args.image_root
+        )
     print(
         f"round {summary['round']}: {summary['tasks']} Label Studio tasks in {args.out}/tasks.json; "
         f"labeling config in {args.out}/labeling_config.xml"
@@ -867,7 +874,14 @@ def _import_answers(args: argparse.Namespace) -> int:
     print(
         f"round {summary['round']}: recorded {summary['answers']} answers; "
         f"{summary['unanswered']} queries still open"
+        + (
+            f"; {summary['already_recorded']} already recorded (skipped)"
+            if summary["already_recorded"]
+            else ""
+        )
     )
+    for problem in summary["refused"]:
+        print(f"refused: {problem}", file=sys.stderr)
     return 0
 
 

@@ -30,7 +30,14 @@ def test_tasks_round_trip_to_corrections(
         for task in tasks:
             key = (task["data"]["image_id"], task["data"]["segment_id"])
             (prediction,) = task["predictions"]
-            assert prediction["score"] == pytest.approx(queries[key].score)
+            # Label Studio wants 0..1: the round's best query is 1, the raw score is in meta.
+            best = max(q.score for q in queries.values())
+            assert prediction["score"] == pytest.approx(queries[key].score / best)
+            assert 0 <= prediction["score"] <= 1
+            assert task["meta"] == {
+                "rank": queries[key].rank,
+                "acquisition_score": queries[key].score,
+            }
             (region,) = prediction["result"]
             sample = ws.sample(key[0])
             assert task["data"]["image"].endswith(str(Path(sample.image_path).resolve()))
@@ -102,7 +109,10 @@ def test_bad_exports_change_nothing(
     ):
         read_answers(ws, bad)
     assert main(["import-answers", "-w", str(open_round), "--label-studio", str(bad)]) == 1
-    assert "task 5: unknown label 'dragon'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nothing recorded" in err
+    assert "task 5 (" in err
+    assert "unknown label 'dragon'" in err
     (tmp_path / "x.json").write_text("{")
     assert (
         main(["import-answers", "-w", str(open_round), "--label-studio", str(tmp_path / "x.json")])
@@ -111,3 +121,153 @@ def test_bad_exports_change_nothing(
     assert "not a readable JSON file" in capsys.readouterr().err
     with Workspace.open(open_round) as ws:
         assert ws.count_unanswered(1) == OPEN_ROUND_BUDGET
+
+
+def exported_tasks(open_round: Path, tmp_path: Path, *extra: str) -> list[dict[str, object]]:
+    out = tmp_path / "ls"
+    assert main(["export-queries", "-w", str(open_round), "--out", str(out), *extra]) == 0
+    tasks: list[dict[str, object]] = json.loads((out / "tasks.json").read_text())
+    return tasks
+
+
+def annotate(task: dict[str, object], labels: list[str], **annotation: object) -> None:
+    """Give ``task`` one annotation: its pre-filled region with ``labels``."""
+    region = json.loads(json.dumps(task["predictions"][0]["result"][0]))  # type: ignore[index]
+    region["value"]["brushlabels"] = labels
+    task["annotations"] = [{"id": 1, "result": [region], **annotation}]
+
+
+def import_file(open_round: Path, tmp_path: Path, tasks: object, name: str = "e.json") -> int:
+    path = tmp_path / name
+    path.write_text(json.dumps(tasks))
+    return main(["import-answers", "-w", str(open_round), "--label-studio", str(path)])
+
+
+def current_name(task: dict[str, object]) -> str:
+    return str(task["predictions"][0]["result"][0]["value"]["brushlabels"][0])  # type: ignore[index]
+
+
+def test_reimporting_a_full_export_is_idempotent_and_conflicts_are_reported(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = exported_tasks(open_round, tmp_path)
+    with Workspace.open(open_round) as ws:
+        names = list(ws.class_names)
+    other = next(n for n in names if n != current_name(tasks[0]))
+    annotate(tasks[0], [other], completed_by={"email": "a@x.org"})
+    annotate(tasks[1], [current_name(tasks[1])], completed_by={"email": "a@x.org"})
+    assert import_file(open_round, tmp_path, tasks) == 0
+    assert "recorded 2 answers" in capsys.readouterr().out
+    # Later: the same export plus one new answer. The two are skipped, the new one recorded.
+    annotate(tasks[2], ["void"], completed_by={"email": "b@x.org"})
+    assert import_file(open_round, tmp_path, tasks) == 0
+    out = capsys.readouterr()
+    assert "recorded 1 answers" in out.out
+    assert "2 already recorded (skipped)" in out.out
+    assert "refused" not in out.err
+    # An export that says something else for a recorded answer: reported, not changed.
+    annotate(tasks[0], ["void"], completed_by={"email": "a@x.org"})
+    assert import_file(open_round, tmp_path, tasks) == 0
+    err = capsys.readouterr().err
+    assert f"already answered as {other!r}; this export says void (not changed)" in err
+    with Workspace.open(open_round) as ws:
+        manual = [c for c in ws.corrections() if c["source"] == "manual"]
+    assert len(manual) == 3
+    assert {c["annotator"] for c in manual} == {"a@x.org", "b@x.org"}
+
+
+def test_repainted_brushes_and_ambiguous_labels_refuse_only_their_task(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a2lc.interop.rle import encode_mask
+
+    tasks = exported_tasks(open_round, tmp_path)
+    with Workspace.open(open_round) as ws:
+        names = list(ws.class_names)
+        data = tasks[0]["data"]
+        image_id, segment_id = data["image_id"], data["segment_id"]  # type: ignore[index]
+        painted = ws.read_segments(image_id) == segment_id
+    painted[0, :] = True  # the annotator painted a stripe outside the segment
+    annotate(tasks[0], [names[0]])
+    tasks[0]["annotations"][0]["result"][0]["value"]["rle"] = encode_mask(painted)  # type: ignore[index]
+    # Another label added to the pre-filled one: the added one is meant.
+    keep = current_name(tasks[1])
+    added = next(n for n in names if n != keep)
+    annotate(tasks[1], [keep, added])
+    # Two labels added beside the pre-filled one: which is meant cannot be told.
+    third = current_name(tasks[2])
+    annotate(tasks[2], [third, *[n for n in names if n != third][:2]])
+    assert import_file(open_round, tmp_path, tasks) == 0
+    out = capsys.readouterr()
+    assert "recorded 1 answers" in out.out
+    assert "the brush was repainted" in out.err
+    assert "which one is meant?" in out.err
+    with Workspace.open(open_round) as ws:
+        (answer,) = [c for c in ws.corrections() if c["source"] == "manual"]
+    key = (tasks[1]["data"]["image_id"], tasks[1]["data"]["segment_id"])  # type: ignore[index]
+    assert (answer["image_id"], answer["segment_id"]) == key
+    assert names[answer["after"]] == added
+    assert answer["annotator"] == "label-studio"
+
+
+def test_json_min_exports_and_user_ids(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = exported_tasks(open_round, tmp_path)
+    with Workspace.open(open_round) as ws:
+        names = list(ws.class_names)
+    rows = []
+    for n, task in enumerate(tasks[:2]):
+        region = task["predictions"][0]["result"][0]  # type: ignore[index]
+        value = {
+            **region["value"],
+            "original_width": region["original_width"],
+            "original_height": region["original_height"],
+        }
+        if n == 0:
+            value["brushlabels"] = ["void"]
+        rows.append(
+            {
+                **task["data"],  # type: ignore[dict-item]
+                "id": n + 1,
+                "label": [value],
+                "annotator": "min@x.org",
+                "annotation_id": n + 1,
+            }
+        )
+    assert import_file(open_round, tmp_path, rows, "min.json") == 0
+    assert "recorded 2 answers" in capsys.readouterr().out
+    # The JSON export's user id, or the email Label Studio puts in created_username.
+    annotate(tasks[2], [names[0]], completed_by=7)
+    annotate(tasks[3], [names[0]], completed_by=8, created_username="ann@x.org, 8")
+    assert import_file(open_round, tmp_path, tasks) == 0
+    with Workspace.open(open_round) as ws:
+        by = {
+            (c["image_id"], c["segment_id"]): c["annotator"]
+            for c in ws.corrections()
+            if c["source"] == "manual"
+        }
+    keys = [(t["data"]["image_id"], t["data"]["segment_id"]) for t in tasks]  # type: ignore[index]
+    assert [by[k] for k in keys[:4]] == [
+        "min@x.org",
+        "min@x.org",
+        "label-studio-user-7",
+        "ann@x.org",
+    ]
+
+
+def test_image_paths_relative_to_the_document_root(open_round: Path, tmp_path: Path) -> None:
+    with Workspace.open(open_round) as ws:
+        image = Path(ws.samples[0].image_path).resolve()
+    root = image.parents[2]
+    tasks = exported_tasks(open_round, tmp_path, "--image-root", str(root))
+    for task in tasks:
+        url = str(task["data"]["image"])  # type: ignore[index]
+        assert url.startswith("/data/local-files/?d=")
+        relative = url.removeprefix("/data/local-files/?d=")
+        assert not relative.startswith("/")
+        assert (root / relative).is_file()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    args = ["export-queries", "-w", str(open_round), "--out", str(tmp_path / "x")]
+    assert main([*args, "--image-root", str(outside)]) == 1

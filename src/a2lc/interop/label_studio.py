@@ -1,19 +1,37 @@
 """Label Studio: the open round's queries as tasks, and the annotations back as answers.
 
 Export writes ``tasks.json`` (one task per query: the image, one pre-filled
-brush region for the segment labelled with its current class, the acquisition
-score as the prediction's score) and ``labeling_config.xml`` (a ``BrushLabels``
-control with every class and ``void``). Import reads Label Studio's JSON
-export: per task, the latest annotation's brush label is the answer; the
-current class means "keep", ``void`` or a deleted region means void.
+brush region for the segment labelled with its current class, the prediction's
+score normalised to 0–1 as Label Studio requires, the rank and raw acquisition
+score in the task's ``meta``) and ``labeling_config.xml`` (a ``BrushLabels``
+control with every class and ``void``). Import reads Label Studio's JSON or
+``JSON_MIN`` export: per task, the latest annotation's brush label is the
+answer; the current class means "keep", ``void`` or a deleted region means void.
+
+What an import does with each task:
+
+* answers of the open round's unanswered queries are recorded (in one transaction);
+* an answer already recorded with the same class is skipped (re-importing a full
+  export is harmless); one recorded with another class is reported, not changed;
+* a task whose brush was repainted (its pixels are not the segment's) is refused
+  with a message: a2lc answers whole segments, and a new segment drawn mid-round
+  would change the segment map every other query and score refers to;
+* several labels on one region: the pre-filled current class is dropped (Label
+  Studio keeps it when another label is added); one label left is the answer,
+  several are refused as ambiguous;
+* a file that is not a Label Studio export of a2lc's tasks, an unknown label or a
+  brush that does not fit its image refuses the whole file (nothing recorded).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
+
+import numpy as np
 
 from a2lc._atomic import atomic_write_text
 from a2lc._json import read_json
@@ -27,6 +45,13 @@ FROM_NAME = "label"
 TO_NAME = "image"
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 """Label Studio serves local files under this URL (with LOCAL_FILES_SERVING_ENABLED)."""
+
+
+def normalised_score(score: float, top: float) -> float:
+    """An acquisition score as Label Studio's 0–1 prediction score (the round's best = 1)."""
+    if not top > 0 or not score > 0:
+        return 0.0
+    return min(1.0, float(score) / float(top))
 
 
 def _hex(color: tuple[int, int, int]) -> str:
@@ -49,17 +74,38 @@ def labeling_config(class_names: list[str], colors: list[tuple[int, int, int]]) 
     )
 
 
+def image_reference(image_path: Path, *, prefix: str, root: Path | None) -> str:
+    """The task's image URL: ``prefix`` + the absolute path, or the path relative to
+    ``root`` (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``), which must contain it."""
+    path = Path(image_path).resolve()
+    if root is None:
+        return f"{prefix}{path}"
+    base = Path(root).resolve()
+    if not path.is_relative_to(base):
+        raise DataError(Problem(path, f"is not inside --image-root {base}"))
+    return f"{prefix}{path.relative_to(base).as_posix()}"
+
+
 def export_tasks(
-    ws: Workspace, out: Path, *, image_prefix: str = LOCAL_FILES_PREFIX
+    ws: Workspace,
+    out: Path,
+    *,
+    image_prefix: str = LOCAL_FILES_PREFIX,
+    image_root: Path | None = None,
 ) -> dict[str, Any]:
-    """Write ``out/tasks.json`` and ``out/labeling_config.xml`` for the open round."""
+    """Write ``out/tasks.json`` and ``out/labeling_config.xml`` for the open round.
+
+    ``image_root``: reference images relative to it (Label Studio's document root).
+    """
     current = ws.open_round()
     if current is None:
         raise DataError(Problem(ws.path, "no open round: there are no queries to export"))
     names = list(ws.class_names)
     tasks = []
     segments_cache: dict[str, Any] = {}
-    for query in ws.unanswered(current.round):
+    queries = ws.unanswered(current.round)
+    top = max((q.score for q in ws.queries(current.round)), default=0.0)
+    for query in queries:
         if query.image_id not in segments_cache:
             segments_cache = {query.image_id: ws.read_segments(query.image_id)}
         segments = segments_cache[query.image_id]
@@ -83,16 +129,19 @@ def export_tasks(
         tasks.append(
             {
                 "data": {
-                    TO_NAME: f"{image_prefix}{Path(sample.image_path).resolve()}",
+                    TO_NAME: image_reference(
+                        Path(sample.image_path), prefix=image_prefix, root=image_root
+                    ),
                     "image_id": query.image_id,
                     "segment_id": query.segment_id,
                     "round": current.round,
                     "rank": query.rank,
                 },
+                "meta": {"rank": query.rank, "acquisition_score": query.score},
                 "predictions": [
                     {
                         "model_version": f"a2lc-round-{current.round}",
-                        "score": query.score,
+                        "score": normalised_score(query.score, top),
                         "result": [region],
                     }
                 ],
@@ -104,14 +153,72 @@ def export_tasks(
     return {"round": current.round, "tasks": len(tasks)}
 
 
-def read_answers(ws: Workspace, path: Path) -> list[Answer]:
-    """Answers from a Label Studio JSON export (validated against the open round by the caller)."""
-    tasks = read_json(path)
-    if not isinstance(tasks, list):
+@dataclass(frozen=True)
+class ParsedExport:
+    """What a Label Studio export says: answers, and the tasks refused with why."""
+
+    answers: list[Answer]
+    refused: list[Problem]
+
+
+def _tasks(document: object, path: Path) -> list[dict[str, Any]]:
+    """Tasks in the JSON layout, from either the JSON or the ``JSON_MIN`` export."""
+    if not isinstance(document, list):
         raise DataError(Problem(path, "expected Label Studio's JSON export: a list of tasks"))
+    tasks = []
+    for task in document:
+        if isinstance(task, dict) and "data" not in task and "image_id" in task:
+            tasks.append(_from_json_min(task))
+        else:
+            tasks.append(task)
+    return tasks
+
+
+def _from_json_min(task: dict[str, Any]) -> dict[str, Any]:
+    """A ``JSON_MIN`` row (data fields at the top, the brush under ``label``) as a JSON task."""
+    labels = task.get("label")
+    regions = []
+    for value in labels if isinstance(labels, list) else []:
+        if isinstance(value, dict):
+            region: dict[str, Any] = {"type": "brushlabels", "value": value}
+            for key in ("original_width", "original_height"):
+                if key in value:
+                    region[key] = value[key]
+            regions.append(region)
+    annotator = task.get("annotator")
+    annotation = {
+        "id": task.get("annotation_id") if isinstance(task.get("annotation_id"), int) else 0,
+        "updated_at": task.get("updated_at"),
+        "completed_by": {"email": annotator} if isinstance(annotator, str) else annotator,
+        "result": regions,
+    }
+    return {"data": task, "annotations": [annotation] if "label" in task else []}
+
+
+def annotator_name(annotation: dict[str, Any]) -> str:
+    """Who answered: the email where the export carries it, else Label Studio's user id."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict) and isinstance(who.get("email"), str) and who["email"]:
+        return str(who["email"])
+    username = annotation.get("created_username")
+    if isinstance(username, str):
+        for part in username.split(","):
+            if "@" in part:
+                return part.strip()
+    if isinstance(who, dict) and who.get("id") is not None:
+        return f"label-studio-user-{who['id']}"
+    if who is not None and not isinstance(who, dict | list):
+        return f"label-studio-user-{who}"
+    return "label-studio"
+
+
+def read_export(ws: Workspace, path: Path) -> ParsedExport:
+    """Parse a Label Studio export (JSON or JSON_MIN) of a2lc's tasks; see the module doc."""
+    tasks = _tasks(read_json(path), path)
     index = {name: i for i, name in enumerate(ws.class_names)}
     answers: list[Answer] = []
     problems: list[Problem] = []
+    refused: list[Problem] = []
     for n, task in enumerate(tasks):
         where = f"{path} task {n}"
         data = task.get("data") if isinstance(task, dict) else None
@@ -130,6 +237,7 @@ def read_answers(ws: Workspace, path: Path) -> list[Answer]:
                 )
             )
             continue
+        where = f"{where} ({image_id}/{segment_id})"
         annotations = task.get("annotations")
         if annotations is not None and not isinstance(annotations, list):
             problems.append(Problem(where, "'annotations' must be a list"))
@@ -153,39 +261,74 @@ def read_answers(ws: Workspace, path: Path) -> list[Answer]:
         ]
         try:
             sample = ws.sample(image_id)
-        except WorkspaceError:
+        except (KeyError, WorkspaceError):
             problems.append(Problem(where, f"no image {image_id!r} in this workspace"))
             continue
         bad_shape = _region_shape_problem(regions, sample.height, sample.width)
         if bad_shape is not None:
             problems.append(Problem(where, bad_shape))
             continue
-        names = [str(x) for r in regions for x in (r.get("value") or {}).get("brushlabels") or []]
-        if len(set(names)) > 1:
-            problems.append(Problem(where, f"the region has several labels {sorted(set(names))}"))
-            continue
-        if not names or names[0] == VOID_NAME:
-            label: int | None = IGNORE_INDEX
-        elif names[0] in index:
-            label = index[names[0]]
-        else:
-            problems.append(
-                Problem(
-                    where, f"unknown label {names[0]!r}; valid: {', '.join([*index, VOID_NAME])}"
-                )
-            )
-            continue
         table = ws.segment_table(image_id)
         ids = table.ids.tolist()
-        if segment_id in ids and label == int(table.label[ids.index(segment_id)]):
-            label = None  # the current class confirmed: keep the segment's pixels as they are
-        who = latest.get("completed_by")
-        annotator = (
-            str(who.get("email") if isinstance(who, dict) else who) if who else "label-studio"
+        if segment_id not in ids:
+            problems.append(Problem(where, f"image {image_id!r} has no segment {segment_id}"))
+            continue
+        current = int(table.label[ids.index(segment_id)])
+        names = list(
+            dict.fromkeys(
+                str(x) for r in regions for x in (r.get("value") or {}).get("brushlabels") or []
+            )
         )
-        answers.append(Answer(image_id, segment_id, label, annotator))
-    DataError.collect(problems)
-    return answers
+        unknown = [name for name in names if name != VOID_NAME and name not in index]
+        if unknown:
+            valid = ", ".join([*index, VOID_NAME])
+            problems.append(Problem(where, f"unknown label {unknown[0]!r}; valid: {valid}"))
+            continue
+        repainted = _repainted(regions, ws.read_segments(image_id) == segment_id)
+        if repainted is not None:
+            refused.append(Problem(where, repainted))
+            continue
+        current_name = VOID_NAME if current == IGNORE_INDEX else ws.class_names[current]
+        if len(names) > 1:
+            # Label Studio keeps the pre-filled label when another one is added.
+            names = [name for name in names if name != current_name] or [current_name]
+        if len(names) > 1:
+            refused.append(
+                Problem(where, f"the region has several labels {names}: which one is meant?")
+            )
+            continue
+        label: int | None = IGNORE_INDEX if not names or names[0] == VOID_NAME else index[names[0]]
+        if label == current:
+            label = None  # the current class confirmed: keep the segment's pixels as they are
+        answers.append(Answer(image_id, segment_id, label, annotator_name(latest)))
+    DataError.collect(problems, summary=f"{len(problems)} problem(s) in {path}: nothing recorded")
+    return ParsedExport(answers, refused)
+
+
+def read_answers(ws: Workspace, path: Path) -> list[Answer]:
+    """The answers of a Label Studio export (tasks refused one by one are left out)."""
+    return read_export(ws, path).answers
+
+
+def _repainted(regions: list[dict[str, Any]], segment: np.ndarray) -> str | None:
+    """Why the regions' pixels are not the segment's (a repainted brush), or None."""
+    painted = np.zeros(segment.shape, dtype=bool)
+    drawn = False
+    for region in regions:
+        rle = (region.get("value") or {}).get("rle")
+        if rle is None:
+            continue
+        drawn = True
+        painted |= decode_mask(rle, height=segment.shape[0], width=segment.shape[1])
+    if not drawn or np.array_equal(painted, segment):
+        return None
+    added = int((painted & ~segment).sum())
+    removed = int((segment & ~painted).sum())
+    return (
+        f"the brush was repainted ({added} pixels added, {removed} removed of the segment's "
+        f"{int(segment.sum())}): a2lc answers whole segments, so keep the region's shape and "
+        "change only its label (or delete it for void)"
+    )
 
 
 def _region_shape_problem(regions: list[dict[str, Any]], height: int, width: int) -> str | None:
@@ -208,15 +351,56 @@ def _region_shape_problem(regions: list[dict[str, Any]], height: int, width: int
     return None
 
 
-def import_answers(ws: Workspace, path: Path) -> dict[str, int]:
-    """Record the answers of a Label Studio export in one transaction (all or nothing)."""
+def import_answers(ws: Workspace, path: Path) -> dict[str, Any]:
+    """Record the new answers of a Label Studio export in one transaction; see the module doc."""
     current = ws.open_round()
     if current is None:
         raise DataError(Problem(ws.path, "no open round to take answers"))
-    answers = read_answers(ws, path)
-    ws.record_answers(current.round, answers)
+    parsed = read_export(ws, path)
+    open_queries = {(q.image_id, q.segment_id) for q in ws.unanswered(current.round)}
+    recorded = {
+        (c["image_id"], int(c["segment_id"])): int(c["after"])
+        for c in ws.corrections()
+        if c["source"] == "manual"
+    }
+    new: list[Answer] = []
+    skipped = 0
+    refused = list(parsed.refused)
+    for answer in parsed.answers:
+        key = (answer.image_id, answer.segment_id)
+        if key in open_queries:
+            new.append(answer)
+            continue
+        if key in recorded:
+            table = ws.segment_table(answer.image_id)
+            row = table.ids.tolist().index(answer.segment_id)
+            meant = int(table.label[row]) if answer.label is None else answer.label
+            if meant == recorded[key]:
+                skipped += 1
+                continue
+            refused.append(
+                Problem(
+                    f"{path} ({answer.image_id}/{answer.segment_id})",
+                    f"already answered as {_class_name(ws, recorded[key])}; this export says "
+                    f"{_class_name(ws, meant)} (not changed)",
+                )
+            )
+            continue
+        refused.append(
+            Problem(
+                f"{path} ({answer.image_id}/{answer.segment_id})",
+                f"not a query of the open round {current.round}",
+            )
+        )
+    ws.record_answers(current.round, new)
     return {
         "round": current.round,
-        "answers": len(answers),
+        "answers": len(new),
+        "already_recorded": skipped,
+        "refused": refused,
         "unanswered": ws.count_unanswered(current.round),
     }
+
+
+def _class_name(ws: Workspace, label: int) -> str:
+    return VOID_NAME if label == IGNORE_INDEX else repr(ws.class_names[label])
