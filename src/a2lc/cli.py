@@ -302,6 +302,25 @@ def _parser() -> argparse.ArgumentParser:
         "closed or hidden gives its query back at once)",
     )
 
+    backend = add_command(
+        "ls-backend",
+        help="serve the open round to Label Studio as its ML backend (pre-filled queries in, "
+        "answers recorded as they are submitted)",
+    )
+    backend.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    backend.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+    )
+    backend.add_argument("--port", type=int, default=9090, help="TCP port (1..65535)")
+    backend.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an address Label Studio reaches the backend by (repeatable; needed with --host "
+        "0.0.0.0)",
+    )
+
     export = add_command(
         "export", help="write the corrected dataset: palette PNGs, CVAT masks or COCO panoptic"
     )
@@ -634,6 +653,32 @@ def _grounded_sam(args: argparse.Namespace) -> int:
             f"{result['detections']} detections"
         )
         _print_status(ws.status())
+    return 0
+
+
+def _ls_backend(args: argparse.Namespace) -> int:
+    from a2lc.workspace import Workspace
+
+    if not 1 <= args.port <= 65535:
+        raise A2LCError(f"--port must be 1..65535, got {args.port}")
+    with Workspace.open(args.workspace, read_only=True) as ws:
+        current = ws.open_round()
+        if current is None:
+            raise A2LCError(
+                f"{args.workspace} has no open round; start one with `a2lc run -w "
+                f"{args.workspace} --oracle human`, then `a2lc export-queries` for Label Studio"
+            )
+        pending = ws.count_unanswered(current.round)
+    from a2lc.interop.ls_backend import serve_backend
+
+    print(
+        f"round {current.round}: {pending} queries open; Label Studio ML backend at "
+        f"http://{args.host}:{args.port} (Settings → Model → Connect model). Ctrl-C stops it.",
+        flush=True,
+    )
+    serve_backend(
+        args.workspace, host=args.host, port=args.port, allow_hosts=tuple(args.allow_host)
+    )
     return 0
 
 
@@ -1113,6 +1158,7 @@ _HANDLERS = {
     "correct": _correct,
     "pseudo-label": _pseudo_label,
     "annotate": _annotate,
+    "ls-backend": _ls_backend,
     "export-queries": _export_queries,
     "import-answers": _import_answers,
     "import-labels": _import_labels,

@@ -38,7 +38,7 @@ from a2lc._json import read_json
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.interop.rle import decode_mask, encode_mask
-from a2lc.workspace import Answer, Workspace
+from a2lc.workspace import Answer, Query, Workspace
 
 VOID_NAME = "void"
 FROM_NAME = "label"
@@ -86,6 +86,30 @@ def image_reference(image_path: Path, *, prefix: str, root: Path | None) -> str:
     return f"{prefix}{path.relative_to(base).as_posix()}"
 
 
+def query_region(ws: Workspace, query: Query, segments: np.ndarray) -> dict[str, Any]:
+    """The queried segment as a pre-filled Label Studio brush region with its current class.
+
+    ``segments`` is the query's image's ``H×W`` segment map.
+    """
+    table = ws.segment_table(query.image_id)
+    label = int(table.label[table.ids.tolist().index(query.segment_id)])
+    sample = ws.sample(query.image_id)
+    return {
+        "id": f"{query.image_id}_{query.segment_id}",
+        "from_name": FROM_NAME,
+        "to_name": TO_NAME,
+        "type": "brushlabels",
+        "original_width": sample.width,
+        "original_height": sample.height,
+        "image_rotation": 0,
+        "value": {
+            "format": "rle",
+            "rle": encode_mask(segments == query.segment_id),
+            "brushlabels": [VOID_NAME if label == IGNORE_INDEX else ws.class_names[label]],
+        },
+    }
+
+
 def export_tasks(
     ws: Workspace,
     out: Path,
@@ -108,24 +132,8 @@ def export_tasks(
     for query in queries:
         if query.image_id not in segments_cache:
             segments_cache = {query.image_id: ws.read_segments(query.image_id)}
-        segments = segments_cache[query.image_id]
-        table = ws.segment_table(query.image_id)
-        label = int(table.label[table.ids.tolist().index(query.segment_id)])
+        region = query_region(ws, query, segments_cache[query.image_id])
         sample = ws.sample(query.image_id)
-        region = {
-            "id": f"{query.image_id}_{query.segment_id}",
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
-            "type": "brushlabels",
-            "original_width": sample.width,
-            "original_height": sample.height,
-            "image_rotation": 0,
-            "value": {
-                "format": "rle",
-                "rle": encode_mask(segments == query.segment_id),
-                "brushlabels": [VOID_NAME if label == IGNORE_INDEX else names[label]],
-            },
-        }
         tasks.append(
             {
                 "data": {
@@ -214,7 +222,13 @@ def annotator_name(annotation: dict[str, Any]) -> str:
 
 def read_export(ws: Workspace, path: Path) -> ParsedExport:
     """Parse a Label Studio export (JSON or JSON_MIN) of a2lc's tasks; see the module doc."""
-    tasks = _tasks(read_json(path), path)
+    return read_export_document(ws, read_json(path), where=str(path))
+
+
+def read_export_document(ws: Workspace, document: object, *, where: str) -> ParsedExport:
+    """:func:`read_export` of an already decoded export; ``where`` names it in messages."""
+    path = Path(where)
+    tasks = _tasks(document, path)
     index = {name: i for i, name in enumerate(ws.class_names)}
     answers: list[Answer] = []
     problems: list[Problem] = []
@@ -301,7 +315,7 @@ def read_export(ws: Workspace, path: Path) -> ParsedExport:
         if label == current:
             label = None  # the current class confirmed: keep the segment's pixels as they are
         answers.append(Answer(image_id, segment_id, label, annotator_name(latest)))
-    DataError.collect(problems, summary=f"{len(problems)} problem(s) in {path}: nothing recorded")
+    DataError.collect(problems, summary=f"{len(problems)} problem(s) in {where}: nothing recorded")
     return ParsedExport(answers, refused)
 
 
