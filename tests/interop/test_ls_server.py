@@ -1,0 +1,196 @@
+"""End to end with a real Label Studio server (its own virtual environment from `.ci/tools`).
+
+The test starts Label Studio and `a2lc ls-backend` on 127.0.0.1, connects the backend
+as the project's model, lets Label Studio fetch the predictions, annotates every
+task through Label Studio's API and checks that each answer reached the workspace
+at once, then continues the round with the loop. Without Label Studio it fails,
+never skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from a2lc.cli import main
+from a2lc.rounds import run_rounds
+from a2lc.workspace import Workspace
+from tests.interop.test_real_tools import TOOLS
+from tests.test_rounds import config, make_workspace
+from tests.web.test_e2e import free_port
+from tests.web.test_loop import oracle_answers
+
+EMAIL, PASSWORD = "annotator@a2lc.test", "a2lc-test-password"
+START_TIMEOUT_S = 600.0
+"""Label Studio's first start migrates its database: minutes on a busy 2-core machine."""
+
+
+def wait_for(url: str, process: subprocess.Popen[bytes], *, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        if process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            pytest.fail(f"{what} exited: {out[-3000:]}")
+        time.sleep(1)
+    pytest.fail(f"{what} did not answer {url} within {START_TIMEOUT_S:.0f} s")
+
+
+@contextlib.contextmanager
+def running(argv: list[str], *, env: dict[str, str], url: str, what: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        wait_for(url, process, what=what)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def label_studio(tmp_path: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    program = TOOLS / "label-studio" / "bin" / "label-studio"
+    if not program.is_file():
+        pytest.fail(f"no Label Studio at {program}: run `bash .ci/tools`")
+    env = {
+        **os.environ,
+        "LABEL_STUDIO_USERNAME": EMAIL,
+        "LABEL_STUDIO_PASSWORD": PASSWORD,
+        "LABEL_STUDIO_BASE_DATA_DIR": str(tmp_path / "ls-data"),
+        # The backend runs on 127.0.0.1, which Label Studio blocks by default (SSRF).
+        "SSRF_PROTECTION_ENABLED": "false",
+        "USE_DEFAULT_BANNED_SUBNETS": "false",
+    }
+    argv = [str(program), "start", "--no-browser", "--port", str(port)]
+    return [*argv, "--data-dir", str(tmp_path / "ls-data")], env
+
+
+def login(base: str) -> tuple[httpx.Client, dict[str, str]]:
+    """A session as Label Studio's own page has one (its legacy API tokens are off)."""
+    client = httpx.Client(base_url=base, timeout=120, follow_redirects=True)
+    client.get("/user/login/")
+    reply = client.post(
+        "/user/login/",
+        data={
+            "email": EMAIL,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies.get("csrftoken") or "",
+        },
+        headers={"Referer": f"{base}/user/login/"},
+    )
+    assert reply.status_code == 200
+    headers = {"X-CSRFToken": client.cookies.get("csrftoken") or "", "Referer": base}
+    return client, headers
+
+
+def test_label_studio_with_a2lc_as_its_ml_backend(tmp_path: Path) -> None:
+    with make_workspace(tmp_path / "human") as ws:
+        waiting = run_rounds(ws, config(rounds=1, oracle="human"), show_progress=False)
+        assert waiting.waiting_round == 1
+        expected = oracle_answers(ws, 1)
+        names = list(ws.class_names)
+        ranks = {(q.image_id, q.segment_id): q.rank for q in ws.queries(1)}
+    workspace = tmp_path / "human" / "ws"
+    assert main(["export-queries", "-w", str(workspace), "--out", str(tmp_path / "ls")]) == 0
+    exported: list[dict[str, Any]] = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    labeling_config = (tmp_path / "ls" / "labeling_config.xml").read_text()
+
+    ls_port, backend_port = free_port(), free_port()
+    base, backend = f"http://127.0.0.1:{ls_port}", f"http://127.0.0.1:{backend_port}"
+    ls_argv, ls_env = label_studio(tmp_path, ls_port)
+    backend_argv = [sys.executable, "-m", "a2lc", "ls-backend", "-w", str(workspace)]
+    with (
+        running(ls_argv, env=ls_env, url=f"{base}/health", what="Label Studio"),
+        running(
+            [*backend_argv, "--port", str(backend_port)],
+            env=dict(os.environ),
+            url=f"{backend}/health",
+            what="a2lc ls-backend",
+        ),
+    ):
+        client, headers = login(base)
+        me = client.get("/api/current-user/whoami").json()
+        assert me["email"] == EMAIL
+        project = client.post(
+            "/api/projects",
+            json={"title": "a2lc", "label_config": labeling_config},
+            headers=headers,
+        ).json()["id"]
+        bare = [{"data": t["data"], "meta": t["meta"]} for t in exported]  # no predictions
+        assert client.post(f"/api/projects/{project}/import", json=bare, headers=headers).is_success
+        connected = client.post(
+            "/api/ml", json={"project": project, "url": backend, "title": "a2lc"}, headers=headers
+        )
+        assert connected.status_code == 201, connected.text
+        assert connected.json()["readable_state"] == "Connected"
+        fetched = client.post(
+            f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+            json={"selectedItems": {"all": True, "excluded": []}},
+            headers=headers,
+        )
+        assert fetched.is_success, fetched.text
+        listing = client.get(f"/api/tasks?project={project}&fields=all&page_size=1000").json()
+        tasks = listing["tasks"] if isinstance(listing, dict) else listing
+        assert len(tasks) == len(exported)
+        # Pre-filled with the current class, and ordered by a2lc's rank through the scores.
+        by_key = {(t["data"]["image_id"], t["data"]["segment_id"]): t for t in exported}
+        scored = []
+        for task in tasks:
+            key = (task["data"]["image_id"], task["data"]["segment_id"])
+            (prediction,) = task["predictions"]
+            assert prediction["result"] == by_key[key]["predictions"][0]["result"]
+            scored.append((ranks[key], prediction["score"]))
+        scores = [score for _, score in sorted(scored)]
+        assert scores == sorted(scores, reverse=True)
+
+        # Annotate every task in Label Studio; each answer is in the workspace at once.
+        for n, task in enumerate(tasks):
+            key = (task["data"]["image_id"], task["data"]["segment_id"])
+            region = json.loads(json.dumps(task["predictions"][0]["result"][0]))
+            answer = expected[key]
+            if answer is not None:
+                region["value"]["brushlabels"] = ["void" if answer == 255 else names[answer]]
+            created = client.post(
+                f"/api/tasks/{task['id']}/annotations", json={"result": [region]}, headers=headers
+            )
+            assert created.status_code == 201, created.text
+            deadline = time.monotonic() + 30
+            while True:
+                with Workspace.open(workspace, read_only=True) as ws:
+                    left = ws.count_unanswered(1)
+                if left == len(tasks) - n - 1:
+                    break
+                assert time.monotonic() < deadline, f"answer {n} did not reach the workspace"
+                time.sleep(0.2)
+    with Workspace.open(workspace) as ws:
+        recorded = {
+            (c["image_id"], c["segment_id"]): (c["after"] if c["relabel"] else None, c["annotator"])
+            for c in ws.corrections(1)
+            if c["source"] == "manual"
+        }
+        assert {k: v[0] for k, v in recorded.items()} == expected
+        # A webhook carries the user's id, not the email (an export carries the email).
+        assert {v[1] for v in recorded.values()} == {f"label-studio-user-{me['id']}"}
+        # Every query answered: the loop continues the round.
+        finished = run_rounds(ws, config(rounds=1, oracle="human"), show_progress=False)
+        assert finished.finished
+        assert [r.status for r in ws.rounds()] == ["closed"]
