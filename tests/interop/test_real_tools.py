@@ -6,6 +6,7 @@ to import its formats) and FiftyOne. Without them these tests fail, never skip.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -113,3 +114,33 @@ def test_fiftyone_reads_the_export_with_its_own_importer(corrected: Path, tmp_pa
         for sample in ws.samples:
             # Class ids and 255 survive as they are (not palette colours read as RGB).
             np.testing.assert_array_equal(seen[sample.id], ws.read_labels(sample.id))
+
+
+def test_pycocotools_agrees_on_areas_and_boxes(corrected: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pan"
+    assert (
+        main(["export", "-w", str(corrected), "--out", str(out), "--format", "coco-panoptic"]) == 0
+    )
+    json_path, folder = panoptic_paths(out, "train")
+    print(run_tool("datumaro", "coco_check.py", json_path, folder))  # datumaro brings pycocotools
+
+
+def test_label_studios_converter_reads_and_writes_our_brushes(
+    open_round: Path, tmp_path: Path
+) -> None:
+    from a2lc.interop.rle import decode_mask
+
+    out, dumped = tmp_path / "ls", tmp_path / "rle.npz"
+    assert main(["export-queries", "-w", str(open_round), "--out", str(out)]) == 0
+    print(run_tool("label-studio", "ls_rle_check.py", out / "tasks.json", dumped))
+    seen = np.load(dumped)
+    tasks = json.loads((out / "tasks.json").read_text())
+    with Workspace.open(open_round, read_only=True) as ws:
+        for n, task in enumerate(tasks):
+            image_id, segment_id = task["data"]["image_id"], task["data"]["segment_id"]
+            segment = ws.read_segments(image_id) == segment_id
+            np.testing.assert_array_equal(seen[f"decoded/{n}"], segment)
+            height, width = segment.shape
+            theirs = seen[f"encoded/{n}"].tolist()
+            np.testing.assert_array_equal(decode_mask(theirs, height=height, width=width), segment)
+            assert theirs == task["predictions"][0]["result"][0]["value"]["rle"]  # byte-identical

@@ -29,7 +29,9 @@ class _BitWriter:
 
     def to_bytes(self) -> list[int]:
         bits = "".join(self.chunks)
-        bits += "0" * (-len(bits) % 8)
+        # As Label Studio's encoder: always 1..8 zero bits (a whole zero byte when aligned),
+        # so an unchanged brush comes back byte for byte.
+        bits += "0" * (8 - len(bits) % 8)
         return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
 
 
