@@ -22,16 +22,13 @@ and resumes.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import logging
-import math
 import os
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,111 +40,41 @@ from a2lc.data.readers import FORMATS, validate_dataset
 from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_lut
 from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
 from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.workspace.initial_maps import load_initial_maps
 from a2lc.workspace.lock import acquire as acquire_lock
 from a2lc.workspace.lock import release as release_lock
+from a2lc.workspace.paths import DB_NAME, SEGMENTS_DIR, round_dir
+from a2lc.workspace.rounds import RoundsMixin
 from a2lc.workspace.schema import SCHEMA_VERSION, migrate, schema_version
+from a2lc.workspace.summary import SummaryMixin
 from a2lc.workspace.swap import COMMIT_KEY as SWAP_COMMIT_KEY
 from a2lc.workspace.swap import FileSwap
 from a2lc.workspace.swap import recover as recover_swaps
+from a2lc.workspace.types import (
+    Answer,
+    PoolSegments,
+    Query,
+    RoundInfo,
+    SegmentTable,
+)
+from a2lc.workspace.writes import utc_now as _now
 
 log = logging.getLogger(__name__)
 
 CLASS_ISTHING_META = "class_isthing"
 """Meta key: JSON list of each class's ``isthing`` (true, false or null = by name)."""
-DB_NAME = "a2lc.sqlite"
-SEGMENTS_DIR = "segments"
-LABELS_DIR = "labels"
 
 Origin = Literal["initial", "manual", "auto"]
 Source = Literal["manual", "auto"]
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+class Workspace(RoundsMixin, SummaryMixin):
+    """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`.
 
-
-def round_dir(round_index: int) -> str:
-    return f"{LABELS_DIR}/round_{round_index:03d}"
-
-
-@dataclass(frozen=True)
-class Query:
-    """A segment selected for annotation in a round, with its score and rank (0 = best)."""
-
-    image_id: str
-    segment_id: int
-    score: float
-    rank: int
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An annotator's answer for one queried segment.
-
-    ``label`` is the class the whole segment should have (255 = void), or None
-    to keep the segment's current labels unchanged.
+    Lifecycle, dataset, maps and segments are here; rounds, queries, answers and
+    steps in :class:`~a2lc.workspace.rounds.RoundsMixin`; metrics and the status
+    summary in :class:`~a2lc.workspace.summary.SummaryMixin`.
     """
-
-    image_id: str
-    segment_id: int
-    label: int | None
-    annotator: str | None = None
-
-
-@dataclass(frozen=True)
-class RoundInfo:
-    round: int
-    status: Literal["querying", "closed"]
-    strategy: str
-    budget: int
-    config: dict[str, Any]
-    started_at: str
-    finished_at: str | None
-
-
-@dataclass(frozen=True)
-class SegmentTable:
-    """The segments of one image (``(Q,)`` arrays, ascending segment id)."""
-
-    ids: np.ndarray
-    pixel_count: np.ndarray
-    label: np.ndarray
-    assigned: np.ndarray  # class painted over the segment, -1 = none
-    origin: np.ndarray  # object array of "initial" | "manual" | "auto"
-    origin_round: np.ndarray
-
-
-@dataclass(frozen=True)
-class PoolSegments:
-    """Every segment of the pool as ``(N,)`` columns, by image (pool order), then segment id."""
-
-    image_index: np.ndarray  # int64 position of the image in Workspace.samples
-    segment_id: np.ndarray  # int64
-    label: np.ndarray  # int64 current majority label
-    manual: np.ndarray  # bool: corrected manually (never queried again, never auto-corrected)
-    pixel_count: np.ndarray  # int64
-
-    def rows(self, image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
-        """Row of each (image index, segment id) pair; ``KeyError`` names a pair that is missing."""
-        table = _pair_key(self.image_index, self.segment_id)
-        wanted = _pair_key(np.asarray(image_index), np.asarray(segment_id))
-        rows = np.searchsorted(table, wanted)
-        found = rows < table.size
-        found[found] = table[rows[found]] == wanted[found]
-        if not found.all():
-            i = int(np.flatnonzero(~found)[0])
-            raise KeyError(
-                f"no segment {int(np.asarray(segment_id)[i])} in image #{int(np.asarray(image_index)[i])}"
-            )
-        return rows
-
-
-def _pair_key(image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:
-    return (image_index.astype(np.int64) << 32) | segment_id.astype(np.int64)
-
-
-class Workspace:
-    """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`."""
 
     def __init__(
         self, path: Path, connection: sqlite3.Connection, *, lock: Path | None = None
@@ -275,7 +202,7 @@ class Workspace:
             validate_dataset(dataset, show_progress=show_progress, problems=problems)
         initial = None
         if segments_dir is not None and labels_dir is not None:
-            initial = _load_initial_maps(
+            initial = load_initial_maps(
                 dataset,
                 Path(segments_dir),
                 Path(labels_dir),
@@ -595,320 +522,6 @@ class Workspace:
     def num_segments(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0])
 
-    # ------------------------------------------------------------------ rounds
-
-    def rounds(self) -> list[RoundInfo]:
-        return [
-            RoundInfo(int(r), s, st, int(b), json.loads(c), sa, fa)
-            for r, s, st, b, c, sa, fa in self._db.execute(
-                "SELECT round, status, strategy, budget, config, started_at, finished_at FROM rounds ORDER BY round"
-            )
-        ]
-
-    def open_round(self) -> RoundInfo | None:
-        """The round waiting for answers or closing, if any."""
-        rounds = [r for r in self.rounds() if r.status != "closed"]
-        return rounds[0] if rounds else None
-
-    def require_no_open_round(self) -> None:
-        """Raise if a round is waiting for answers: a new round starts only after it closes."""
-        current = self.open_round()
-        if current is not None:
-            raise WorkspaceError(
-                f"round {current.round} is still open ({self.count_unanswered(current.round)} "
-                "queries unanswered); answer and close it first (`a2lc correct`)"
-            )
-
-    def next_round(self) -> int:
-        row = self._db.execute("SELECT COALESCE(MAX(round), 0) FROM rounds").fetchone()
-        return int(row[0]) + 1
-
-    def start_round(
-        self,
-        queries: Sequence[tuple[str, int, float]],
-        *,
-        strategy: str,
-        budget: int,
-        config: dict[str, Any] | None = None,
-    ) -> int:
-        """Record a new round and its queries ``(image id, segment id, score)``, best first.
-
-        One transaction. Refused while another round is open, or if a query names
-        an unknown segment or one corrected manually in an earlier round.
-        """
-        self.require_segments()
-        self.require_no_open_round()
-        round_index = self.next_round()
-        manual = {(k, int(s)) for k, v in self.manual_segments().items() for s in v}
-        keys = [(image_id, int(segment_id)) for image_id, segment_id, _ in queries]
-        if len(set(keys)) != len(keys):
-            raise WorkspaceError("a segment is queried twice in one round")
-        repeated = [k for k in keys if k in manual]
-        if repeated:
-            raise WorkspaceError(
-                f"segments already corrected manually cannot be queried again: {repeated[:5]}"
-            )
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO rounds(round, status, strategy, budget, config, started_at) VALUES (?, 'querying', ?, ?, ?, ?)",
-                (round_index, strategy, budget, json.dumps(config or {}, sort_keys=True), _now()),
-            )
-            try:
-                db.executemany(
-                    "INSERT INTO queries(round, image_id, segment_id, score, rank) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (round_index, i, int(s), float(sc), rank)
-                        for rank, (i, s, sc) in enumerate(queries)
-                    ],
-                )
-            except sqlite3.IntegrityError as exc:
-                raise WorkspaceError(f"a query names an unknown segment ({exc})") from None
-            self._check_queries_exist(db, round_index)
-            # Known from now on, so an open round shows its queries in status and report.
-            (queried,) = db.execute(
-                "SELECT COUNT(*) FROM queries WHERE round <= ?", (round_index,)
-            ).fetchone()
-            _write_metrics(db, round_index, {"segments_queried": float(queried)})
-        return round_index
-
-    @staticmethod
-    def _check_queries_exist(db: sqlite3.Connection, round_index: int) -> None:
-        missing = db.execute(
-            "SELECT q.image_id, q.segment_id FROM queries q LEFT JOIN segments s "
-            "ON s.image_id = q.image_id AND s.segment_id = q.segment_id "
-            "WHERE q.round = ? AND s.segment_id IS NULL LIMIT 5",
-            (round_index,),
-        ).fetchall()
-        if missing:
-            raise WorkspaceError(f"queries name segments that do not exist: {missing}")
-
-    def queries(self, round_index: int) -> list[Query]:
-        return [
-            Query(str(i), int(s), float(sc), int(r))
-            for i, s, sc, r in self._db.execute(
-                "SELECT image_id, segment_id, score, rank FROM queries WHERE round = ? ORDER BY rank",
-                (round_index,),
-            )
-        ]
-
-    def unanswered(self, round_index: int) -> list[Query]:
-        return [
-            Query(str(i), int(s), float(sc), int(r))
-            for i, s, sc, r in self._db.execute(
-                "SELECT q.image_id, q.segment_id, q.score, q.rank FROM queries q "
-                "WHERE q.round = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.round = q.round "
-                "AND c.image_id = q.image_id AND c.segment_id = q.segment_id AND c.source = 'manual') "
-                "ORDER BY q.rank",
-                (round_index,),
-            )
-        ]
-
-    def count_unanswered(self, round_index: int) -> int:
-        return len(self.unanswered(round_index))
-
-    def record_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
-        """Commit answers to queries of an open round, in one transaction.
-
-        Each answered segment becomes a manual correction (paid and never queried
-        again, even when its label did not change). Validation happens first;
-        an invalid answer rejects the whole batch and changes nothing.
-        """
-        self.validate_answers(round_index, answers)
-        with self.transaction() as db:
-            self.write_answers(db, round_index, answers)
-
-    def validate_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
-        """Raise :class:`WorkspaceError` unless every answer is for a distinct open query."""
-        info = self._round(round_index)
-        if info.status != "querying":
-            raise WorkspaceError(f"round {round_index} is closed; it takes no more answers")
-        pending = {(q.image_id, q.segment_id) for q in self.unanswered(round_index)}
-        seen: set[tuple[str, int]] = set()
-        for answer in answers:
-            key = (answer.image_id, int(answer.segment_id))
-            if key not in pending or key in seen:
-                raise WorkspaceError(
-                    f"segment {answer.image_id}/{answer.segment_id} is not an open query of round {round_index}"
-                )
-            seen.add(key)
-            if answer.label is not None and not (
-                0 <= answer.label < self.num_classes or answer.label == IGNORE_INDEX
-            ):
-                raise WorkspaceError(
-                    f"answer for {answer.image_id}/{answer.segment_id}: class {answer.label} is not "
-                    f"0..{self.num_classes - 1} or {IGNORE_INDEX} (void)"
-                )
-
-    @staticmethod
-    def write_answers(db: sqlite3.Connection, round_index: int, answers: Sequence[Answer]) -> None:
-        """Insert validated answers inside the caller's transaction.
-
-        The segment's state before the answer is kept in the correction row, so
-        an answer can be undone while its round is open.
-        """
-        now = _now()
-        for answer in answers:
-            before, assigned, origin, origin_round = db.execute(
-                "SELECT label, assigned, origin, origin_round FROM segments "
-                "WHERE image_id = ? AND segment_id = ?",
-                (answer.image_id, answer.segment_id),
-            ).fetchone()
-            relabel = answer.label is not None
-            after = int(answer.label) if answer.label is not None else int(before)
-            db.execute(
-                "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, "
-                "annotator, created_at, prev_assigned, prev_origin, prev_origin_round) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?)",
-                (
-                    round_index,
-                    answer.image_id,
-                    answer.segment_id,
-                    int(before),
-                    after,
-                    int(relabel),
-                    answer.annotator,
-                    now,
-                    assigned,
-                    origin,
-                    origin_round,
-                ),
-            )
-            db.execute(
-                "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
-                "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
-                (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
-            )
-
-    def close_round(self, round_index: int, *, show_progress: bool = False) -> None:
-        """Write the round's label snapshots and mark it closed. Idempotent; needs every answer."""
-        info = self._round(round_index)
-        if info.status == "closed":
-            return
-        left = self.count_unanswered(round_index)
-        if left:
-            raise WorkspaceError(f"round {round_index} still has {left} unanswered queries")
-        files = self.write_label_versions(round_index, show_progress=show_progress)
-        with self.transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO label_versions(image_id, round, path) VALUES (?, ?, ?)",
-                [(image_id, round_index, rel) for image_id, rel in files],
-            )
-            db.execute(
-                "UPDATE rounds SET status = 'closed', finished_at = ? WHERE round = ?",
-                (_now(), round_index),
-            )
-
-    def write_label_versions(
-        self, round_index: int, *, show_progress: bool = False
-    ) -> list[tuple[str, str]]:
-        """Write current labels of the images relabelled in ``round_index``; return (id, path)."""
-        changed = [
-            str(r[0])
-            for r in self._db.execute(
-                "SELECT DISTINCT image_id FROM corrections WHERE round = ? AND relabel = 1 ORDER BY image_id",
-                (round_index,),
-            )
-        ]
-        written: list[tuple[str, str]] = []
-        for image_id in changed:
-            rel = f"{round_dir(round_index)}/{image_id}.png"
-            write_label_map(self.path / rel, self.read_labels(image_id), palette=self.palette)
-            written.append((image_id, rel))
-        return written
-
-    def _round(self, round_index: int) -> RoundInfo:
-        for info in self.rounds():
-            if info.round == round_index:
-                return info
-        raise WorkspaceError(f"workspace {self.path} has no round {round_index}")
-
-    def corrections(self, round_index: int | None = None) -> list[dict[str, Any]]:
-        sql = (
-            "SELECT round, image_id, segment_id, before, after, relabel, source, annotator, created_at "
-            "FROM corrections"
-        )
-        params: tuple[Any, ...] = ()
-        if round_index is not None:
-            sql += " WHERE round = ?"
-            params = (round_index,)
-        keys = (
-            "round",
-            "image_id",
-            "segment_id",
-            "before",
-            "after",
-            "relabel",
-            "source",
-            "annotator",
-            "created_at",
-        )
-        return [
-            dict(zip(keys, row, strict=True))
-            for row in self._db.execute(sql + " ORDER BY id", params)
-        ]
-
-    def record_auto_corrections(
-        self,
-        round_index: int,
-        changes: Sequence[tuple[str, int, int]],
-        *,
-        step: str = "lcm",
-        metrics: dict[str, float] | None = None,
-    ) -> None:
-        """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
-
-        ``metrics`` (what the corrector measured) go into the same transaction.
-        Manually corrected segments are never touched: such a change is refused.
-        """
-        now = _now()
-        with self.transaction() as db:
-            if metrics:
-                _write_metrics(db, round_index, metrics)
-            for image_id, segment_id, after in changes:
-                row = db.execute(
-                    "SELECT label, origin FROM segments WHERE image_id = ? AND segment_id = ?",
-                    (image_id, int(segment_id)),
-                ).fetchone()
-                if row is None:
-                    raise WorkspaceError(f"no segment {image_id}/{segment_id}")
-                before, origin = int(row[0]), str(row[1])
-                if origin == "manual":
-                    raise WorkspaceError(
-                        f"segment {image_id}/{segment_id} was corrected manually; automatic corrections may not change it"
-                    )
-                db.execute(
-                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, 1, 'auto', NULL, ?)",
-                    (round_index, image_id, int(segment_id), before, int(after), now),
-                )
-                db.execute(
-                    "UPDATE segments SET label = ?, assigned = ?, origin = 'auto', origin_round = ? "
-                    "WHERE image_id = ? AND segment_id = ?",
-                    (int(after), int(after), round_index, image_id, int(segment_id)),
-                )
-            self._mark_step(db, round_index, step, {"changed": len(changes)})
-
-    # ------------------------------------------------------------------ steps
-
-    def step_done(self, round_index: int, name: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM steps WHERE round = ? AND name = ?", (round_index, name)
-        ).fetchone()
-        return row is not None
-
-    def mark_step(self, round_index: int, name: str, detail: dict[str, Any] | None = None) -> None:
-        with self.transaction() as db:
-            self._mark_step(db, round_index, name, detail)
-
-    @staticmethod
-    def _mark_step(
-        db: sqlite3.Connection, round_index: int, name: str, detail: dict[str, Any] | None
-    ) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO steps(round, name, finished_at, detail) VALUES (?, ?, ?, ?)",
-            (round_index, name, _now(), json.dumps(detail or {}, sort_keys=True)),
-        )
-
     def pool_segments(self) -> PoolSegments:
         """Every segment of the pool in one query, as columns (see :class:`PoolSegments`)."""
         rows = self._db.execute(
@@ -928,89 +541,11 @@ class Workspace:
         """Segment tables of every image, by image id (one query per image)."""
         return {s.id: self.segment_table(s.id) for s in self.samples}
 
-    # ------------------------------------------------------------------ metrics
-
-    def record_metrics(self, round_index: int, values: dict[str, float]) -> None:
-        """Store measurements of a round; undefined ones (NaN, e.g. IoU of an absent class) are left out."""
-        with self.transaction() as db:
-            _write_metrics(db, round_index, values)
-
-    def metrics(self) -> dict[int, dict[str, float]]:
-        result: dict[int, dict[str, float]] = {}
-        for r, name, value in self._db.execute(
-            "SELECT round, name, value FROM metrics ORDER BY round, name"
-        ):
-            result.setdefault(int(r), {})[str(name)] = float(value)
-        return result
-
-    # ------------------------------------------------------------------ summary
-
-    def status(self) -> dict[str, Any]:
-        """A JSON-friendly summary of the workspace."""
-        db = self._db
-        origins = dict(
-            db.execute("SELECT origin, COUNT(*) FROM segments GROUP BY origin").fetchall()
-        )
-        rounds = []
-        for info in self.rounds():
-            queried = db.execute(
-                "SELECT COUNT(*) FROM queries WHERE round = ?", (info.round,)
-            ).fetchone()[0]
-            manual, relabelled = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(before != after), 0) FROM corrections WHERE round = ? AND source = 'manual'",
-                (info.round,),
-            ).fetchone()
-            auto = db.execute(
-                "SELECT COUNT(*) FROM corrections WHERE round = ? AND source = 'auto'",
-                (info.round,),
-            ).fetchone()[0]
-            rounds.append(
-                {
-                    "round": info.round,
-                    "status": info.status,
-                    "strategy": info.strategy,
-                    "budget": info.budget,
-                    "queried": int(queried),
-                    "answered": int(manual),
-                    "label_changed": int(relabelled),
-                    "auto_corrections": int(auto),
-                }
-            )
-        return {
-            "workspace": str(self.path),
-            "schema_version": schema_version(db),
-            "dataset": {
-                "format": self.meta("dataset_format"),
-                "root": self.meta("dataset_root"),
-                "split": self.meta("split"),
-                "images": len(self.samples),
-                "classes": [c.name for c in self.dataset.classes],
-                "ground_truth": self.has_ground_truth,
-                "ground_truth_images": self.dataset.ground_truth_count,
-            },
-            "initial_labels": self.meta("initial_source") if self.has_segments else None,
-            "segments": {
-                "total": sum(origins.values()),
-                "initial": int(origins.get("initial", 0)),
-                "manual": int(origins.get("manual", 0)),
-                "auto": int(origins.get("auto", 0)),
-            },
-            "rounds": rounds,
-            "metrics": self.metrics(),
-        }
-
 
 def _not_a_workspace_database(db_path: Path) -> WorkspaceError:
     return WorkspaceError(
         f"{db_path} is empty or not an a2lc database; restore it from a backup "
         "or create a new workspace with `a2lc init`"
-    )
-
-
-def _write_metrics(db: sqlite3.Connection, round_index: int, values: dict[str, float]) -> None:
-    db.executemany(
-        "INSERT OR REPLACE INTO metrics(round, name, value) VALUES (?, ?, ?)",
-        [(round_index, k, float(v)) for k, v in values.items() if math.isfinite(float(v))],
     )
 
 
@@ -1041,96 +576,14 @@ def _connect(db_path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _iter_initial_maps(
-    dataset: Dataset,
-    segments_dir: Path,
-    labels_dir: Path,
-    *,
-    problems: list[Problem] | None,
-    show_progress: bool,
-    desc: str,
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Yield each sample's validated ``(id, segments, labels)``, one image at a time.
-
-    With a ``problems`` list, problems are appended there and the image is
-    skipped; without one, the first problem raises :class:`DataError`.
-    """
-    from a2lc._progress import progress
-
-    lut = identity_lut(dataset.num_classes)
-    samples = progress(
-        dataset.samples, desc=desc, total=len(dataset.samples), enabled=show_progress
-    )
-    for sample in samples:
-        found: list[Problem] = []
-        segments = labels = None
-        try:
-            segments = read_segment_map(segments_dir / f"{sample.id}.png", shape=sample.shape)
-        except DataError as exc:
-            found.extend(exc.problems)
-        try:
-            labels = read_label_map(labels_dir / f"{sample.id}.png", lut=lut, shape=sample.shape)
-        except DataError as exc:
-            found.extend(exc.problems)
-        if found or segments is None or labels is None:
-            if problems is None:
-                raise DataError(found)
-            problems.extend(found)
-            continue
-        outside = (segments == 0) & (labels != IGNORE_INDEX)
-        if outside.any():
-            log.warning(
-                "%s: %d labelled pixels are covered by no segment (id 0); they are set to %d (ignore)",
-                labels_dir / f"{sample.id}.png",
-                int(outside.sum()),
-                IGNORE_INDEX,
-            )
-            labels = np.where(outside, np.uint8(IGNORE_INDEX), labels).astype(np.uint8)
-        yield sample.id, segments, labels
-
-
-def _load_initial_maps(
-    dataset: Dataset,
-    segments_dir: Path,
-    labels_dir: Path,
-    *,
-    problems: list[Problem],
-    show_progress: bool,
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """Check every map, appending each problem to ``problems``; return a stream of them.
-
-    The stream is only valid (and should only be consumed) when no problem was found.
-    """
-    missing = [
-        Problem(f, "folder does not exist") for f in (segments_dir, labels_dir) if not f.is_dir()
-    ]
-    if missing:
-        problems.extend(missing)
-        return iter(())
-    for _ in _iter_initial_maps(
-        dataset,
-        segments_dir,
-        labels_dir,
-        problems=problems,
-        show_progress=show_progress,
-        desc="checking segments and labels",
-    ):
-        pass
-    return _iter_initial_maps(
-        dataset,
-        segments_dir,
-        labels_dir,
-        problems=None,
-        show_progress=show_progress,
-        desc="storing segments and labels",
-    )
-
-
 __all__ = [
+    "DB_NAME",
     "SCHEMA_VERSION",
     "Answer",
+    "PoolSegments",
     "Query",
     "RoundInfo",
     "SegmentTable",
     "Workspace",
+    "round_dir",
 ]

@@ -1,0 +1,360 @@
+"""Rounds of a workspace: queries, answers, corrections and resumable steps.
+
+A mixin of :class:`~a2lc.workspace.Workspace` (which provides the connection,
+the dataset and the maps it uses); kept apart so each file says one thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from a2lc.data.maps import write_label_map
+from a2lc.data.sample import IGNORE_INDEX, Sample
+from a2lc.errors import WorkspaceError
+from a2lc.workspace.paths import round_dir
+from a2lc.workspace.types import Answer, Query, RoundInfo, SegmentTable
+from a2lc.workspace.writes import utc_now as _now
+from a2lc.workspace.writes import write_metrics as _write_metrics
+
+
+class RoundsMixin:
+    """Round, query, answer, correction and step records (see the module doc)."""
+
+    if TYPE_CHECKING:
+        path: Path
+        _db: sqlite3.Connection
+
+        def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def require_segments(self) -> None: ...
+        def manual_segments(self, *, before_round: int | None = None) -> dict[str, np.ndarray]: ...
+        def segment_table(self, image_id: str) -> SegmentTable: ...
+        def read_labels(
+            self, image_id: str, *, segments: np.ndarray | None = None
+        ) -> np.ndarray: ...
+        @property
+        def num_classes(self) -> int: ...
+        @property
+        def samples(self) -> tuple[Sample, ...]: ...
+        @property
+        def palette(self) -> list[tuple[int, int, int]]: ...
+
+    # ------------------------------------------------------------------ rounds
+
+    def rounds(self) -> list[RoundInfo]:
+        return [
+            RoundInfo(int(r), s, st, int(b), json.loads(c), sa, fa)
+            for r, s, st, b, c, sa, fa in self._db.execute(
+                "SELECT round, status, strategy, budget, config, started_at, finished_at FROM rounds ORDER BY round"
+            )
+        ]
+
+    def open_round(self) -> RoundInfo | None:
+        """The round waiting for answers or closing, if any."""
+        rounds = [r for r in self.rounds() if r.status != "closed"]
+        return rounds[0] if rounds else None
+
+    def require_no_open_round(self) -> None:
+        """Raise if a round is waiting for answers: a new round starts only after it closes."""
+        current = self.open_round()
+        if current is not None:
+            raise WorkspaceError(
+                f"round {current.round} is still open ({self.count_unanswered(current.round)} "
+                "queries unanswered); answer and close it first (`a2lc correct`)"
+            )
+
+    def next_round(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(round), 0) FROM rounds").fetchone()
+        return int(row[0]) + 1
+
+    def start_round(
+        self,
+        queries: Sequence[tuple[str, int, float]],
+        *,
+        strategy: str,
+        budget: int,
+        config: dict[str, Any] | None = None,
+    ) -> int:
+        """Record a new round and its queries ``(image id, segment id, score)``, best first.
+
+        One transaction. Refused while another round is open, or if a query names
+        an unknown segment or one corrected manually in an earlier round.
+        """
+        self.require_segments()
+        self.require_no_open_round()
+        round_index = self.next_round()
+        manual = {(k, int(s)) for k, v in self.manual_segments().items() for s in v}
+        keys = [(image_id, int(segment_id)) for image_id, segment_id, _ in queries]
+        if len(set(keys)) != len(keys):
+            raise WorkspaceError("a segment is queried twice in one round")
+        repeated = [k for k in keys if k in manual]
+        if repeated:
+            raise WorkspaceError(
+                f"segments already corrected manually cannot be queried again: {repeated[:5]}"
+            )
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO rounds(round, status, strategy, budget, config, started_at) VALUES (?, 'querying', ?, ?, ?, ?)",
+                (round_index, strategy, budget, json.dumps(config or {}, sort_keys=True), _now()),
+            )
+            try:
+                db.executemany(
+                    "INSERT INTO queries(round, image_id, segment_id, score, rank) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (round_index, i, int(s), float(sc), rank)
+                        for rank, (i, s, sc) in enumerate(queries)
+                    ],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise WorkspaceError(f"a query names an unknown segment ({exc})") from None
+            self._check_queries_exist(db, round_index)
+            # Known from now on, so an open round shows its queries in status and report.
+            (queried,) = db.execute(
+                "SELECT COUNT(*) FROM queries WHERE round <= ?", (round_index,)
+            ).fetchone()
+            _write_metrics(db, round_index, {"segments_queried": float(queried)})
+        return round_index
+
+    @staticmethod
+    def _check_queries_exist(db: sqlite3.Connection, round_index: int) -> None:
+        missing = db.execute(
+            "SELECT q.image_id, q.segment_id FROM queries q LEFT JOIN segments s "
+            "ON s.image_id = q.image_id AND s.segment_id = q.segment_id "
+            "WHERE q.round = ? AND s.segment_id IS NULL LIMIT 5",
+            (round_index,),
+        ).fetchall()
+        if missing:
+            raise WorkspaceError(f"queries name segments that do not exist: {missing}")
+
+    def queries(self, round_index: int) -> list[Query]:
+        return [
+            Query(str(i), int(s), float(sc), int(r))
+            for i, s, sc, r in self._db.execute(
+                "SELECT image_id, segment_id, score, rank FROM queries WHERE round = ? ORDER BY rank",
+                (round_index,),
+            )
+        ]
+
+    def unanswered(self, round_index: int) -> list[Query]:
+        return [
+            Query(str(i), int(s), float(sc), int(r))
+            for i, s, sc, r in self._db.execute(
+                "SELECT q.image_id, q.segment_id, q.score, q.rank FROM queries q "
+                "WHERE q.round = ? AND NOT EXISTS (SELECT 1 FROM corrections c WHERE c.round = q.round "
+                "AND c.image_id = q.image_id AND c.segment_id = q.segment_id AND c.source = 'manual') "
+                "ORDER BY q.rank",
+                (round_index,),
+            )
+        ]
+
+    def count_unanswered(self, round_index: int) -> int:
+        return len(self.unanswered(round_index))
+
+    def record_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
+        """Commit answers to queries of an open round, in one transaction.
+
+        Each answered segment becomes a manual correction (paid and never queried
+        again, even when its label did not change). Validation happens first;
+        an invalid answer rejects the whole batch and changes nothing.
+        """
+        self.validate_answers(round_index, answers)
+        with self.transaction() as db:
+            self.write_answers(db, round_index, answers)
+
+    def validate_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
+        """Raise :class:`WorkspaceError` unless every answer is for a distinct open query."""
+        info = self._round(round_index)
+        if info.status != "querying":
+            raise WorkspaceError(f"round {round_index} is closed; it takes no more answers")
+        pending = {(q.image_id, q.segment_id) for q in self.unanswered(round_index)}
+        seen: set[tuple[str, int]] = set()
+        for answer in answers:
+            key = (answer.image_id, int(answer.segment_id))
+            if key not in pending or key in seen:
+                raise WorkspaceError(
+                    f"segment {answer.image_id}/{answer.segment_id} is not an open query of round {round_index}"
+                )
+            seen.add(key)
+            if answer.label is not None and not (
+                0 <= answer.label < self.num_classes or answer.label == IGNORE_INDEX
+            ):
+                raise WorkspaceError(
+                    f"answer for {answer.image_id}/{answer.segment_id}: class {answer.label} is not "
+                    f"0..{self.num_classes - 1} or {IGNORE_INDEX} (void)"
+                )
+
+    @staticmethod
+    def write_answers(db: sqlite3.Connection, round_index: int, answers: Sequence[Answer]) -> None:
+        """Insert validated answers inside the caller's transaction.
+
+        The segment's state before the answer is kept in the correction row, so
+        an answer can be undone while its round is open.
+        """
+        now = _now()
+        for answer in answers:
+            before, assigned, origin, origin_round = db.execute(
+                "SELECT label, assigned, origin, origin_round FROM segments "
+                "WHERE image_id = ? AND segment_id = ?",
+                (answer.image_id, answer.segment_id),
+            ).fetchone()
+            relabel = answer.label is not None
+            after = int(answer.label) if answer.label is not None else int(before)
+            db.execute(
+                "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, "
+                "annotator, created_at, prev_assigned, prev_origin, prev_origin_round) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?)",
+                (
+                    round_index,
+                    answer.image_id,
+                    answer.segment_id,
+                    int(before),
+                    after,
+                    int(relabel),
+                    answer.annotator,
+                    now,
+                    assigned,
+                    origin,
+                    origin_round,
+                ),
+            )
+            db.execute(
+                "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
+                "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
+                (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
+            )
+
+    def close_round(self, round_index: int, *, show_progress: bool = False) -> None:
+        """Write the round's label snapshots and mark it closed. Idempotent; needs every answer."""
+        info = self._round(round_index)
+        if info.status == "closed":
+            return
+        left = self.count_unanswered(round_index)
+        if left:
+            raise WorkspaceError(f"round {round_index} still has {left} unanswered queries")
+        files = self.write_label_versions(round_index, show_progress=show_progress)
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO label_versions(image_id, round, path) VALUES (?, ?, ?)",
+                [(image_id, round_index, rel) for image_id, rel in files],
+            )
+            db.execute(
+                "UPDATE rounds SET status = 'closed', finished_at = ? WHERE round = ?",
+                (_now(), round_index),
+            )
+
+    def write_label_versions(
+        self, round_index: int, *, show_progress: bool = False
+    ) -> list[tuple[str, str]]:
+        """Write current labels of the images relabelled in ``round_index``; return (id, path)."""
+        changed = [
+            str(r[0])
+            for r in self._db.execute(
+                "SELECT DISTINCT image_id FROM corrections WHERE round = ? AND relabel = 1 ORDER BY image_id",
+                (round_index,),
+            )
+        ]
+        written: list[tuple[str, str]] = []
+        for image_id in changed:
+            rel = f"{round_dir(round_index)}/{image_id}.png"
+            write_label_map(self.path / rel, self.read_labels(image_id), palette=self.palette)
+            written.append((image_id, rel))
+        return written
+
+    def _round(self, round_index: int) -> RoundInfo:
+        for info in self.rounds():
+            if info.round == round_index:
+                return info
+        raise WorkspaceError(f"workspace {self.path} has no round {round_index}")
+
+    def corrections(self, round_index: int | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT round, image_id, segment_id, before, after, relabel, source, annotator, created_at "
+            "FROM corrections"
+        )
+        params: tuple[Any, ...] = ()
+        if round_index is not None:
+            sql += " WHERE round = ?"
+            params = (round_index,)
+        keys = (
+            "round",
+            "image_id",
+            "segment_id",
+            "before",
+            "after",
+            "relabel",
+            "source",
+            "annotator",
+            "created_at",
+        )
+        return [
+            dict(zip(keys, row, strict=True))
+            for row in self._db.execute(sql + " ORDER BY id", params)
+        ]
+
+    def record_auto_corrections(
+        self,
+        round_index: int,
+        changes: Sequence[tuple[str, int, int]],
+        *,
+        step: str = "lcm",
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
+
+        ``metrics`` (what the corrector measured) go into the same transaction.
+        Manually corrected segments are never touched: such a change is refused.
+        """
+        now = _now()
+        with self.transaction() as db:
+            if metrics:
+                _write_metrics(db, round_index, metrics)
+            for image_id, segment_id, after in changes:
+                row = db.execute(
+                    "SELECT label, origin FROM segments WHERE image_id = ? AND segment_id = ?",
+                    (image_id, int(segment_id)),
+                ).fetchone()
+                if row is None:
+                    raise WorkspaceError(f"no segment {image_id}/{segment_id}")
+                before, origin = int(row[0]), str(row[1])
+                if origin == "manual":
+                    raise WorkspaceError(
+                        f"segment {image_id}/{segment_id} was corrected manually; automatic corrections may not change it"
+                    )
+                db.execute(
+                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, 1, 'auto', NULL, ?)",
+                    (round_index, image_id, int(segment_id), before, int(after), now),
+                )
+                db.execute(
+                    "UPDATE segments SET label = ?, assigned = ?, origin = 'auto', origin_round = ? "
+                    "WHERE image_id = ? AND segment_id = ?",
+                    (int(after), int(after), round_index, image_id, int(segment_id)),
+                )
+            self._mark_step(db, round_index, step, {"changed": len(changes)})
+
+    # ------------------------------------------------------------------ steps
+
+    def step_done(self, round_index: int, name: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM steps WHERE round = ? AND name = ?", (round_index, name)
+        ).fetchone()
+        return row is not None
+
+    def mark_step(self, round_index: int, name: str, detail: dict[str, Any] | None = None) -> None:
+        with self.transaction() as db:
+            self._mark_step(db, round_index, name, detail)
+
+    @staticmethod
+    def _mark_step(
+        db: sqlite3.Connection, round_index: int, name: str, detail: dict[str, Any] | None
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO steps(round, name, finished_at, detail) VALUES (?, ?, ?, ?)",
+            (round_index, name, _now(), json.dumps(detail or {}, sort_keys=True)),
+        )
