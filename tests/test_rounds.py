@@ -276,3 +276,22 @@ def test_each_round_logs_a_summary(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert lines[1].startswith("round 1 done: 20 segments queried in all; data mIoU ")
     assert "model mIoU" in lines[1]
     assert "(estimated precision: unchecked)" in lines[1]
+
+
+def test_a_frozen_encoder_on_the_fly_writes_no_cache_and_trains_the_head(tmp_path: Path) -> None:
+    import torch
+
+    from a2lc.rounds import model_dir
+
+    with make_workspace(tmp_path) as ws:
+        result = run_rounds(ws, config(rounds=1, feature_cache=False), show_progress=False)
+        assert result.finished
+        assert not (ws.path / "cache").exists() or not any((ws.path / "cache").rglob("*.npy"))
+        # Only the head is checkpointed and it differs between rounds; the encoder is the
+        # untouched initial one (the same seed rebuilds it exactly).
+        first = torch.load(model_dir(ws, 0) / "weights.pt", weights_only=True)
+        second = torch.load(model_dir(ws, 1) / "weights.pt", weights_only=True)
+        assert first.keys() == second.keys()
+        assert not any("encoder" in k for k in first)  # a head-only checkpoint
+        assert any(not torch.equal(first[k], second[k]) for k in first)
+        assert 0 < result.metrics[1]["model_miou"] <= 1

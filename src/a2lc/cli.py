@@ -271,6 +271,12 @@ def _parser() -> argparse.ArgumentParser:
         "--weights", default="imagenet", help="imagenet, none, or a path to encoder weights"
     )
     run.add_argument("--fine-tune", action="store_true", help="train the encoder too (slow on CPU)")
+    run.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="run the frozen encoder on every batch instead of caching its features (no cache "
+        "files; cheaper on a GPU than reading them back)",
+    )
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     run.add_argument(
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
@@ -829,6 +835,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed,
         model=ModelConfig(name=args.model, weights=args.weights, frozen_encoder=not args.fine_tune),
         train=TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device),
+        feature_cache=not args.no_feature_cache,
     )
 
 

@@ -72,6 +72,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6))
     lcm: LCMConfig = field(default_factory=LCMConfig)
     checked: CheckedConfig = field(default_factory=CheckedConfig)
+    feature_cache: bool = True
+    """A frozen encoder's features cached once (True) or computed on every batch (False:
+    no cache files; on a GPU cheaper than reading them back)."""
     probabilities: ProbabilityMode = "label"
     """``label``: scores from label-resolution probabilities; ``paper-cityscapes``: the
     reference's Cityscapes quirk (ABC on a crop/2 view resized back; LCM at label
@@ -198,6 +201,7 @@ def run_rounds(
         samples=samples,
         cache_dir=cache_dir if cache_dir is not None else ws.path / "cache",
         show_progress=show_progress,
+        feature_cache=config.feature_cache,
     )
 
     def step(round_index: int, name: str) -> None:

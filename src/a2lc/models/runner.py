@@ -44,7 +44,8 @@ class ModelRunner:
 
     ``samples``: every image the runner may see (pool and evaluation), by id.
     ``cache_dir``: where frozen-encoder features are kept (None: no cache, the
-    encoder is fine-tuned).
+    encoder is fine-tuned). ``feature_cache=False``: a frozen encoder runs on the
+    fly on every batch instead of being cached (no cache files at all).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class ModelRunner:
         samples: Mapping[str, Sample],
         cache_dir: Path | None,
         show_progress: bool = True,
+        feature_cache: bool = True,
     ) -> None:
         configure_threads()
         self.model_config = model_config
@@ -62,8 +64,9 @@ class ModelRunner:
         self.samples = dict(samples)
         self.show_progress = show_progress
         self.device = resolve_device(train_config.device)
-        frozen = model_config.frozen_encoder and cache_dir is not None
-        self.cache_dir = cache_dir / self.cache_key() if frozen and cache_dir is not None else None
+        cached = model_config.frozen_encoder and feature_cache and cache_dir is not None
+        self.cache_dir = cache_dir / self.cache_key() if cached and cache_dir is not None else None
+        self.on_the_fly = model_config.frozen_encoder and not feature_cache
         # Shared by every model this runner builds: their frozen encoders are identical.
         self._held_features: dict[str, np.ndarray] = {}
         self._feature_layouts: dict[tuple[int, int], FeatureLayout] = {}
@@ -123,6 +126,7 @@ class ModelRunner:
             config=replace(self.train_config, seed=seed),
             cache=cache,
             show_progress=self.show_progress,
+            frozen_encoder=self.frozen,
         )
         return model, history
 
@@ -180,7 +184,8 @@ class ModelRunner:
 
     @property
     def frozen(self) -> bool:
-        return self.cache_dir is not None
+        """Whether the encoder stays fixed (only the head is trained and checkpointed)."""
+        return self.cache_dir is not None or self.on_the_fly
 
     def save(
         self, model: Segmenter, folder: Path, *, extra: Mapping[str, object] | None = None
@@ -190,7 +195,8 @@ class ModelRunner:
         config = {
             "model": asdict(self.model_config),
             "train": asdict(self.train_config),
-            "frozen_encoder_cache": self.frozen,
+            "frozen_encoder_cache": self.cache_dir is not None,
+            "frozen_encoder": self.frozen,
             **(extra or {}),
         }
         atomic_write_text(folder / CONFIG_FILE, json.dumps(config, indent=1, sort_keys=True))

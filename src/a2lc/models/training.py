@@ -250,18 +250,21 @@ def train(
     config: TrainConfig,
     cache: FeatureCache | None = None,
     show_progress: bool = True,
+    frozen_encoder: bool | None = None,
 ) -> list[float]:
     """Train ``model`` with cross-entropy (255 ignored); return the mean loss per epoch.
 
     With a ``cache`` the encoder stays frozen and only the head is trained on the
-    cached features; without one the whole model is fine-tuned. Seeded and
+    cached features; without one the whole model is fine-tuned, unless
+    ``frozen_encoder`` is True: then the frozen encoder runs on every batch (no
+    cache: on a GPU that is cheaper than reading cached features back). Seeded and
     deterministic for a given config and device.
     """
     started = time.perf_counter()
     seed_everything(config.seed)
     device = resolve_device(config.device)
     model.to(device)
-    frozen = cache is not None
+    frozen = cache is not None if frozen_encoder is None else frozen_encoder
     for p in model.encoder.parameters():
         p.requires_grad_(not frozen)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -295,10 +298,13 @@ def train(
             )
             if (targets == IGNORE_INDEX).all():
                 continue
-            if frozen:
-                assert cache is not None
+            if frozen and cache is not None:
                 per_image = [cache.get(i, shape=shapes[i]) for i in batch]
                 features = [torch.cat(scale) for scale in zip(*per_image, strict=True)]
+            elif frozen:
+                images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
+                with torch.no_grad():
+                    features = model.features(images)
             else:
                 images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
                 features = model.features(images)
@@ -316,7 +322,13 @@ def train(
             "trained on %d images, %d epochs (%s) in %.1f s, loss %.3f → %.3f",
             len(image_ids),
             config.epochs,
-            "head on cached features" if frozen else "whole model",
+            (
+                "head on cached features"
+                if cache is not None
+                else "head, encoder run on the fly"
+                if frozen
+                else "whole model"
+            ),
             time.perf_counter() - started,
             history[0],
             history[-1],
