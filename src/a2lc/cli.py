@@ -556,16 +556,24 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    from a2lc.distributed import init_from_environment
     from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
     from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    # Under torchrun every rank scores its share of the images; rank 0 alone writes.
+    shard = init_from_environment()
+    writer = shard is None or shard.rank == 0
+    with Workspace.open(args.workspace, read_only=not writer) as ws:
         loader = probability_folder_loader(ws, args.probs)
         round_index = score_round(
             ws,
             loader,
             config=ScoreConfig(strategy=args.strategy, budget=args.budget, seed=args.seed),
+            show_progress=writer,
+            shard=shard,
         )
+        if round_index is None:
+            return 0
         queries = ws.queries(round_index)
         print(f"round {round_index}: recorded {len(queries)} queries ({args.strategy})")
         for query in queries[:10]:

@@ -22,6 +22,7 @@ from a2lc.acquisition.statistics import segment_statistics
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
 from a2lc.correction.lcm import segment_features
 from a2lc.data.probs import load_probabilities, probability_path
+from a2lc.distributed import Shard
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.workspace import Answer, Workspace
@@ -84,6 +85,20 @@ def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = 
 
 
 @dataclass(frozen=True)
+class _ImageRecord:
+    """What scoring keeps of one image (small: per segment, not per pixel)."""
+
+    index: int
+    image_id: str
+    ids: np.ndarray
+    part: np.ndarray
+    eligible: np.ndarray
+    counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    """Pooled acquisitions: eligible and all label pixels per class, probability mass."""
+    feature: tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | None
+
+
+@dataclass(frozen=True)
 class Selection:
     """Queries chosen for the next round, not yet recorded."""
 
@@ -107,6 +122,7 @@ def select_queries(
     embed: Embedder | None = None,
     reserve: int = 0,
     load_feature_probs: ProbabilityLoader | None = None,
+    shard: Shard | None = None,
 ) -> Selection:
     """Score every segment of the pool and select the top-B; writes nothing.
 
@@ -121,7 +137,9 @@ def select_queries(
     features come from other probabilities than the scores (the reference's
     Cityscapes quirk), one more prediction per image. Bad input (a corrupt or mis-shaped
     probability map, a budget larger than the segments left) raises before
-    anything is recorded.
+    anything is recorded. ``shard``: score only this process's images and gather
+    the rest from the other ranks (:mod:`a2lc.distributed`); every rank returns the
+    same selection, exactly the one a single process makes.
     """
     ws.require_segments()
     acquisition = ACQUISITIONS.get(config.strategy)
@@ -142,19 +160,17 @@ def select_queries(
         else None
     )
     num_classes = ws.num_classes
-    eligible_pixels = np.zeros(num_classes, dtype=np.int64)
-    label_pixels = np.zeros(num_classes, dtype=np.int64)
-    mass = np.zeros(num_classes, dtype=np.float64)
-    keys: list[tuple[str, np.ndarray]] = []
-    parts: list[np.ndarray] = []  # per image: scores (M,), or score parts (M, K)
-    eligible: list[np.ndarray] = []
-    features: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = []
     samples = ws.samples
+    mine = [i for i in range(len(samples)) if shard is None or shard.owns(i)]
     iterable = progress(
-        samples, desc=f"scoring ({config.strategy})", total=len(samples), enabled=show_progress
+        mine, desc=f"scoring ({config.strategy})", total=len(mine), enabled=show_progress
     )
     watch = Stopwatch()
-    for index, sample in enumerate(iterable):
+    records: list[_ImageRecord] = []
+    for index in iterable:
+        sample = samples[index]
+        feature: tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         with watch.part("read_maps"):
             segments = ws.read_segments(sample.id)
             labels = ws.read_labels(sample.id, segments=segments)
@@ -165,36 +181,49 @@ def select_queries(
                 assert acquisition.image_parts is not None
                 stats = segment_statistics(probs, labels, segments)
                 ids = stats.ids
-                parts.append(acquisition.image_parts(stats, probs, labels, segments))
+                part = acquisition.image_parts(stats, probs, labels, segments)
                 done = manual.get(sample.id)
-                eligible_pixels += class_pixel_counts(
-                    labels, segments, num_classes=num_classes, exclude=done
+                counts = (
+                    class_pixel_counts(labels, segments, num_classes=num_classes, exclude=done),
+                    class_pixel_counts(labels, segments, num_classes=num_classes),
+                    stats.features.astype(np.float64).T @ stats.sizes,
                 )
-                label_pixels += class_pixel_counts(labels, segments, num_classes=num_classes)
-                mass += stats.features.astype(np.float64).T @ stats.sizes
                 if keep_features:
-                    features.append((sample.id, ids, stats.features, None))
+                    feature = (sample.id, ids, stats.features, None)
             else:
                 rng = np.random.default_rng([config.seed, round_index, index])
                 result = acquisition.score(probs, labels, segments, class_weight=weight, rng=rng)
                 ids = result.ids
-                parts.append(result.scores)
+                part = result.scores
                 if keep_features and load_feature_probs is None:
-                    features.append((sample.id, *segment_features(probs, segments), None))
+                    feature = (sample.id, *segment_features(probs, segments), None)
         if keep_features and load_feature_probs is not None:
             with watch.part("predict_features"):
+                # The scores' own features are not the ones LCM uses (the Cityscapes quirk).
                 kept_ids, means = segment_features(load_feature_probs(sample.id), segments)
-                entry = (sample.id, kept_ids, means, None)
-                if pooled:
-                    features[-1] = entry  # the scores' own features are not the ones LCM uses
-                else:
-                    features.append(entry)
+                feature = (sample.id, kept_ids, means, None)
         if keep_features and embed is not None:
             with watch.part("embed"):
-                image_id, ids_kept, means, _ = features[-1]
-                features[-1] = (image_id, ids_kept, means, embed(sample.id, segments, ids_kept))
-        keys.append((sample.id, ids))
-        eligible.append(~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64))))
+                assert feature is not None
+                image_id, ids_kept, means, _ = feature
+                feature = (image_id, ids_kept, means, embed(sample.id, segments, ids_kept))
+        eligible_mask = ~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64)))
+        records.append(_ImageRecord(index, sample.id, ids, part, eligible_mask, counts, feature))
+    if shard is not None:
+        # Every rank gets every record; merged in pool order, as one process makes them.
+        records = sorted((r for got in shard.gather(records) for r in got), key=lambda r: r.index)
+    eligible_pixels = np.zeros(num_classes, dtype=np.int64)
+    label_pixels = np.zeros(num_classes, dtype=np.int64)
+    mass = np.zeros(num_classes, dtype=np.float64)
+    for record in records:  # sums in pool order: the same floating-point result sharded or not
+        if record.counts is not None:
+            eligible_pixels += record.counts[0]
+            label_pixels += record.counts[1]
+            mass += record.counts[2]
+    keys = [(r.image_id, r.ids) for r in records]
+    parts = [r.part for r in records]
+    eligible = [r.eligible for r in records]
+    features = [r.feature for r in records if r.feature is not None]
     recorded: dict[str, object] = {}
     if pooled:
         assert acquisition.finish is not None
@@ -224,12 +253,19 @@ def score_round(
     *,
     config: ScoreConfig,
     show_progress: bool = True,
-) -> int:
+    shard: Shard | None = None,
+) -> int | None:
     """Select the top-B segments (:func:`select_queries`) and record them as a new round.
 
-    Returns the new round's index; nothing is written if selection fails.
+    Returns the new round's index; nothing is written if selection fails. With a
+    ``shard`` every rank scores its images, and rank 0 alone records the round
+    (other ranks return None; they may hold ``ws`` read-only).
     """
-    selection = select_queries(ws, load_probs, config=config, show_progress=show_progress)
+    selection = select_queries(
+        ws, load_probs, config=config, show_progress=show_progress, shard=shard
+    )
+    if shard is not None and shard.rank != 0:
+        return None
     return ws.start_round(
         selection.queries, strategy=config.strategy, budget=config.budget, config=selection.config
     )

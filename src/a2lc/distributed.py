@@ -1,0 +1,57 @@
+"""Sharding work across processes started by ``torchrun`` (torch.distributed).
+
+A :class:`Shard` says which pool images this process handles (image ``i`` goes
+to rank ``i mod world``) and how to gather per-image results from every rank.
+Results are merged in pool order, so a sharded step computes exactly what one
+process computes. Without torchrun there is no shard and everything runs in one
+process, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of a sharded pass: ``rank`` of ``world``; ``gather`` returns,
+    on every rank, the list of every rank's object (rank order)."""
+
+    rank: int
+    world: int
+    gather: Callable[[Any], list[Any]]
+
+    def owns(self, index: int) -> bool:
+        """Whether pool image ``index`` is this process's."""
+        return index % self.world == self.rank
+
+
+def torch_shard() -> Shard | None:
+    """The shard of an initialised torch.distributed process group (None without one)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+
+    def gather(value: Any) -> list[Any]:
+        found: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(found, value)
+        return found
+
+    return Shard(dist.get_rank(), dist.get_world_size(), gather)
+
+
+def init_from_environment() -> Shard | None:
+    """Join the process group ``torchrun`` describes in the environment (gloo on CPU,
+    NCCL with CUDA); None when not started by torchrun or with one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return torch_shard()
