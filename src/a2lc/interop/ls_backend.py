@@ -21,7 +21,6 @@ reaches it, as a Label Studio ML backend does; the ``Host`` header is checked.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -30,7 +29,15 @@ from typing import Any
 from a2lc import __version__
 from a2lc.errors import A2LCError, DataError, MissingDependencyError, WorkspaceError
 from a2lc.interop.label_studio import normalised_score, query_region, read_export_document
-from a2lc.web.app import MAX_BODY_BYTES, WEB_EXTRA_HELP, WILDCARD, allowed_hosts
+from a2lc.web.app import (
+    MAX_BODY_BYTES,
+    WEB_EXTRA_HELP,
+    WILDCARD,
+    RequestError,
+    allowed_hosts,
+    error_response,
+    json_body,
+)
 from a2lc.workspace import Workspace
 
 try:
@@ -75,7 +82,7 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
     def predict(request: Request) -> Response:
         tasks = request.state.body.get("tasks")
         if not isinstance(tasks, list):
-            return _error(400, "'tasks' must be a list")
+            return error_response(400, "'tasks' must be a list")
         current = ws.open_round()
         queries = (
             {(q.image_id, q.segment_id): q for q in ws.queries(current.round)} if current else {}
@@ -109,14 +116,14 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
             return JSONResponse({"status": "ignored", "action": action})
         task, annotation = body.get("task"), body.get("annotation")
         if not isinstance(task, dict) or not isinstance(annotation, dict):
-            return _error(400, f"{action} needs 'task' and 'annotation' objects")
+            return error_response(400, f"{action} needs 'task' and 'annotation' objects")
         current = ws.open_round()
         if current is None:
-            return _error(409, "no open round: start one with `a2lc run --oracle human`")
+            return error_response(409, "no open round: start one with `a2lc run --oracle human`")
         document = [{"data": task.get("data"), "annotations": [annotation]}]
         parsed = read_export_document(ws, document, where=f"webhook {action}")
         if parsed.refused:
-            return _error(422, str(parsed.refused[0]))
+            return error_response(422, str(parsed.refused[0]))
         if not parsed.answers:
             return JSONResponse({"status": "no answer in the annotation"})
         (answer,) = parsed.answers
@@ -129,8 +136,10 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
                 and (c["image_id"], int(c["segment_id"])) == (answer.image_id, answer.segment_id)
             ]
             if not recorded:
-                return _error(409, f"{answer.image_id}/{answer.segment_id} is not an open query")
-            return _error(
+                return error_response(
+                    409, f"{answer.image_id}/{answer.segment_id} is not an open query"
+                )
+            return error_response(
                 409,
                 f"{answer.image_id}/{answer.segment_id} is already answered; a2lc keeps the "
                 "first answer of a round",
@@ -148,13 +157,15 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
     def guarded(handler: Callable[[Request], Response], *, limit: int = MAX_BODY_BYTES) -> Any:
         async def endpoint(request: Request) -> Response:
             if hosts is not None and request.headers.get("host", "") not in hosts:
-                return _error(403, "this Host is not the backend's address")
+                return error_response(403, "this Host is not the backend's address")
             try:
                 request.state.body = (
-                    await _json_body(request, limit) if request.method == "POST" else {}
+                    await json_body(request, limit=limit, allow_empty=True)
+                    if request.method == "POST"
+                    else {}
                 )
-            except ValueError as exc:
-                return _error(400 if "JSON" in str(exc) else 413, str(exc))
+            except RequestError as exc:
+                return error_response(exc.status, str(exc))
 
             def run() -> Response:
                 with lock:
@@ -163,7 +174,7 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
             try:
                 return await run_in_threadpool(run)
             except (DataError, WorkspaceError) as exc:
-                return _error(422, str(exc))
+                return error_response(422, str(exc))
 
         return endpoint
 
@@ -185,30 +196,6 @@ def create_backend(workspace: Path | str, *, hosts: set[str] | None = None) -> S
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.workspace = ws
     return app
-
-
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise ValueError("request body too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ValueError("request body too large")
-        chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks) or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ValueError("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object")
-    return body
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 def serve_backend(

@@ -174,14 +174,14 @@ def create_app(
 
             try:
                 check_request(request)
-                request.state.body = await _json_body(request) if request.method == "POST" else {}
+                request.state.body = await json_body(request) if request.method == "POST" else {}
                 return await run_in_threadpool(run)
             except RequestError as exc:
-                return _error(exc.status, str(exc))
+                return error_response(exc.status, str(exc))
             except LeaseError as exc:
-                return _error(409, str(exc))
+                return error_response(409, str(exc))
             except WorkspaceError as exc:
-                return _error(409, str(exc))
+                return error_response(409, str(exc))
 
         return endpoint
 
@@ -328,18 +328,27 @@ def create_app(
     return app
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(
+    request: Request, *, limit: int = MAX_BODY_BYTES, allow_empty: bool = False
+) -> dict[str, Any]:
+    """The request's JSON object, read no further than ``limit`` bytes.
+
+    Raises :class:`RequestError` 413 (too large) or 400 (not a JSON object); an empty
+    body is ``{}`` with ``allow_empty``.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise RequestError(413, "request body too large")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # stop reading as soon as it is too large
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             raise RequestError(413, "request body too large")
         chunks.append(chunk)
     raw = b"".join(chunks)
+    if allow_empty and not raw:
+        return {}
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
@@ -358,7 +367,8 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def error_response(status: int, message: str) -> JSONResponse:
+    """``{"error": message}`` with HTTP ``status``."""
     return JSONResponse({"error": message}, status_code=status)
 
 
