@@ -17,6 +17,7 @@ from typing import Any
 from a2lc import __version__
 from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
+from a2lc.distributed import Shard
 from a2lc.errors import A2LCError, missing_extra
 from a2lc.models.config import MODELS
 from a2lc.pseudo_labels.grounded_sam import (
@@ -556,12 +557,20 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from a2lc.distributed import init_from_environment
-    from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
-    from a2lc.workspace import Workspace
+    from a2lc.distributed import init_from_environment, shutdown
 
     # Under torchrun every rank scores its share of the images; rank 0 alone writes.
     shard = init_from_environment()
+    try:
+        return _score_shard(args, shard)
+    finally:
+        shutdown(shard)
+
+
+def _score_shard(args: argparse.Namespace, shard: Shard | None) -> int:
+    from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
+    from a2lc.workspace import Workspace
+
     writer = shard is None or shard.rank == 0
     with Workspace.open(args.workspace, read_only=not writer) as ws:
         loader = probability_folder_loader(ws, args.probs)

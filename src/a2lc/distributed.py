@@ -55,3 +55,15 @@ def init_from_environment() -> Shard | None:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return torch_shard()
+
+
+def shutdown(shard: Shard | None) -> None:
+    """Leave the process group cleanly: wait for every rank, then destroy it (a rank that
+    exits while another still talks to the store aborts the run)."""
+    if shard is None:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

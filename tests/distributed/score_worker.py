@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from a2lc.distributed import init_from_environment
+from a2lc.distributed import init_from_environment, shutdown
 from a2lc.loop import ScoreConfig, probability_folder_loader, select_queries
 from a2lc.workspace import Workspace
 
@@ -29,3 +29,4 @@ features = sorted((f[0], f[1].tolist(), f[2].round(6).tolist()) for f in selecti
 Path(out, f"rank{shard.rank}.json").write_text(
     json.dumps({"queries": selection.queries, "features": features})
 )
+shutdown(shard)
