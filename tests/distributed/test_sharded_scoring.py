@@ -20,6 +20,21 @@ from tests.web.test_e2e import free_port
 WORKER = Path(__file__).with_name("score_worker.py")
 
 
+def torchrun(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --nproc-per-node 2 ARGV`` (real gloo processes), on one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    result = subprocess.run(
+        [*command, "--master-port", str(free_port()), *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.parametrize("strategy", ["alc", "eg", "abc"])
 def test_two_processes_select_what_one_selects(
     synthetic: SyntheticPaths, tmp_path: Path, strategy: str
@@ -40,29 +55,7 @@ def test_two_processes_select_what_one_selects(
         )
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            str(WORKER),
-            str(ws_path),
-            str(synthetic.probs),
-            strategy,
-            str(budget),
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    torchrun(str(WORKER), str(ws_path), str(synthetic.probs), strategy, str(budget), str(out))
     expected = [[i, s, score] for i, s, score in single.queries]
     features = sorted((f[0], f[1].tolist(), f[2].round(6).tolist()) for f in single.features or [])
     for rank in (0, 1):
@@ -83,29 +76,7 @@ def test_torchrun_score_records_the_round_one_process_records(
         ).close()
     args = ["--probs", str(synthetic.probs), "--budget", "20", "--strategy", "eg"]
     assert main(["score", "-w", str(tmp_path / "one"), *args]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "a2lc",
-            "score",
-            "-w",
-            str(tmp_path / "two"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = torchrun("-m", "a2lc", "score", "-w", str(tmp_path / "two"), *args)
     assert result.stdout.count("recorded 20 queries") == 1  # rank 0 alone writes and reports
     with Workspace.open(tmp_path / "one") as a, Workspace.open(tmp_path / "two") as b:
         assert b.queries(1) == a.queries(1)

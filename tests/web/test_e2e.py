@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,17 @@ class Server:
         self.process.wait()
 
 
+def segment_shown(page: Any) -> str:
+    """Wait until the next segment is on screen and the page takes keys; its image/segment."""
+    page.wait_for_function(
+        "(() => { const i = document.getElementById('zoom'); "
+        "return !document.body.classList.contains('busy') "
+        "&& !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
+        timeout=20_000,
+    )
+    return str(page.get_attribute("#zoom", "data-segment"))
+
+
 def answers(workspace: Path) -> list[tuple[str, int, int, int, int, str]]:
     with Workspace.open(workspace) as ws:
         rows = ws.connection.execute(
@@ -131,41 +143,32 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
                     timeout=20_000,
                 )
 
-            def segment_shown() -> str:
-                page.wait_for_function(
-                    "(() => { const i = document.getElementById('zoom'); "
-                    "return !document.body.classList.contains('busy') "
-                    "&& !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
-                    timeout=20_000,
-                )
-                return str(page.get_attribute("#zoom", "data-segment"))
-
             page.goto(server.url)
             page.wait_for_selector("#name", state="visible")
             page.keyboard.type("alice")
             page.keyboard.press("Enter")
-            shown = [segment_shown()]
+            shown = [segment_shown(page)]
             answered(0)
             page.screenshot(path=str(OUTPUT / "annotate.png"))
             page.keyboard.press("2")  # class 1 (building)
             answered(1)
-            shown.append(segment_shown())
+            shown.append(segment_shown(page))
             page.keyboard.press("Enter")  # keep the current label
             answered(2)
-            shown.append(segment_shown())
+            shown.append(segment_shown(page))
             page.keyboard.press("x")  # void
             answered(3)
-            shown.append(segment_shown())
+            shown.append(segment_shown(page))
             page.keyboard.press("u")  # undo the void ...
             answered(2)
-            assert segment_shown() == shown[2]
+            assert segment_shown(page) == shown[2]
             page.keyboard.press("x")  # ... and answer it again
             answered(3)
 
             # Reload midway: the name is remembered and the same query comes back.
-            current = segment_shown()
+            current = segment_shown(page)
             page.reload()
-            assert segment_shown() == current
+            assert segment_shown(page) == current
             answered(3)
 
             # Kill the server without warning: nothing submitted is lost; a new one continues.
@@ -173,11 +176,11 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
             assert len(answers(open_round)) == 3
             server = Server(open_round, port)
             page.reload()
-            assert segment_shown() == current
+            assert segment_shown(page) == current
             # Keys pressed while an answer is in flight are ignored (they would land on
             # the wrong segment), so wait for each next segment as a person does.
             for n, key in enumerate(("3", "Enter", "1"), start=4):
-                segment_shown()
+                segment_shown(page)
                 page.keyboard.press(key)
                 answered(n)
             page.wait_for_selector("#done", state="visible")
@@ -228,15 +231,6 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
         page = browser.new_page(viewport={"width": 1100, "height": 640})
         try:
 
-            def shown() -> str:
-                page.wait_for_function(
-                    "(() => { const i = document.getElementById('zoom'); "
-                    "return !document.body.classList.contains('busy') "
-                    "&& !document.getElementById('task').hidden && i.complete && i.naturalWidth > 0; })()",
-                    timeout=20_000,
-                )
-                return str(page.get_attribute("#zoom", "data-segment"))
-
             def style(selector: str) -> str:
                 return str(page.eval_on_selector(selector, "e => e.style.filter"))
 
@@ -244,7 +238,7 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
             page.wait_for_selector("#name", state="visible")
             page.keyboard.type("carol")
             page.keyboard.press("Enter")
-            first = shown()
+            first = segment_shown(page)
             assert style("#zoom") == "brightness(1) contrast(1)"
             # Brightness and contrast by key, on both views at once.
             for key in ("]", "]", ";"):
@@ -259,7 +253,7 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
             page.keyboard.press("e")
             assert "exposure=off" in str(page.get_attribute("#zoom", "src"))
             assert page.get_attribute("#exposure", "aria-pressed") == "false"
-            assert shown() == first
+            assert segment_shown(page) == first
             page.click("#exposure")
             assert "exposure=auto" in str(page.get_attribute("#zoom", "src"))
 
@@ -271,7 +265,7 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
                 "document.getElementById('progress').textContent.startsWith('1 / ')",
                 timeout=20_000,
             )
-            second = shown()
+            second = segment_shown(page)
             assert second != first
             image_id, segment_id = second.split("/")
             assert leases_of(open_round, "carol") == [(image_id, int(segment_id))]
@@ -289,7 +283,7 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
                 "document.dispatchEvent(new Event('visibilitychange'))"
             )
             wait_until(lambda: bool(leases_of(open_round, "carol")), what="a new lease")
-            assert shown() == second
+            assert segment_shown(page) == second
             page.evaluate("delete document.visibilityState")  # the browser's own again
 
             # Closing the page releases it too.
