@@ -63,6 +63,53 @@ FLIP_SHARE = 0.15
 """Share of segments whose initial label is flipped to another class."""
 
 
+class _MemorySampler:
+    """Peak resident memory split into anonymous and file-backed pages, per phase.
+
+    ``ru_maxrss`` counts memory-mapped file pages (the feature cache in
+    ``A2LC_FEATURE_MEMORY_MB=0`` mode) as if they were the process's own; the kernel
+    drops those under pressure, so the anonymous peak is what the job needs.
+    Samples ``/proc/self/status`` every ``interval`` seconds (Linux; elsewhere empty).
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        import threading
+
+        self.phase = "setup"
+        self.peaks: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        try:
+            lines = Path("/proc/self/status").read_text().splitlines()
+        except OSError:
+            return
+        values = {
+            key: float(rest.split()[0]) / 1024
+            for key, _, rest in (line.partition(":") for line in lines)
+            if key in ("RssAnon", "RssFile")
+        }
+        peaks = self.peaks.setdefault(self.phase, {"anon_mb": 0.0, "file_mb": 0.0})
+        peaks["anon_mb"] = max(peaks["anon_mb"], values.get("RssAnon", 0.0))
+        peaks["file_mb"] = max(peaks["file_mb"], values.get("RssFile", 0.0))
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._sample()
+
+    def enter(self, phase: str) -> None:
+        self._sample()
+        self.phase = phase
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
+
+
 def _spin(stop: Any) -> None:  # pragma: no cover - a busy process
     x = 0
     while not stop.is_set():
@@ -100,6 +147,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
 
+    memory = _MemorySampler()
     dataset = load_dataset(Path(args.data), split=args.split)
     dataset = replace(dataset, samples=dataset.samples[: args.size])
     marks: list[tuple[int, str, float, float]] = []
@@ -113,6 +161,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             _initial_maps(ws, args.seed)
             config = RunConfig(strategy=args.strategy, rounds=0, eval_split=args.eval_split)
             started = time.perf_counter()
+            memory.enter("round0")
             run_rounds(ws, config, cache_dir=Path(args.cache), show_progress=False)
             round0 = time.perf_counter() - started
             busy: list[multiprocessing.Process] = []
@@ -122,6 +171,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 process.start()
                 busy.append(process)
             try:
+                memory.enter("round1")
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 run_rounds(
                     ws,
@@ -131,6 +181,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                     on_step=on_step,
                 )
                 cpu1, wall1 = time.process_time(), time.perf_counter()
+                memory.enter("after")
             finally:
                 stop.set()
                 for process in busy:
@@ -163,6 +214,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "round": {"cpu": cpu1 - cpu0, "wall": wall1 - wall0},
         "round0_wall": round0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_memory_by_phase": memory.stop(),
         "data_miou": metrics.get(1, {}).get("data_miou"),
         "lcm_changed": metrics.get(1, {}).get("lcm_changed"),
     }

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from a2lc import __version__
 from a2lc.acquisition import ACQUISITIONS
@@ -28,6 +28,10 @@ from a2lc.pseudo_labels.grounded_sam import (
 from a2lc.runtime import request_threads
 from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, PRESETS, STRATEGIES
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
+
+if TYPE_CHECKING:
+    from a2lc.rounds import RunConfig
+    from a2lc.workspace import Workspace
 
 log = logging.getLogger("a2lc")
 
@@ -857,23 +861,45 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from a2lc.report import workspace_report
+    from a2lc.distributed import init_from_environment, shutdown, synchronise
     from a2lc.rounds import run_rounds
     from a2lc.workspace import Workspace
 
     config = run_config_from_args(args)
-    with Workspace.open(args.workspace) as ws:
-        result = run_rounds(ws, config, cache_dir=args.cache)
-        _print_metrics(result.metrics, images=len(ws.samples))
-        if args.report:
-            workspace_report(ws, args.report)
-            print(f"report: {args.report}")
-        if not result.finished:
-            print(
-                f"round {result.waiting_round}: {ws.count_unanswered(result.waiting_round or 0)} queries "
-                f"wait for answers (`a2lc annotate -w {args.workspace}`, or Label Studio via "
-                "`a2lc export-queries`); rerun this command when they are in"
-            )
+    # Under torchrun every rank runs the loop; rank 0 alone opens the workspace for
+    # writing (first: it may roll back an interrupted import), the others read it.
+    shard = init_from_environment()
+    try:
+        if shard is not None and not shard.writer:
+            logging.getLogger("a2lc").setLevel(logging.WARNING)
+            synchronise(shard)
+            with Workspace.open(args.workspace, read_only=True) as ws:
+                run_rounds(ws, config, cache_dir=args.cache, shard=shard)
+            return 0
+        with Workspace.open(args.workspace) as ws:
+            synchronise(shard)
+            return _run_and_report(args, ws, config, shard)
+    finally:
+        shutdown(shard)
+
+
+def _run_and_report(
+    args: argparse.Namespace, ws: Workspace, config: RunConfig, shard: Shard | None
+) -> int:
+    from a2lc.report import workspace_report
+    from a2lc.rounds import run_rounds
+
+    result = run_rounds(ws, config, cache_dir=args.cache, shard=shard)
+    _print_metrics(result.metrics, images=len(ws.samples))
+    if args.report:
+        workspace_report(ws, args.report)
+        print(f"report: {args.report}")
+    if not result.finished:
+        print(
+            f"round {result.waiting_round}: {ws.count_unanswered(result.waiting_round or 0)} queries "
+            f"wait for answers (`a2lc annotate -w {args.workspace}`, or Label Studio via "
+            "`a2lc export-queries`); rerun this command when they are in"
+        )
     return 0
 
 

@@ -15,18 +15,31 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Shard:
     """This process's part of a sharded pass: ``rank`` of ``world``; ``gather`` returns,
-    on every rank, the list of every rank's object (rank order)."""
+    on every rank, the list of every rank's object (rank order); ``barrier`` waits
+    until every rank has reached it; ``local_world``: processes on this machine
+    (they share its memory)."""
 
     rank: int
     world: int
     gather: Callable[[Any], list[Any]]
+    barrier: Callable[[], None] = _nothing
+    local_world: int = 1
 
     def owns(self, index: int) -> bool:
         """Whether pool image ``index`` is this process's."""
         return index % self.world == self.rank
+
+    @property
+    def writer(self) -> bool:
+        """Rank 0 alone writes the workspace and checkpoints."""
+        return self.rank == 0
 
 
 def torch_shard() -> Shard | None:
@@ -41,7 +54,8 @@ def torch_shard() -> Shard | None:
         dist.all_gather_object(found, value)
         return found
 
-    return Shard(dist.get_rank(), dist.get_world_size(), gather)
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    return Shard(dist.get_rank(), dist.get_world_size(), gather, dist.barrier, max(1, local))
 
 
 def init_from_environment() -> Shard | None:
@@ -55,6 +69,17 @@ def init_from_environment() -> Shard | None:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return torch_shard()
+
+
+def is_writer(shard: Shard | None) -> bool:
+    """Whether this process writes (one process, or rank 0 of several)."""
+    return shard is None or shard.writer
+
+
+def synchronise(shard: Shard | None) -> None:
+    """Wait for every rank (nothing without a shard): after rank 0 writes, before others read."""
+    if shard is not None:
+        shard.barrier()
 
 
 def shutdown(shard: Shard | None) -> None:

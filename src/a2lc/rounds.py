@@ -13,6 +13,11 @@ Round 0 trains θ_0 on the initial labels. Each round r = 1..R then
 Every completed step is recorded in the workspace, so rerunning the same command
 after an interruption continues from the last completed step. Training and LCM
 are seeded, so the final result is the same as for an uninterrupted run.
+
+Under torchrun (a :class:`~a2lc.distributed.Shard`), every rank runs this loop:
+prediction and scoring are sharded by image and merged on every rank, training is
+data-parallel, and rank 0 alone writes (the workspace, checkpoints); the other
+ranks read the workspace after each of its writes (a barrier in between).
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ from a2lc.correctors import (
 )
 from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import Dataset
+from a2lc.distributed import Shard, is_writer, synchronise
 from a2lc.errors import WorkspaceError
-from a2lc.loop import ScoreConfig, answer_with_oracle, data_miou, select_queries
+from a2lc.loop import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
@@ -104,8 +110,9 @@ FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked")
 """Options that only matter from round 1 on: free while no correction round has started."""
 
 
-def _check_config(ws: Workspace, config: RunConfig) -> None:
-    """Store the run config; refuse a resume whose options would change work already done."""
+def _check_config(ws: Workspace, config: RunConfig, *, write: bool = True) -> None:
+    """Store the run config (when ``write``); refuse a resume whose options would change
+    work already done."""
     stored = ws.meta("run_config")
     wanted = _config_json(config)
     if stored is not None:
@@ -125,16 +132,17 @@ def _check_config(ws: Workspace, config: RunConfig) -> None:
                 f"workspace {ws.path} was started with other options; a run resumes only with the same "
                 f"ones (except {', '.join(free)}). Differences (was, now): {diff}"
             )
-    if stored != wanted:
+    if stored != wanted and write:
         ws.set_meta({"run_config": wanted})
 
 
-def _resume_threads(ws: Workspace) -> None:
+def _resume_threads(ws: Workspace, *, write: bool = True) -> None:
     """Use the thread count the run started with (results differ in their last bits between counts)."""
     threads = configure_threads()
     stored = ws.meta("threads")
     if stored is None:
-        ws.set_meta({"threads": str(threads)})
+        if write:
+            ws.set_meta({"threads": str(threads)})
     elif int(stored) != threads:
         if threads_chosen_by_user():
             log.warning(
@@ -143,7 +151,8 @@ def _resume_threads(ws: Workspace) -> None:
                 stored,
                 threads,
             )
-            ws.set_meta({"threads": str(threads)})
+            if write:
+                ws.set_meta({"threads": str(threads)})
         else:
             threads = configure_threads(int(stored))
     log.info("torch uses %d CPU thread(s)", threads)
@@ -167,8 +176,16 @@ def run_rounds(
     cache_dir: Path | None = None,
     show_progress: bool = True,
     on_step: Callable[[int, str], None] | None = None,
+    shard: Shard | None = None,
 ) -> RunResult:
-    """Run (or resume) the correction loop on ``ws`` up to ``config.rounds`` rounds."""
+    """Run (or resume) the correction loop on ``ws`` up to ``config.rounds`` rounds.
+
+    ``shard``: this process is one rank of a torch.distributed run (see the module
+    docstring); every rank calls this with the same config, rank 0 with the writable
+    workspace, the others with it opened read-only.
+    """
+    writer = is_writer(shard)
+    show_progress = show_progress and writer
     strategy = resolve_strategy(config.strategy)
     ws.require_segments()
     if config.model.num_classes not in (0, ws.num_classes):
@@ -184,7 +201,7 @@ def run_rounds(
         )
     budget = config.budget or default_budget(ws)
     config = replace(config, budget=budget)
-    _check_config(ws, config)
+    _check_config(ws, config, write=writer)
     eval_data = _eval_dataset(ws, config.eval_split)
     samples = {s.id: s for s in ws.samples}
     if eval_data is not None:
@@ -194,7 +211,8 @@ def run_rounds(
                 f"evaluation split shares image ids with the pool: {sorted(overlap)[:3]}"
             )
         samples.update({s.id: s for s in eval_data.samples})
-    _resume_threads(ws)
+    _resume_threads(ws, write=writer)
+    synchronise(shard)
     runner = ModelRunner(
         model_config=config.model,
         train_config=config.train,
@@ -210,10 +228,10 @@ def run_rounds(
 
     for r in range(config.rounds + 1):
         if r > 0:
-            waiting = _correction_round(ws, runner, config, r, strategy, show_progress, step)
+            waiting = _correction_round(ws, runner, config, r, strategy, show_progress, step, shard)
             if waiting:
                 return RunResult(False, r, ws.metrics())
-        _train_and_evaluate(ws, runner, config, r, eval_data, show_progress, step)
+        _train_and_evaluate(ws, runner, config, r, eval_data, show_progress, step, shard)
     return RunResult(True, None, ws.metrics())
 
 
@@ -225,8 +243,12 @@ def _correction_round(
     strategy: Strategy,
     show_progress: bool,
     step: Callable[[int, str], None],
+    shard: Shard | None = None,
 ) -> bool:
-    """Round r's queries, answers, corrector and closing; True if waiting for human answers."""
+    """Round r's queries, answers, corrector and closing; True if waiting for human answers.
+
+    Every rank predicts and scores its images; rank 0 alone writes."""
+    writer = is_writer(shard)
     known = {info.round: info for info in ws.rounds()}
     if r in known and known[r].status == "closed":
         return False
@@ -261,40 +283,78 @@ def _correction_round(
             load_feature_probs=(lambda image_id: runner.predict(model, image_id))
             if quirk
             else None,
+            shard=shard,
         )
-        queries = selection.queries[:budget]
-        extra_metrics: dict[str, float] = {}
-        if selection.features is not None:
-            # Saved before the round is recorded, so that a recorded round always has
-            # its features, and the corrector can run after answers arrive in another process.
-            saved = save_round_features(
-                features_path(ws, r), selection.features, ws=ws, segments=ws.pool_segments()
-            )
-            if checked:
-                queries, extra_metrics = plan_checked(
-                    ws,
-                    config=config.checked,
-                    seed=config.seed,
-                    round_index=r,
-                    ranked=selection.queries,
-                    budget=budget,
-                    saved=saved,
-                )
-        ws.start_round(
-            queries,
-            strategy=config.strategy,
-            budget=budget,
-            config={**selection.config, "acquisition": acquisition},
-        )
-        ws.record_metrics(
-            r,
-            {
-                "seconds/predict_and_score": time.perf_counter() - started,
-                **selection.timings,
-                **extra_metrics,
-            },
-        )
+        if writer:
+            _record_queries(ws, config, r, strategy, selection, started=started)
+        synchronise(shard)  # the round is recorded before any rank reads it
         step(r, "queries")
+    # Answers, corrector and closing are rank 0's; every rank learns whether the round
+    # waits for people (a collective, so also a barrier after rank 0's writes).
+    waiting = _finish_round(ws, config, r, strategy, show_progress, step) if writer else None
+    return bool(_from_writer(shard, waiting))
+
+
+def _record_queries(
+    ws: Workspace,
+    config: RunConfig,
+    r: int,
+    strategy: Strategy,
+    selection: Selection,
+    *,
+    started: float,
+) -> None:
+    """Record round r from its selection: features, the checked corrector's audits, queries."""
+    budget = config.budget or 0
+    queries = selection.queries[:budget]
+    extra_metrics: dict[str, float] = {}
+    if selection.features is not None:
+        # Saved before the round is recorded, so that a recorded round always has
+        # its features, and the corrector can run after answers arrive in another process.
+        saved = save_round_features(
+            features_path(ws, r), selection.features, ws=ws, segments=ws.pool_segments()
+        )
+        if strategy.corrector == "checked":
+            queries, extra_metrics = plan_checked(
+                ws,
+                config=config.checked,
+                seed=config.seed,
+                round_index=r,
+                ranked=selection.queries,
+                budget=budget,
+                saved=saved,
+            )
+    ws.start_round(
+        queries,
+        strategy=config.strategy,
+        budget=budget,
+        config={**selection.config, "acquisition": strategy.acquisition},
+    )
+    ws.record_metrics(
+        r,
+        {
+            "seconds/predict_and_score": time.perf_counter() - started,
+            **selection.timings,
+            **extra_metrics,
+        },
+    )
+
+
+def _from_writer(shard: Shard | None, value: object) -> object:
+    """Rank 0's ``value`` on every rank (a collective: every rank waits for rank 0)."""
+    return value if shard is None else shard.gather(value)[0]
+
+
+def _finish_round(
+    ws: Workspace,
+    config: RunConfig,
+    r: int,
+    strategy: Strategy,
+    show_progress: bool,
+    step: Callable[[int, str], None],
+) -> bool:
+    """Round r after its queries (rank 0): answers, corrector, closing; True if waiting."""
+    checked = strategy.corrector == "checked"
     if ws.count_unanswered(r):
         if config.oracle == "human":
             log.info(
@@ -332,18 +392,24 @@ def _train_and_evaluate(
     eval_data: Dataset | None,
     show_progress: bool,
     step: Callable[[int, str], None],
+    shard: Shard | None = None,
 ) -> None:
+    """Train θ_r (data-parallel over the ranks) and measure data and model mIoU."""
+    writer = is_writer(shard)
     folder = model_dir(ws, r)
     model = None
     if not ws.step_done(r, "train"):
         started = time.perf_counter()
         pool = [s.id for s in ws.samples]
-        model, history = runner.fit(pool, ws.read_labels, seed=_model_seed(config, r))
-        runner.save(model, folder, extra={"round": r, "loss": history, "run": asdict(config)})
-        ws.record_metrics(
-            r, {"seconds/train": time.perf_counter() - started, "train_loss": history[-1]}
-        )
-        ws.mark_step(r, "train", {"loss": history})
+        model, history = runner.fit(pool, ws.read_labels, seed=_model_seed(config, r), shard=shard)
+        if writer:
+            extra = {"round": r, "loss": history, "run": asdict(config)}
+            runner.save(model, folder, extra=extra)
+            ws.record_metrics(
+                r, {"seconds/train": time.perf_counter() - started, "train_loss": history[-1]}
+            )
+            ws.mark_step(r, "train", {"loss": history})
+        synchronise(shard)
         step(r, "train")
     if ws.step_done(r, "eval"):
         return
@@ -351,7 +417,7 @@ def _train_and_evaluate(
     values: dict[str, float] = {}
     watch = Stopwatch()
     truth_images = len(ws.ground_truth_ids)
-    if truth_images:
+    if truth_images and writer:
         with watch.part("data_miou"):
             data = data_miou(ws, show_progress=show_progress)
         values["data_miou"] = data.miou
@@ -367,14 +433,16 @@ def _train_and_evaluate(
             model = runner.load(folder, seed=_model_seed(config, r))
         acc = ConfusionAccumulator(ws.num_classes)
         with watch.part("model_miou"):
-            for sample in progress(
-                eval_data.samples,
-                desc="model mIoU",
-                total=len(eval_data.samples),
-                enabled=show_progress,
-            ):
+            mine = [
+                sample
+                for index, sample in enumerate(eval_data.samples)
+                if shard is None or shard.owns(index)
+            ]
+            for sample in progress(mine, desc="model mIoU", total=len(mine), enabled=show_progress):
                 prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
                 acc.update(read_ground_truth(eval_data, sample), prediction)
+            if shard is not None:  # integer counts: the sum is exact in any order
+                acc.matrix = np.sum(shard.gather(acc.matrix), axis=0)
         values["model_miou"] = acc.miou
         values.update(
             {
@@ -382,14 +450,16 @@ def _train_and_evaluate(
                 for c, v in zip(ws.dataset.classes, acc.iou, strict=True)
             }
         )
-    values.update(watch.metrics())
-    values["seconds/eval"] = time.perf_counter() - started
-    values["segments_queried"] = float(
-        sum(len(ws.queries(i.round)) for i in ws.rounds() if i.round <= r)
-    )
-    ws.record_metrics(r, values)
-    ws.mark_step(r, "eval")
-    _log_round(r, ws.metrics().get(r, values), images=len(ws.samples))
+    if writer:
+        values.update(watch.metrics())
+        values["seconds/eval"] = time.perf_counter() - started
+        values["segments_queried"] = float(
+            sum(len(ws.queries(i.round)) for i in ws.rounds() if i.round <= r)
+        )
+        ws.record_metrics(r, values)
+        ws.mark_step(r, "eval")
+        _log_round(r, ws.metrics().get(r, values), images=len(ws.samples))
+    synchronise(shard)
     step(r, "eval")
 
 

@@ -4,9 +4,6 @@ the queries one process selects, from the same probabilities (a fixed model's)."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,24 +12,9 @@ from a2lc.data.readers import load_dataset
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.loop import ScoreConfig, probability_folder_loader, select_queries
 from a2lc.workspace import Workspace
-from tests.web.test_e2e import free_port
+from tests.distributed.launch import torchrun
 
 WORKER = Path(__file__).with_name("score_worker.py")
-
-
-def torchrun(*argv: str) -> subprocess.CompletedProcess[str]:
-    """``torchrun --nproc-per-node 2 ARGV`` (real gloo processes), on one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    result = subprocess.run(
-        [*command, "--master-port", str(free_port()), *argv],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
 
 
 @pytest.mark.parametrize("strategy", ["alc", "eg", "abc"])

@@ -15,6 +15,7 @@ import numpy as np
 from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
 from a2lc.data.sample import Sample
+from a2lc.distributed import Shard, synchronise
 from a2lc.models.segmenter import ModelConfig, Segmenter, build_model
 from a2lc.models.training import (
     FeatureCache,
@@ -109,14 +110,27 @@ class ModelRunner:
         )
 
     def fit(
-        self, image_ids: Sequence[str], load_labels: LabelLoader, *, seed: int
+        self,
+        image_ids: Sequence[str],
+        load_labels: LabelLoader,
+        *,
+        seed: int,
+        shard: Shard | None = None,
     ) -> tuple[Segmenter, list[float]]:
-        """A fresh model (seeded) trained on ``image_ids``; returns it and the loss per epoch."""
+        """A fresh model (seeded) trained on ``image_ids``; returns it and the loss per epoch.
+
+        ``shard``: data-parallel over the ranks of a process group; each rank encodes the
+        missing cache files of its own images (``i mod world``), and the ranks of one
+        machine split the in-memory feature budget.
+        """
         model = self.build(seed=seed)
         cache = self.cache_for(model)
         if cache is not None:
-            cache.fill(image_ids, show_progress=self.show_progress)
-            cache.hold(image_ids, memory_budget=feature_memory_budget())
+            mine = [i for k, i in enumerate(image_ids) if shard is None or shard.owns(k)]
+            cache.fill(mine, show_progress=self.show_progress)
+            synchronise(shard)
+            budget = feature_memory_budget() // (1 if shard is None else shard.local_world)
+            cache.hold(image_ids, memory_budget=budget)
         history = train(
             model,
             image_ids,
@@ -127,6 +141,7 @@ class ModelRunner:
             cache=cache,
             show_progress=self.show_progress,
             frozen_encoder=self.frozen,
+            shard=shard,
         )
         return model, history
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc.data.sample import IGNORE_INDEX
+from a2lc.distributed import Shard
 from a2lc.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def train(
     cache: FeatureCache | None = None,
     show_progress: bool = True,
     frozen_encoder: bool | None = None,
+    shard: Shard | None = None,
 ) -> list[float]:
     """Train ``model`` with cross-entropy (255 ignored); return the mean loss per epoch.
 
@@ -259,7 +261,27 @@ def train(
     ``frozen_encoder`` is True: then the frozen encoder runs on every batch (no
     cache: on a GPU that is cheaper than reading cached features back). Seeded and
     deterministic for a given config and device.
+
+    ``shard`` (torch.distributed, :mod:`a2lc.distributed`): data-parallel training.
+    Every rank draws the same global batches; rank ``k`` of ``W`` takes images
+    ``k, k+W, ...`` of each, the trainable part runs under DistributedDataParallel,
+    batch-norm statistics cover the global batch (:mod:`a2lc.models.ddp`) and the
+    loss is normalised by the labelled pixels of the global batch. So each step is
+    the one process's step on the same batch, up to floating-point summation order.
     """
+    if shard is not None:
+        return _train_distributed(
+            model,
+            image_ids,
+            shapes=shapes,
+            load_labels=load_labels,
+            load_image=load_image,
+            config=config,
+            cache=cache,
+            show_progress=show_progress,
+            frozen_encoder=frozen_encoder,
+            shard=shard,
+        )
     started = time.perf_counter()
     seed_everything(config.seed)
     device = resolve_device(config.device)
@@ -329,6 +351,119 @@ def train(
                 if frozen
                 else "whole model"
             ),
+            time.perf_counter() - started,
+            history[0],
+            history[-1],
+        )
+    return history
+
+
+def _train_distributed(
+    model: Segmenter,
+    image_ids: Sequence[str],
+    *,
+    shapes: dict[str, tuple[int, int]],
+    load_labels: LabelLoader,
+    load_image: ImageLoader,
+    config: TrainConfig,
+    cache: FeatureCache | None,
+    show_progress: bool,
+    frozen_encoder: bool | None,
+    shard: Shard,
+) -> list[float]:
+    """:func:`train` over the ranks of a process group (see its ``shard``)."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from a2lc.models.ddp import TrainStep, global_batch_norm
+
+    started = time.perf_counter()
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    frozen = cache is not None if frozen_encoder is None else frozen_encoder
+    for p in model.encoder.parameters():
+        p.requires_grad_(not frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    rng = random.Random(config.seed)
+    steps_per_epoch = len(_batches(image_ids, shapes, config.batch_size, random.Random(0)))
+    total = max(1, steps_per_epoch * config.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
+    history: list[float] = []
+    labels_cache: dict[str, torch.Tensor] = {}
+    stride = config.loss_stride
+    with global_batch_norm(model.head if frozen else model):
+        ddp = DistributedDataParallel(
+            TrainStep(model, from_features=frozen),
+            device_ids=[device.index]
+            if device.type == "cuda" and device.index is not None
+            else None,
+            forward_sync_buffers=False,  # running statistics are the same on every rank anyway
+        )
+        for epoch in range(config.epochs):
+            model.train()
+            if frozen:
+                model.encoder.eval()
+            epoch_loss = torch.zeros(2, dtype=torch.float64)  # Σ step losses, steps taken
+            batches = _batches(image_ids, shapes, config.batch_size, rng)
+            for batch in progress(
+                batches,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                total=len(batches),
+                unit="batch",
+                enabled=show_progress,
+                log_done=False,
+            ):
+                part = batch[shard.rank :: shard.world]
+                # A rank with no image in this batch still steps (collectives), on an
+                # empty batch of the right shape.
+                loaded = part or batch[:1]
+                targets = torch.stack(
+                    [_labels(labels_cache, load_labels, i, stride) for i in loaded]
+                )
+                targets = targets[: len(part)].to(device).long()
+                labelled = torch.tensor(
+                    [float((targets != IGNORE_INDEX).sum())], dtype=torch.float64
+                )
+                dist.all_reduce(labelled)
+                if labelled.item() == 0:
+                    continue
+                if frozen and cache is not None:
+                    per_image = [cache.get(i, shape=shapes[i]) for i in loaded]
+                    inputs: object = [
+                        torch.cat(scale)[: len(part)] for scale in zip(*per_image, strict=True)
+                    ]
+                else:
+                    images = torch.stack([image_tensor(load_image(i)) for i in loaded])
+                    images = images[: len(part)].to(device)
+                    if frozen:
+                        with torch.no_grad():
+                            inputs = model.features(images)
+                    else:
+                        inputs = images
+                logits = ddp(inputs, tuple(targets.shape[-2:]))
+                local = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+                # DDP averages gradients over ranks; × world makes them the global mean's.
+                loss = local * (shard.world / float(labelled.item()))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimizer.step()
+                scheduler.step()
+                epoch_loss += torch.tensor(
+                    [local.item() / float(labelled.item()), 1.0 / shard.world], dtype=torch.float64
+                )
+            dist.all_reduce(epoch_loss)
+            history.append(
+                float(epoch_loss[0] / epoch_loss[1]) if epoch_loss[1] > 0 else float("nan")
+            )
+            log.debug("epoch %d loss %.4f", epoch + 1, history[-1])
+    if show_progress and history:
+        log.info(
+            "trained on %d images, %d epochs, %d processes in %.1f s, loss %.3f → %.3f",
+            len(image_ids),
+            config.epochs,
+            shard.world,
             time.perf_counter() - started,
             history[0],
             history[-1],
