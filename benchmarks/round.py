@@ -37,6 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from _workspaces import flipped_gt_proxy_maps
+
 STAGES = ("queries", "answers", "lcm", "close", "train", "eval")
 """The steps of a round as :func:`a2lc.rounds.run_rounds` reports them."""
 STAGE_NAMES = {
@@ -59,8 +61,6 @@ PART_NAMES = {
     "data_miou": "data mIoU (pool)",
     "model_miou": "model mIoU (val)",
 }
-FLIP_SHARE = 0.15
-"""Share of segments whose initial label is flipped to another class."""
 
 
 class _MemorySampler:
@@ -116,31 +116,6 @@ def _spin(stop: Any) -> None:  # pragma: no cover - a busy process
         x = (x * 1103515245 + 12345) % 2147483648
 
 
-def _initial_maps(ws: Any, seed: int) -> None:
-    import numpy as np
-
-    from a2lc.data.segments import majority_labels, paint_segments, segment_sizes
-    from a2lc.pseudo_labels.segments import gt_proxy_segments
-
-    def maps() -> Any:
-        for index, sample in enumerate(ws.samples):
-            truth = ws.read_ground_truth(sample.id)
-            rng = np.random.default_rng([seed, index])
-            segments = gt_proxy_segments(truth, rng=rng)
-            ids, _ = segment_sizes(segments)
-            labels = majority_labels(truth, segments, ids).astype(np.int64)
-            flip = rng.random(ids.size) < FLIP_SHARE
-            shift = rng.integers(1, ws.num_classes, size=ids.size)
-            real = labels != 255
-            labels[flip & real] = (labels[flip & real] + shift[flip & real]) % ws.num_classes
-            painted = paint_segments(
-                np.full(truth.shape, 255, np.uint8), segments, ids, labels.astype(np.uint8)
-            )
-            yield sample.id, segments, painted
-
-    ws.set_initial_maps(maps(), source="benchmark", parameters={"flip_share": FLIP_SHARE})
-
-
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One pool size: build, round 0, timed round 1; returns the measurements."""
     from a2lc.data.readers import load_dataset
@@ -158,7 +133,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         ws = Workspace.create(Path(tmp) / "ws", dataset)
         with ws:
-            _initial_maps(ws, args.seed)
+            flipped_gt_proxy_maps(ws, seed=args.seed)
             config = RunConfig(strategy=args.strategy, rounds=0, eval_split=args.eval_split)
             started = time.perf_counter()
             memory.enter("round0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -10,7 +11,7 @@ import os
 import sqlite3
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -541,6 +542,43 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _rank_workspace(path: Path, shard: Shard | None) -> Iterator[Workspace]:
+    """The workspace as this rank of a torchrun job sees it: rank 0 (or a single
+    process) opens it for writing, first, since it may roll back an interrupted
+    import; the other ranks then open it read-only."""
+    from a2lc.distributed import synchronise
+    from a2lc.workspace import Workspace
+
+    if shard is None or shard.writer:
+        with Workspace.open(path) as ws:
+            synchronise(shard)
+            yield ws
+        return
+    logging.getLogger("a2lc").setLevel(logging.WARNING)  # rank 0 reports
+    synchronise(shard)
+    with Workspace.open(path, read_only=True) as ws:
+        yield ws
+
+
+def _distributed(
+    command: Callable[[argparse.Namespace, Shard | None], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Run ``command`` as one rank of a torchrun job (joins the process group the
+    environment describes; a single process without torchrun), leaving it cleanly."""
+
+    def run(args: argparse.Namespace) -> int:
+        from a2lc.distributed import init_from_environment, shutdown
+
+        shard = init_from_environment()
+        try:
+            return command(args, shard)
+        finally:
+            shutdown(shard)
+
+    return run
+
+
 def _status(args: argparse.Namespace) -> int:
     from a2lc.loop import data_miou
     from a2lc.workspace import Workspace
@@ -560,23 +598,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
-    from a2lc.distributed import init_from_environment, shutdown
-
-    # Under torchrun every rank scores its share of the images; rank 0 alone writes.
-    shard = init_from_environment()
-    try:
-        return _score_shard(args, shard)
-    finally:
-        shutdown(shard)
-
-
 def _score_shard(args: argparse.Namespace, shard: Shard | None) -> int:
+    """Under torchrun every rank scores its share of the images; rank 0 alone writes."""
     from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
-    from a2lc.workspace import Workspace
 
-    writer = shard is None or shard.rank == 0
-    with Workspace.open(args.workspace, read_only=not writer) as ws:
+    writer = shard is None or shard.writer
+    with _rank_workspace(args.workspace, shard) as ws:
         loader = probability_folder_loader(ws, args.probs)
         round_index = score_round(
             ws,
@@ -647,7 +674,8 @@ def _grounded_sam_config(args: argparse.Namespace, class_names: Sequence[str]) -
     )
 
 
-def _grounded_sam(args: argparse.Namespace) -> int:
+def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
+    """Under torchrun each rank runs the models on images ``i mod world``."""
     if args.workspace is None:
         from a2lc.pseudo_labels.grounded_sam import run_grounded_sam
 
@@ -655,13 +683,28 @@ def _grounded_sam(args: argparse.Namespace) -> int:
             raise A2LCError("give --workspace W, or --data DIR and --out DIR")
         dataset = load_dataset(args.data, split=args.split)
         config = _grounded_sam_config(args, dataset.class_names)
+        samples = [s for i, s in enumerate(dataset.samples) if shard is None or shard.owns(i)]
         summary = run_grounded_sam(
-            dataset.samples,
+            samples,
             args.out,
             config=config,
             class_names=dataset.class_names,
             palette=[c.color for c in dataset.classes],
+            show_progress=shard is None or shard.writer,
         )
+        if shard is not None:
+            from dataclasses import replace
+
+            parts = shard.gather(summary)
+            if not shard.writer:
+                return 0
+            summary = replace(
+                summary,
+                images=sum(p.images for p in parts),
+                skipped=sum(p.skipped for p in parts),
+                detections=sum(p.detections for p in parts),
+                seconds=max(p.seconds for p in parts),
+            )
         print(
             f"grounded-sam: {summary.images} images ({summary.skipped} done before), "
             f"{summary.detections} detections in {summary.seconds:.0f} s; segments and labels in "
@@ -670,11 +713,12 @@ def _grounded_sam(args: argparse.Namespace) -> int:
         )
         return 0
     from a2lc.pseudo_labels.pipeline import make_grounded_sam_labels
-    from a2lc.workspace import Workspace
 
-    with Workspace.open(args.workspace) as ws:
+    with _rank_workspace(args.workspace, shard) as ws:
         config = _grounded_sam_config(args, ws.class_names)
-        result = make_grounded_sam_labels(ws, config=config)
+        result = make_grounded_sam_labels(ws, config=config, shard=shard)
+        if shard is not None and not shard.writer:
+            return 0
         print(
             f"grounded-sam: {result['images']} images ({result['resumed_from']} done before), "
             f"{result['detections']} detections"
@@ -757,15 +801,15 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pseudo_label(args: argparse.Namespace) -> int:
+def _pseudo_label(args: argparse.Namespace, shard: Shard | None) -> int:
+    """Under torchrun the pool is labelled by image across the ranks; rank 0 commits."""
     from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
-    from a2lc.workspace import Workspace
 
     if args.source == "grounded-sam":
-        return _grounded_sam(args)
+        return _grounded_sam(args, shard)
     if args.workspace is None:
         raise A2LCError(f"--source {args.source} needs --workspace W")
-    with Workspace.open(args.workspace) as ws:
+    with _rank_workspace(args.workspace, shard) as ws:
         config = PseudoLabelConfig(
             source=args.source,
             noise=args.noise,
@@ -775,7 +819,9 @@ def _pseudo_label(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
             seed_epochs=args.seed_epochs,
         )
-        summary = make_pseudo_labels(ws, config=config, cache_dir=args.cache)
+        summary = make_pseudo_labels(ws, config=config, cache_dir=args.cache, shard=shard)
+        if shard is not None and not shard.writer:
+            return 0
         print(
             f"pseudo-labels ({args.source}): {summary['segments']} segments kept, "
             f"{summary['uncovered_segments']} left uncovered; seed images {summary['seed_images']}"
@@ -860,27 +906,16 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
-    from a2lc.distributed import init_from_environment, shutdown, synchronise
+def _run(args: argparse.Namespace, shard: Shard | None) -> int:
+    """Under torchrun every rank runs the loop; rank 0 alone writes and reports."""
     from a2lc.rounds import run_rounds
-    from a2lc.workspace import Workspace
 
     config = run_config_from_args(args)
-    # Under torchrun every rank runs the loop; rank 0 alone opens the workspace for
-    # writing (first: it may roll back an interrupted import), the others read it.
-    shard = init_from_environment()
-    try:
+    with _rank_workspace(args.workspace, shard) as ws:
         if shard is not None and not shard.writer:
-            logging.getLogger("a2lc").setLevel(logging.WARNING)
-            synchronise(shard)
-            with Workspace.open(args.workspace, read_only=True) as ws:
-                run_rounds(ws, config, cache_dir=args.cache, shard=shard)
+            run_rounds(ws, config, cache_dir=args.cache, shard=shard)
             return 0
-        with Workspace.open(args.workspace) as ws:
-            synchronise(shard)
-            return _run_and_report(args, ws, config, shard)
-    finally:
-        shutdown(shard)
+        return _run_and_report(args, ws, config, shard)
 
 
 def _run_and_report(
@@ -1204,15 +1239,15 @@ def _print_status(summary: dict[str, Any]) -> None:
 _HANDLERS = {
     "init": _init,
     "status": _status,
-    "score": _score,
+    "score": _distributed(_score_shard),
     "correct": _correct,
-    "pseudo-label": _pseudo_label,
+    "pseudo-label": _distributed(_pseudo_label),
     "annotate": _annotate,
     "ls-backend": _ls_backend,
     "export-queries": _export_queries,
     "import-answers": _import_answers,
     "import-labels": _import_labels,
-    "run": _run,
+    "run": _distributed(_run),
     "export": _export,
     "report": _report,
     "bench": _bench,

@@ -12,40 +12,95 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-class _SumOverRanks(torch.autograd.Function):
-    """All-reduce (sum) whose backward all-reduces the gradient: each rank's input
-    feeds every rank's output, so its gradient is the sum of theirs."""
+def _sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    import torch.distributed as dist
+
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total
+
+
+def _global_statistics(input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Per-channel mean and biased variance (float64) over every rank's ``input``, and
+    the global pixel count. Each rank's own statistics are BatchNorm2d's (float32);
+    they are combined in float64, where E[x²] − E[x]² keeps its digits."""
+    channels = input.shape[1]
+    pixels = input.shape[0] * input.shape[2] * input.shape[3]
+    if pixels:
+        # torch's batch-norm statistics kernel (biased variance): several times faster
+        # on CPU than torch.var_mean over (N, H, W).
+        mean_local, var_local = torch.batch_norm_update_stats(input, None, None, 0.0)
+        mean64, var64 = mean_local.double(), var_local.double()
+    else:  # an empty part of the batch
+        mean64 = var64 = torch.zeros(channels, dtype=torch.float64, device=input.device)
+    count = torch.tensor([float(pixels)], dtype=torch.float64, device=input.device)
+    total = _sum_over_ranks(torch.cat([pixels * mean64, pixels * (var64 + mean64 * mean64), count]))
+    n = float(total[-1])
+    mean = total[:channels] / n
+    var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)
+    return mean, var, n
+
+
+class _GlobalBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm with statistics over all ranks.
+
+    Forward is torch's fused batch-norm kernel fed the global statistics; backward
+    is batch norm's gradient with its two per-channel sums (of ``dy`` and
+    ``dy·x̂``) summed over ranks. The weight and bias gradients stay this rank's
+    (DistributedDataParallel sums them over ranks like any parameter's).
+    """
 
     @staticmethod
-    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        total = tensor.clone()
-        dist.all_reduce(total)
-        return total
+    def forward(
+        ctx: Any,
+        input: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        mean: torch.Tensor,
+        var: torch.Tensor,
+        count: float,
+        eps: float,
+    ) -> torch.Tensor:
+        mean32, var32 = mean.to(input.dtype), var.to(input.dtype)
+        invstd = (var + eps).rsqrt().to(input.dtype)
+        ctx.save_for_backward(input, weight, mean32, invstd)
+        ctx.count = count
+        return F.batch_norm(input, mean32, var32, weight, bias, training=False, eps=eps)
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        total = grad.clone()
-        dist.all_reduce(total)
-        return total
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        input, weight, mean, invstd = ctx.saved_tensors
+        shape = (1, -1, 1, 1)
+        sum_dy = grad.sum(dim=(0, 2, 3))
+        sum_dy_xhat = invstd * ((grad * input).sum(dim=(0, 2, 3)) - mean * sum_dy)
+        both = _sum_over_ranks(torch.cat([sum_dy, sum_dy_xhat]).double())
+        channels = sum_dy.numel()
+        mean_dy = (both[:channels] / ctx.count).to(grad.dtype)
+        mean_dy_xhat = (both[channels:] / ctx.count).to(grad.dtype)
+        # dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)), as a·dy + b·x + c per channel.
+        a = weight * invstd
+        b = -a * invstd * mean_dy_xhat
+        c = -a * mean_dy - b * mean
+        grad_input = grad * a.view(shape)
+        grad_input.addcmul_(input, b.view(shape)).add_(c.view(shape))
+        return grad_input, sum_dy_xhat, sum_dy, None, None, None, None
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``BatchNorm2d`` whose training statistics cover every rank's batch.
 
-    Per channel, the sums of ``x`` and ``x²`` and the pixel count are summed over
-    ranks with a differentiable all-reduce (its backward all-reduces the gradients),
-    so forward and backward are those of one batch-norm over the global batch. Works
-    on any backend (gloo on CPU, NCCL on GPU); a rank may hold an empty batch.
-    In eval mode, or without a process group, it is plain ``BatchNorm2d``.
+    Forward and backward are those of one batch norm over the global batch (see
+    :class:`_GlobalBatchNorm`), on any backend (gloo on CPU, NCCL on GPU); a rank
+    may hold an empty part of the batch. In eval mode, or without a process group,
+    it is plain ``BatchNorm2d``. Needs affine weights and running statistics (the
+    models here have both).
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
@@ -53,22 +108,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
         if not self.training or not (dist.is_available() and dist.is_initialized()):
             return super().forward(input)
-        # Sums in float64: E[x²] − E[x]² loses digits in float32 when the mean is large.
-        wide = input.double()
-        count = torch.tensor(
-            [input.shape[0] * input.shape[2] * input.shape[3]], dtype=torch.float64
-        )
-        local = torch.cat([wide.sum(dim=(0, 2, 3)), (wide * wide).sum(dim=(0, 2, 3)), count])
-        total = _SumOverRanks.apply(local)  # type: ignore[no-untyped-call]
-        channels = input.shape[1]
-        n = total[-1]
-        mean = total[:channels] / n
-        var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)
+        assert self.running_mean is not None
+        assert self.running_var is not None
         with torch.no_grad():
-            assert self.running_mean is not None
-            assert self.running_var is not None
+            mean, var, n = _global_statistics(input)
             momentum = 0.1 if self.momentum is None else self.momentum
-            unbiased = var * (n / (n - 1).clamp_min(1.0))
+            unbiased = var * (n / max(n - 1.0, 1.0))
             self.running_mean.mul_(1 - momentum).add_(
                 mean.to(self.running_mean.dtype), alpha=momentum
             )
@@ -77,12 +122,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
             )
             if self.num_batches_tracked is not None:
                 self.num_batches_tracked.add_(1)
-        scale = (var + self.eps).rsqrt()
-        shape = (1, channels, 1, 1)
-        out = (wide - mean.view(shape)) * scale.view(shape)
-        out = out.to(input.dtype)
-        if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
+        out: torch.Tensor = _GlobalBatchNorm.apply(  # type: ignore[no-untyped-call]
+            input, self.weight, self.bias, mean, var, n, self.eps
+        )
         return out
 
 

@@ -15,11 +15,18 @@ ground-truth images (``seed_images``). Three noise regimes:
   noise as foundation models make it).
 
 Deterministic under ``seed``.
+
+Under torchrun (a :class:`~a2lc.distributed.Shard`) the seed model trains
+data-parallel and the pool is labelled by image across the ranks: the other
+ranks stage their images' maps as files in the workspace, and rank 0 commits all
+of them in one transaction. The flip regimes solve their rates over the whole
+pool and run on rank 0.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import shutil
@@ -30,10 +37,12 @@ from typing import Literal
 
 import numpy as np
 
+from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc.correction.lcm import segment_features
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms
+from a2lc.distributed import Shard, is_writer, synchronise
 from a2lc.errors import WorkspaceError
 from a2lc.metrics import ConfusionAccumulator, iou_per_class
 from a2lc.models.config import ModelConfig
@@ -164,13 +173,17 @@ def make_pseudo_labels(
     cache_dir: Path | None = None,
     model_config: ModelConfig | None = None,
     show_progress: bool = True,
+    shard: Shard | None = None,
 ) -> dict[str, object]:
     """Write initial segments and labels into ``ws``; return a summary.
 
     The seed model is ``model_config`` (default: the default model) trained for
     ``config.seed_epochs`` on the seed images; encoder features are cached in
-    ``cache_dir`` (default: the workspace's cache).
+    ``cache_dir`` (default: the workspace's cache). ``shard``: one rank of a
+    torch.distributed run (see the module docstring); every rank returns the summary.
     """
+    writer = is_writer(shard)
+    show_progress = show_progress and writer
     if config.source == "gt-proxy" and not ws.has_ground_truth:
         raise WorkspaceError(
             "gt-proxy segments are derived from ground truth, for benchmarks only; "
@@ -200,41 +213,109 @@ def make_pseudo_labels(
         cache_dir=cache_dir if cache_dir is not None else ws.path / "cache",
         show_progress=show_progress,
     )
-    model, _ = seed_runner.fit(seed_ids, ws.read_ground_truth, seed=config.seed)
+    model, _ = seed_runner.fit(seed_ids, ws.read_ground_truth, seed=config.seed, shard=shard)
     if config.noise in FLIP_REGIMES:
-        return _flipped(
-            ws,
-            config=config,
-            target=target,
-            runner=seed_runner,
-            model=model,
-            seed_ids=seed_ids,
-            show_progress=show_progress,
+        if not writer:
+            return _from_writer(shard, None)
+        return _from_writer(
+            shard,
+            _flipped(
+                ws,
+                config=config,
+                target=target,
+                runner=seed_runner,
+                model=model,
+                seed_ids=seed_ids,
+                show_progress=show_progress,
+            ),
         )
     counts = {"segments": 0, "uncovered_segments": 0}
+
+    def label(index: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Image ``index``'s kept segments, their labels and how many were dropped."""
+        sample = ws.samples[index]
+        if config.source == "gt-proxy":
+            segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
+        else:
+            segments = superpixel_segments(
+                seed_runner.load_image(sample.id), num_segments=config.superpixels
+            )
+        probs = seed_runner.predict(model, sample.id)
+        kept, labels = label_segments_by_prediction(
+            probs, segments, min_confidence=config.min_confidence
+        )
+        return kept, labels, int(segments.max()) - int(kept.max())
+
+    staging = ws.path / PSEUDO_LABEL_STAGING
+    if shard is not None:
+        # The other ranks label their images first and stage them for rank 0.
+        if writer:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        synchronise(shard)
+        if not writer:
+            for index in range(len(ws.samples)):
+                if shard.owns(index):
+                    _stage(staging, ws.samples[index].id, *label(index))
+        synchronise(shard)
 
     def maps() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for index, sample in enumerate(
             progress(ws.samples, desc="pseudo-labels", total=len(ws.samples), enabled=show_progress)
         ):
-            if config.source == "gt-proxy":
-                segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
+            if shard is None or shard.owns(index):
+                kept, labels, dropped = label(index)
             else:
-                segments = superpixel_segments(
-                    seed_runner.load_image(sample.id), num_segments=config.superpixels
-                )
-            probs = seed_runner.predict(model, sample.id)
-            kept, labels = label_segments_by_prediction(
-                probs, segments, min_confidence=config.min_confidence
-            )
-            before = int(segments.max())
+                kept, labels, dropped = _staged(staging, sample.id)
             counts["segments"] += int(kept.max())
-            counts["uncovered_segments"] += before - int(kept.max())
+            counts["uncovered_segments"] += dropped
             yield sample.id, kept, labels
 
-    parameters = {**asdict(config), "seed_image_ids": seed_ids}
-    ws.set_initial_maps(maps(), source=config.source, parameters=parameters)
-    return {**counts, "seed_images": seed_ids}
+    summary: dict[str, object] | None = None
+    if writer:
+        parameters = {**asdict(config), "seed_image_ids": seed_ids}
+        ws.set_initial_maps(maps(), source=config.source, parameters=parameters)
+        if shard is not None:
+            _remove_staging(staging)
+        summary = {**counts, "seed_images": seed_ids}
+    return _from_writer(shard, summary)
+
+
+PSEUDO_LABEL_STAGING = "staging/pseudo-labels"
+"""Where the other ranks of a distributed ``pseudo-label`` leave their images' maps."""
+
+
+def _stage(
+    folder: Path, image_id: str, segments: np.ndarray, labels: np.ndarray, dropped: int
+) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, segments=segments, labels=labels, dropped=np.int64(dropped))
+    atomic_write_bytes(folder / f"{image_id}.npz", buffer.getvalue())
+
+
+def _staged(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray, int]:
+    path = folder / f"{image_id}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as staged:
+            return staged["segments"], staged["labels"], int(staged["dropped"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise WorkspaceError(
+            f"{path}: another rank's staged pseudo-labels are missing or damaged ({exc}); "
+            "run the command again"
+        ) from None
+
+
+def _remove_staging(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the parent stays if something else is staged there
+        staging.parent.rmdir()
+
+
+def _from_writer(shard: Shard | None, value: dict[str, object] | None) -> dict[str, object]:
+    """Rank 0's summary on every rank (a collective: every rank waits for rank 0)."""
+    got = value if shard is None else shard.gather(value)[0]
+    assert got is not None
+    return got
 
 
 def _gt_proxy(config: PseudoLabelConfig, index: int, ground_truth: np.ndarray) -> np.ndarray:
@@ -381,27 +462,37 @@ GROUNDED_SAM_STAGING = "staging/grounded-sam"
 
 
 def make_grounded_sam_labels(
-    ws: Workspace, *, config: GroundedSamConfig, show_progress: bool = True
+    ws: Workspace,
+    *,
+    config: GroundedSamConfig,
+    show_progress: bool = True,
+    shard: Shard | None = None,
 ) -> dict[str, object]:
     """Run Grounded SAM over the workspace's images and store the result as initial labels.
 
     Per-image results are staged in the workspace (an interrupted run resumes
     there) and become the initial segments and labels in one transaction at
     the end, with source ``grounded-sam`` and the thresholds recorded.
+    ``shard``: every rank runs the models on its images (``i mod world``) and stages
+    them; rank 0 commits the whole pool; every rank returns the summary.
     """
     from a2lc.pseudo_labels.grounded_sam import read_outputs, run_grounded_sam
 
     if ws.rounds():  # checked before hours of model time, not after
         raise WorkspaceError("initial labels cannot change after the first round started")
     staging = ws.path / GROUNDED_SAM_STAGING
-    summary = run_grounded_sam(
-        ws.samples,
+    mine = [s for i, s in enumerate(ws.samples) if shard is None or shard.owns(i)]
+    part = run_grounded_sam(
+        mine,
         staging,
         config=config,
         class_names=ws.class_names,
         palette=ws.palette,
-        show_progress=show_progress,
+        show_progress=show_progress and is_writer(shard),
     )
+    parts = [part] if shard is None else shard.gather(part)  # also: every rank has staged
+    if not is_writer(shard):
+        return _from_writer(shard, None)
     detections = sum(
         len(json.loads((staging / "detections" / f"{s.id}.json").read_text())["classes"])
         for s in ws.samples
@@ -419,12 +510,11 @@ def make_grounded_sam_labels(
         source="grounded-sam",
         parameters=parameters,
     )
-    shutil.rmtree(staging)
-    with contextlib.suppress(OSError):  # the parent stays if something else is staged there
-        staging.parent.rmdir()
-    return {
-        "images": summary.images,
-        "resumed_from": summary.skipped,
+    _remove_staging(staging)
+    summary: dict[str, object] = {
+        "images": sum(p.images for p in parts),
+        "resumed_from": sum(p.skipped for p in parts),
         "detections": detections,
-        "seconds": summary.seconds,
+        "seconds": max(p.seconds for p in parts),
     }
+    return summary if shard is None else _from_writer(shard, summary)
