@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from a2lc.errors import ConfigError
+
 
 def _nothing() -> None:
     return None
@@ -67,8 +69,34 @@ def init_from_environment() -> Shard | None:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            # One GPU per process on each machine; "cuda" then means this rank's GPU.
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend="nccl", timeout=_timeout())
+        else:
+            dist.init_process_group(backend="gloo", timeout=_timeout())
     return torch_shard()
+
+
+TIMEOUT_VARIABLE = "A2LC_DISTRIBUTED_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 7200
+"""How long a rank waits for the others at a collective. The other ranks wait while
+rank 0 alone works (LCM, the checked corrector, writing a round, the flip regimes'
+pool-wide solve), so the default is longer than torch's 30 minutes. A rank that
+dies does not make the others wait that long: torchrun stops them."""
+
+
+def _timeout() -> Any:
+    from datetime import timedelta
+
+    raw = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise ConfigError(f"{TIMEOUT_VARIABLE}={raw!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise ConfigError(f"{TIMEOUT_VARIABLE}={raw!r} must be positive")
+    return timedelta(seconds=seconds)
 
 
 def is_writer(shard: Shard | None) -> bool:

@@ -66,6 +66,13 @@ def _queries(ws: Path) -> dict[int, set[tuple[str, int]]]:
         }
 
 
+def _corrections(ws: Path) -> set[tuple[object, ...]]:
+    """Every recorded change: annotator answers and automatic corrections alike."""
+    keys = ("round", "image_id", "segment_id", "before", "after", "relabel", "source")
+    with Workspace.open(ws, read_only=True) as w:
+        return {tuple(c[k] for k in keys) for c in w.corrections()}
+
+
 def _metric(ws: Path, name: str) -> list[float]:
     with Workspace.open(ws, read_only=True) as w:
         metrics = w.metrics()
@@ -81,6 +88,9 @@ def test_two_processes_query_and_correct_what_one_does(
     for r in single:
         shared = len(single[r] & double[r]) / len(single[r])
         assert shared >= SHARED_QUERIES, (r, shared)
+    single_changes, double_changes = _corrections(one_process), _corrections(two)
+    shared_changes = len(single_changes & double_changes) / max(1, len(single_changes))
+    assert shared_changes >= SHARED_QUERIES
     for a, b in zip(_metric(one_process, "data_miou"), _metric(two, "data_miou"), strict=True):
         assert abs(a - b) * 100 <= DATA_MIOU_POINTS
     # Training is the one process's, step for step, up to floating-point summation order.
@@ -124,4 +134,5 @@ def test_a_killed_rank_fails_the_run_and_a_rerun_resumes(
     torchrun(str(WORKER), str(tmp_path / "audit"), "-", *args)
     uninterrupted, _ = two_processes
     assert _queries(ws) == _queries(uninterrupted)
+    assert _corrections(ws) == _corrections(uninterrupted)
     assert _metric(ws, "data_miou") == _metric(uninterrupted, "data_miou")

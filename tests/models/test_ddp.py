@@ -74,3 +74,15 @@ def test_swap_shares_parameters_and_is_undone() -> None:
         model.eval()
     assert type(model[1]) is nn.BatchNorm2d
     assert not model[1].training  # the mode set inside the block is kept
+
+
+@pytest.mark.usefixtures("process_group")
+def test_an_empty_part_of_the_batch_steps_without_error() -> None:
+    _, twin = _twins()
+    x = torch.zeros(0, 6, 7, 5, requires_grad=True)
+    # One rank alone: its empty part is the whole batch, the statistics are 0/0 (NaN)
+    # and must not crash the kernels; with other ranks they come from their parts.
+    out = twin(x)
+    out.sum().backward()
+    assert x.grad is not None
+    assert x.grad.shape == x.shape

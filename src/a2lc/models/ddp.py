@@ -51,9 +51,9 @@ def _global_statistics(input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
 class _GlobalBatchNorm(torch.autograd.Function):
     """Training-mode batch norm with statistics over all ranks.
 
-    Forward is torch's fused batch-norm kernel fed the global statistics; backward
-    is batch norm's gradient with its two per-channel sums (of ``dy`` and
-    ``dy·x̂``) summed over ranks. The weight and bias gradients stay this rank's
+    Forward and backward are torch's fused eval-mode batch-norm kernels fed the
+    global statistics; backward adds the terms through the statistics, from the
+    two per-channel sums (of ``dy`` and ``dy·x̂``) summed over ranks. The weight and bias gradients stay this rank's
     (DistributedDataParallel sums them over ranks like any parameter's).
     """
 
@@ -69,27 +69,36 @@ class _GlobalBatchNorm(torch.autograd.Function):
         eps: float,
     ) -> torch.Tensor:
         mean32, var32 = mean.to(input.dtype), var.to(input.dtype)
-        invstd = (var + eps).rsqrt().to(input.dtype)
-        ctx.save_for_backward(input, weight, mean32, invstd)
-        ctx.count = count
+        ctx.save_for_backward(input, weight, mean32, var32)
+        ctx.count, ctx.eps = count, eps
         return F.batch_norm(input, mean32, var32, weight, bias, training=False, eps=eps)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        input, weight, mean, invstd = ctx.saved_tensors
-        shape = (1, -1, 1, 1)
-        sum_dy = grad.sum(dim=(0, 2, 3))
-        sum_dy_xhat = invstd * ((grad * input).sum(dim=(0, 2, 3)) - mean * sum_dy)
+        input, weight, mean, var = ctx.saved_tensors
+        # torch's eval-mode backward kernel, in one pass: dy·w·invstd and this rank's
+        # Σ dy·x̂ (the weight's gradient) and Σ dy (the bias's).
+        if input.numel():
+            direct, sum_dy_xhat, sum_dy = torch.ops.aten.native_batch_norm_backward(
+                grad, input, weight, mean, var, None, None, False, ctx.eps, [True, True, True]
+            )
+        else:  # an empty part of the batch (the kernel divides by its size)
+            direct, sum_dy_xhat, sum_dy = (
+                grad.clone(),
+                torch.zeros_like(mean),
+                torch.zeros_like(mean),
+            )
         both = _sum_over_ranks(torch.cat([sum_dy, sum_dy_xhat]).double())
         channels = sum_dy.numel()
         mean_dy = (both[:channels] / ctx.count).to(grad.dtype)
         mean_dy_xhat = (both[channels:] / ctx.count).to(grad.dtype)
-        # dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)), as a·dy + b·x + c per channel.
+        # dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)) = direct + b·x + c per channel.
+        invstd = (var.double() + ctx.eps).rsqrt().to(grad.dtype)
         a = weight * invstd
         b = -a * invstd * mean_dy_xhat
         c = -a * mean_dy - b * mean
-        grad_input = grad * a.view(shape)
-        grad_input.addcmul_(input, b.view(shape)).add_(c.view(shape))
+        shape = (1, -1, 1, 1)
+        grad_input = direct.addcmul_(input, b.view(shape)).add_(c.view(shape))
         return grad_input, sum_dy_xhat, sum_dy, None, None, None, None
 
 

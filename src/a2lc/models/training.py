@@ -405,7 +405,7 @@ def _train_distributed(
             model.train()
             if frozen:
                 model.encoder.eval()
-            epoch_loss = torch.zeros(2, dtype=torch.float64)  # Σ step losses, steps taken
+            epoch_loss = torch.zeros(2, dtype=torch.float64, device=device)  # Σ losses, steps
             batches = _batches(image_ids, shapes, config.batch_size, rng)
             for batch in progress(
                 batches,
@@ -423,9 +423,8 @@ def _train_distributed(
                     [_labels(labels_cache, load_labels, i, stride) for i in loaded]
                 )
                 targets = targets[: len(part)].to(device).long()
-                labelled = torch.tensor(
-                    [float((targets != IGNORE_INDEX).sum())], dtype=torch.float64
-                )
+                # On the device: NCCL reduces only GPU tensors.
+                labelled = (targets != IGNORE_INDEX).sum().to(torch.float64).reshape(1)
                 dist.all_reduce(labelled)
                 if labelled.item() == 0:
                     continue
@@ -451,7 +450,9 @@ def _train_distributed(
                 optimizer.step()
                 scheduler.step()
                 epoch_loss += torch.tensor(
-                    [local.item() / float(labelled.item()), 1.0 / shard.world], dtype=torch.float64
+                    [local.item() / float(labelled.item()), 1.0 / shard.world],
+                    dtype=torch.float64,
+                    device=device,
                 )
             dist.all_reduce(epoch_loss)
             history.append(
