@@ -33,6 +33,16 @@ class Shard:
     gather: Callable[[Any], list[Any]]
     barrier: Callable[[], None] = _nothing
     local_world: int = 1
+    collect: Callable[[Any], list[Any] | None] | None = None
+    """Like ``gather`` but only rank 0 receives the list (None elsewhere): what only
+    rank 0 needs is not held on every rank. Defaults to ``gather``."""
+
+    def to_writer(self, value: Any) -> list[Any] | None:
+        """Every rank's ``value`` (rank order) on rank 0; None on the others."""
+        if self.collect is not None:
+            return self.collect(value)
+        found = self.gather(value)
+        return found if self.writer else None
 
     def owns(self, index: int) -> bool:
         """Whether pool image ``index`` is this process's."""
@@ -56,8 +66,16 @@ def torch_shard() -> Shard | None:
         dist.all_gather_object(found, value)
         return found
 
+    def collect(value: Any) -> list[Any] | None:
+        writer = dist.get_rank() == 0
+        found: list[Any] | None = [None] * dist.get_world_size() if writer else None
+        dist.gather_object(value, found, dst=0)
+        return found
+
     local = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
-    return Shard(dist.get_rank(), dist.get_world_size(), gather, dist.barrier, max(1, local))
+    return Shard(
+        dist.get_rank(), dist.get_world_size(), gather, dist.barrier, max(1, local), collect
+    )
 
 
 def init_from_environment() -> Shard | None:

@@ -66,14 +66,17 @@ def probability_folder_loader(ws: Workspace, folder: Path) -> ProbabilityLoader:
     return load
 
 
-def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = True) -> np.ndarray:
+def pool_class_weight(
+    ws: Workspace, *, round_index: int, show_progress: bool = True, shard: Shard | None = None
+) -> np.ndarray:
     """ABC's class weight over the pool's current labels entering ``round_index``.
 
     Segments corrected manually in earlier rounds and pixels labelled 255 are not counted.
+    ``shard``: each rank counts its images and the integer counts are summed (exact).
     """
     manual = ws.manual_segments(before_round=round_index)
     counts = np.zeros(ws.num_classes, dtype=np.int64)
-    samples = ws.samples
+    samples = [s for i, s in enumerate(ws.samples) if shard is None or shard.owns(i)]
     iterable = progress(samples, desc="class weights", total=len(samples), enabled=show_progress)
     for sample in iterable:
         segments = ws.read_segments(sample.id)
@@ -81,6 +84,8 @@ def pool_class_weight(ws: Workspace, *, round_index: int, show_progress: bool = 
         counts += class_pixel_counts(
             labels, segments, num_classes=ws.num_classes, exclude=manual.get(sample.id)
         )
+    if shard is not None:
+        counts = np.sum(shard.gather(counts), axis=0)
     return adaptive_class_weight(counts)
 
 
@@ -123,6 +128,7 @@ def select_queries(
     reserve: int = 0,
     load_feature_probs: ProbabilityLoader | None = None,
     shard: Shard | None = None,
+    merge_on_writer_only: bool = False,
 ) -> Selection:
     """Score every segment of the pool and select the top-B; writes nothing.
 
@@ -139,7 +145,9 @@ def select_queries(
     probability map, a budget larger than the segments left) raises before
     anything is recorded. ``shard``: score only this process's images and gather
     the rest from the other ranks (:mod:`a2lc.distributed`); every rank returns the
-    same selection, exactly the one a single process makes.
+    same selection, exactly the one a single process makes, or, with
+    ``merge_on_writer_only``, rank 0 does and the others return an empty selection
+    (they then hold no pool-wide scores or features).
     """
     ws.require_segments()
     acquisition = ACQUISITIONS.get(config.strategy)
@@ -155,7 +163,7 @@ def select_queries(
         )
     pooled = acquisition.pooled
     weight = (
-        pool_class_weight(ws, round_index=round_index, show_progress=show_progress)
+        pool_class_weight(ws, round_index=round_index, show_progress=show_progress, shard=shard)
         if acquisition.needs_class_weight and not pooled
         else None
     )
@@ -210,8 +218,11 @@ def select_queries(
         eligible_mask = ~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64)))
         records.append(_ImageRecord(index, sample.id, ids, part, eligible_mask, counts, feature))
     if shard is not None:
-        # Every rank gets every record; merged in pool order, as one process makes them.
-        records = sorted((r for got in shard.gather(records) for r in got), key=lambda r: r.index)
+        # Merged in pool order, as one process makes them.
+        everyone = shard.to_writer(records) if merge_on_writer_only else shard.gather(records)
+        if everyone is None:
+            return Selection([], {}, [] if keep_features else None, timings=watch.metrics())
+        records = sorted((r for got in everyone for r in got), key=lambda r: r.index)
     eligible_pixels = np.zeros(num_classes, dtype=np.int64)
     label_pixels = np.zeros(num_classes, dtype=np.int64)
     mass = np.zeros(num_classes, dtype=np.float64)
@@ -262,9 +273,14 @@ def score_round(
     (other ranks return None; they may hold ``ws`` read-only).
     """
     selection = select_queries(
-        ws, load_probs, config=config, show_progress=show_progress, shard=shard
+        ws,
+        load_probs,
+        config=config,
+        show_progress=show_progress,
+        shard=shard,
+        merge_on_writer_only=True,
     )
-    if shard is not None and shard.rank != 0:
+    if shard is not None and not shard.writer:
         return None
     return ws.start_round(
         selection.queries, strategy=config.strategy, budget=config.budget, config=selection.config

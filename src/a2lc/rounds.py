@@ -284,6 +284,7 @@ def _correction_round(
             if quirk
             else None,
             shard=shard,
+            merge_on_writer_only=True,
         )
         if writer:
             _record_queries(ws, config, r, strategy, selection, started=started)
