@@ -598,7 +598,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_shard(args: argparse.Namespace, shard: Shard | None) -> int:
+def _score(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun every rank scores its share of the images; rank 0 alone writes."""
     from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
 
@@ -1239,7 +1239,7 @@ def _print_status(summary: dict[str, Any]) -> None:
 _HANDLERS = {
     "init": _init,
     "status": _status,
-    "score": _distributed(_score_shard),
+    "score": _distributed(_score),
     "correct": _correct,
     "pseudo-label": _distributed(_pseudo_label),
     "annotate": _annotate,

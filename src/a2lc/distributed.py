@@ -128,6 +128,12 @@ def synchronise(shard: Shard | None) -> None:
         shard.barrier()
 
 
+def from_writer(shard: Shard | None, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a collective, so every rank waits for rank 0;
+    the others pass anything, e.g. None). Without a shard: ``value``."""
+    return value if shard is None else shard.gather(value)[0]
+
+
 def shutdown(shard: Shard | None) -> None:
     """Leave the process group cleanly: wait for every rank, then destroy it (a rank that
     exits while another still talks to the store aborts the run)."""

@@ -15,9 +15,10 @@ after an interruption continues from the last completed step. Training and LCM
 are seeded, so the final result is the same as for an uninterrupted run.
 
 Under torchrun (a :class:`~a2lc.distributed.Shard`), every rank runs this loop:
-prediction and scoring are sharded by image and merged on every rank, training is
-data-parallel, and rank 0 alone writes (the workspace, checkpoints); the other
-ranks read the workspace after each of its writes (a barrier in between).
+prediction and scoring are sharded by image and merged on rank 0, training is
+data-parallel, and rank 0 alone writes (the workspace, checkpoints) and runs the
+answers and correctors; the other ranks read the workspace after each of its
+writes (a barrier in between).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from a2lc.correctors import (
 )
 from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import Dataset
-from a2lc.distributed import Shard, is_writer, synchronise
+from a2lc.distributed import Shard, from_writer, is_writer, synchronise
 from a2lc.errors import WorkspaceError
 from a2lc.loop import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.metrics import ConfusionAccumulator
@@ -293,7 +294,7 @@ def _correction_round(
     # Answers, corrector and closing are rank 0's; every rank learns whether the round
     # waits for people (a collective, so also a barrier after rank 0's writes).
     waiting = _finish_round(ws, config, r, strategy, show_progress, step) if writer else None
-    return bool(_from_writer(shard, waiting))
+    return bool(from_writer(shard, waiting))
 
 
 def _record_queries(
@@ -339,11 +340,6 @@ def _record_queries(
             **extra_metrics,
         },
     )
-
-
-def _from_writer(shard: Shard | None, value: object) -> object:
-    """Rank 0's ``value`` on every rank (a collective: every rank waits for rank 0)."""
-    return value if shard is None else shard.gather(value)[0]
 
 
 def _finish_round(

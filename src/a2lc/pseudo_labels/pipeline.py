@@ -42,7 +42,7 @@ from a2lc._progress import progress
 from a2lc.correction.lcm import segment_features
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms
-from a2lc.distributed import Shard, is_writer, synchronise
+from a2lc.distributed import Shard, from_writer, is_writer, synchronise
 from a2lc.errors import WorkspaceError
 from a2lc.metrics import ConfusionAccumulator, iou_per_class
 from a2lc.models.config import ModelConfig
@@ -312,9 +312,8 @@ def _remove_staging(staging: Path) -> None:
 
 
 def _from_writer(shard: Shard | None, value: dict[str, object] | None) -> dict[str, object]:
-    """Rank 0's summary on every rank (a collective: every rank waits for rank 0)."""
-    got = value if shard is None else shard.gather(value)[0]
-    assert got is not None
+    """Rank 0's summary on every rank."""
+    got: dict[str, object] = from_writer(shard, value)
     return got
 
 
