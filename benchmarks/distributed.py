@@ -12,7 +12,8 @@ barriers (wall seconds of the slowest rank):
 - scoring: ``select_queries`` (decode maps, one sweep, gather, merge, top-B) on
   those probabilities, sharded by image.
 
-Prediction and scoring run ``--repeats`` times (the median is reported).
+Training runs ``--train-repeats`` times, prediction and scoring ``--repeats`` times
+(the median is reported).
 
     python benchmarks/distributed.py --data ../shared/data/camvid --size 184 \\
         --out benchmarks/results/distributed.json
@@ -100,7 +101,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     with Workspace.open(args.workspace, read_only=True) as ws:
         runner = _runner(ws, args)
         pool = [s.id for s in ws.samples]
-        model, _ = timed("training", lambda: runner.fit(pool, ws.read_labels, seed=0, shard=shard))
+        for _ in range(args.train_repeats):
+            model, _ = timed(
+                "training", lambda: runner.fit(pool, ws.read_labels, seed=0, shard=shard)
+            )
         mine = [i for k, i in enumerate(pool) if shard is None or shard.owns(k)]
         probs: dict[str, np.ndarray] = {}
         for _ in range(args.repeats):
@@ -135,9 +139,9 @@ def _launch(args: argparse.Namespace, workspace: Path, world: int) -> dict[str, 
         "--workspace",
         str(workspace),
         *(
-            f"--{k}={v}"
+            f"--{k.replace('_', '-')}={v}"
             for k, v in vars(args).items()
-            if k in ("cache", "epochs", "repeats", "strategy")
+            if k in ("cache", "epochs", "repeats", "train_repeats", "strategy")
         ),
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worlds", default="1,2", help="process counts (default: 1,2)")
     parser.add_argument("--epochs", type=int, default=3, help="head epochs (default: 3)")
     parser.add_argument("--repeats", type=int, default=3, help="prediction/scoring repeats")
+    parser.add_argument("--train-repeats", type=int, default=2, help="training repeats")
     parser.add_argument("--strategy", default="eg", help="acquisition for scoring (default: eg)")
     parser.add_argument("--cache", default=None, help="feature cache (default: a temporary one)")
     parser.add_argument("--out", default=None, help="write the measurements here (JSON)")

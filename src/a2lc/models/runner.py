@@ -68,6 +68,7 @@ class ModelRunner:
         cached = model_config.frozen_encoder and feature_cache and cache_dir is not None
         self.cache_dir = cache_dir / self.cache_key() if cached and cache_dir is not None else None
         self.on_the_fly = model_config.frozen_encoder and not feature_cache
+        self.scratch_dir = cache_dir  # data-parallel training's per-round label files
         # Shared by every model this runner builds: their frozen encoders are identical.
         self._held_features: dict[str, np.ndarray] = {}
         self._feature_layouts: dict[tuple[int, int], FeatureLayout] = {}
@@ -142,6 +143,11 @@ class ModelRunner:
             show_progress=self.show_progress,
             frozen_encoder=self.frozen,
             shard=shard,
+            label_dir=(
+                self.scratch_dir / f"train-labels-seed{seed}"
+                if shard is not None and self.scratch_dir is not None
+                else None
+            ),
         )
         return model, history
 

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc.data.sample import IGNORE_INDEX
-from a2lc.distributed import Shard
+from a2lc.distributed import Shard, synchronise
 from a2lc.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,7 @@ def train(
     show_progress: bool = True,
     frozen_encoder: bool | None = None,
     shard: Shard | None = None,
+    label_dir: Path | None = None,
 ) -> list[float]:
     """Train ``model`` with cross-entropy (255 ignored); return the mean loss per epoch.
 
@@ -268,6 +270,9 @@ def train(
     batch-norm statistics cover the global batch (:mod:`a2lc.models.ddp`) and the
     loss is normalised by the labelled pixels of the global batch. So each step is
     the one process's step on the same batch, up to floating-point summation order.
+    ``label_dir`` (with ``shard``): a folder every rank reaches where each rank leaves
+    its own images' labels at the loss stride, so that no rank holds every image's
+    (without one each rank keeps those it has used, which is every image).
     """
     if shard is not None:
         return _train_distributed(
@@ -281,6 +286,7 @@ def train(
             show_progress=show_progress,
             frozen_encoder=frozen_encoder,
             shard=shard,
+            label_dir=label_dir,
         )
     started = time.perf_counter()
     seed_everything(config.seed)
@@ -370,6 +376,7 @@ def _train_distributed(
     show_progress: bool,
     frozen_encoder: bool | None,
     shard: Shard,
+    label_dir: Path | None,
 ) -> list[float]:
     """:func:`train` over the ranks of a process group (see its ``shard``)."""
     import torch.distributed as dist
@@ -391,8 +398,8 @@ def _train_distributed(
     total = max(1, steps_per_epoch * config.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
     history: list[float] = []
-    labels_cache: dict[str, torch.Tensor] = {}
     stride = config.loss_stride
+    targets_of = _shared_labels(image_ids, load_labels, stride, shard, label_dir)
     with global_batch_norm(model.head if frozen else model):
         ddp = DistributedDataParallel(
             TrainStep(model, from_features=frozen),
@@ -419,9 +426,7 @@ def _train_distributed(
                 # A rank with no image in this batch still steps (collectives), on an
                 # empty batch of the right shape.
                 loaded = part or batch[:1]
-                targets = torch.stack(
-                    [_labels(labels_cache, load_labels, i, stride) for i in loaded]
-                )
+                targets = torch.stack([targets_of(i) for i in loaded])
                 targets = targets[: len(part)].to(device).long()
                 # On the device: NCCL reduces only GPU tensors.
                 labelled = (targets != IGNORE_INDEX).sum().to(torch.float64).reshape(1)
@@ -459,6 +464,10 @@ def _train_distributed(
                 float(epoch_loss[0] / epoch_loss[1]) if epoch_loss[1] > 0 else float("nan")
             )
             log.debug("epoch %d loss %.4f", epoch + 1, history[-1])
+    if label_dir is not None:
+        synchronise(shard)
+        if shard.writer:
+            shutil.rmtree(label_dir, ignore_errors=True)
     if show_progress and history:
         log.info(
             "trained on %d images, %d epochs, %d processes in %.1f s, loss %.3f → %.3f",
@@ -470,6 +479,36 @@ def _train_distributed(
             history[-1],
         )
     return history
+
+
+def _shared_labels(
+    image_ids: Sequence[str],
+    load: LabelLoader,
+    stride: int,
+    shard: Shard,
+    folder: Path | None,
+) -> Callable[[str], torch.Tensor]:
+    """image id → its training labels at the loss stride, for data-parallel training.
+
+    With ``folder``, each rank decodes its own images' labels once (image ``k`` of
+    ``image_ids`` is rank ``k mod world``'s) into small ``.npy`` files there, and every
+    rank reads any image's file when a batch needs it (kilobytes, so memory does not
+    grow with the pool). Without one, labels are decoded once and kept, per rank.
+    """
+    if folder is None:
+        cache: dict[str, torch.Tensor] = {}
+        return lambda image_id: _labels(cache, load, image_id, stride)
+    if shard.writer:
+        shutil.rmtree(folder, ignore_errors=True)  # left by an interrupted run
+        folder.mkdir(parents=True)
+    synchronise(shard)
+    for k, image_id in enumerate(image_ids):
+        if shard.owns(k):
+            buffer = io.BytesIO()
+            np.save(buffer, _labels({}, load, image_id, stride).numpy())
+            atomic_write_bytes(folder / f"{image_id}.npy", buffer.getvalue())
+    synchronise(shard)
+    return lambda image_id: torch.from_numpy(np.load(folder / f"{image_id}.npy"))
 
 
 def _labels(
