@@ -1,10 +1,13 @@
 """Sharding work across processes started by ``torchrun`` (torch.distributed).
 
 A :class:`Shard` says which pool images this process handles (image ``i`` goes
-to rank ``i mod world``) and how to gather per-image results from every rank.
-Results are merged in pool order, so a sharded step computes exactly what one
-process computes. Without torchrun there is no shard and everything runs in one
-process, as before.
+to rank ``i mod world``) and how to gather per-image results from every rank
+(``gather``) or on rank 0 only (``to_writer``). Results are merged in pool order,
+so a sharded step computes exactly what one process computes. Rank 0 is the only
+writer (:func:`is_writer`); :func:`synchronise` is the barrier between its writes
+and the other ranks' reads, :func:`from_writer` hands its result to every rank.
+Without torchrun there is no shard and everything runs in one process, as before.
+Data-parallel training is :func:`a2lc.models.training.train` with a shard.
 """
 
 from __future__ import annotations
