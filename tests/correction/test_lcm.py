@@ -116,16 +116,18 @@ def _reference_fit_and_predict(
     return predicted.numpy(), confidence.numpy()
 
 
-def test_fit_and_predict_is_bit_identical_to_torch_adam_loop() -> None:
+@pytest.mark.parametrize("queries", [61, 57])  # the last batch holds 5, then 1
+def test_fit_and_predict_is_bit_identical_to_torch_adam_loop(queries: int) -> None:
     rng = np.random.default_rng(5)
     num_classes = 7
     features = rng.dirichlet(np.ones(num_classes), size=300).astype(np.float32)
-    targets = rng.integers(0, num_classes, size=61)  # 61: the last batch is partial
+    targets = rng.integers(0, num_classes, size=queries)
     config = LCMConfig(epochs=12, seed=11)
-    got = fit_and_predict(features[:61], targets, features, num_classes=num_classes, config=config)
+    train = features[:queries]
+    got = fit_and_predict(train, targets, features, num_classes=num_classes, config=config)
     with torch_threads(1):
         predicted, confidence = _reference_fit_and_predict(
-            features[:61], targets, features, num_classes=num_classes, config=config
+            train, targets, features, num_classes=num_classes, config=config
         )
     np.testing.assert_array_equal(got.predicted, predicted)
     np.testing.assert_array_equal(got.confidence, confidence.astype(np.float64))
