@@ -12,14 +12,16 @@ overhead, not arithmetic, sets the price. In one process, one torch thread, on
 - the floor: the step's matrix products alone (forward and both backward
   products of the four layers) plus one Adam update, timed the same way.
 
-    python benchmarks/lcm_steps.py --repeats 5
+    python benchmarks/lcm_steps.py --repeats 3 --out benchmarks/results/lcm_steps.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=867, help="CamVid's 4%% budget")
     parser.add_argument("--epochs", type=int, default=100, help="the reference's")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="write the timings here (JSON)")
     args = parser.parse_args(argv)
 
     import torch
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {best[name]:.2f} | {statistics.median(values):.2f} | "
             f"{1e6 * best[name] / steps:.0f} | {best[name] / best['floor']:.2f} |"
         )
+    if args.out:
+        payload = {"steps": steps, "queries": queries, "classes": classes, "seconds": seconds}
+        Path(args.out).write_text(json.dumps(payload, indent=1))
     return 0
 
 
