@@ -82,8 +82,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from a2lc.distributed import init_from_environment, shutdown, synchronise
-    from a2lc.loop import ScoreConfig, select_queries
     from a2lc.runtime import configure_threads
+    from a2lc.steps import ScoreConfig, select_queries
     from a2lc.workspace import Workspace
 
     configure_threads(1)

@@ -188,7 +188,7 @@ def test_exports_are_readable_by_others(synthetic: SyntheticPaths, tmp_path: Pat
 
 
 def test_automatic_changes_and_their_metrics_are_one_transaction(open_round: Path) -> None:
-    from a2lc.loop import answer_with_oracle
+    from a2lc.steps import answer_with_oracle
 
     with Workspace.open(open_round) as ws:
         answer_with_oracle(ws, 1, show_progress=False)

@@ -580,7 +580,7 @@ def _distributed(
 
 
 def _status(args: argparse.Namespace) -> int:
-    from a2lc.loop import data_miou
+    from a2lc.steps import data_miou
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace, read_only=True) as ws:
@@ -600,7 +600,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun every rank scores its share of the images; rank 0 alone writes."""
-    from a2lc.loop import ScoreConfig, probability_folder_loader, score_round
+    from a2lc.steps import ScoreConfig, probability_folder_loader, score_round
 
     writer = shard is None or shard.writer
     with _rank_workspace(args.workspace, shard) as ws:
@@ -626,7 +626,7 @@ def _score(args: argparse.Namespace, shard: Shard | None) -> int:
 
 
 def _correct(args: argparse.Namespace) -> int:
-    from a2lc.loop import answer_with_oracle
+    from a2lc.steps import answer_with_oracle
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace) as ws:

@@ -48,12 +48,12 @@ from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import Dataset
 from a2lc.distributed import Shard, from_writer, is_writer, synchronise
 from a2lc.errors import WorkspaceError
-from a2lc.loop import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
 from a2lc.runtime import configure_threads, threads_chosen_by_user
+from a2lc.steps import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.strategies import DEFAULT_STRATEGY, ProbabilityMode, Strategy, resolve_strategy
 from a2lc.workspace import Workspace
 

@@ -1,4 +1,5 @@
-"""Orchestration over a workspace: score the pool, select queries, answer them.
+"""The steps of a round over a workspace: score the pool and select queries, answer
+them with the simulated annotator, measure data mIoU (:mod:`a2lc.rounds` is the loop).
 
 State lives in the :class:`~a2lc.workspace.Workspace`; scoring is the pure
 functions of :mod:`a2lc.acquisition`; this module only moves arrays between
