@@ -247,7 +247,13 @@ def _parser() -> argparse.ArgumentParser:
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
     )
 
-    run = add_command("run", help="run or resume the correction loop")
+    run = add_command(
+        "run",
+        help="run or resume the correction loop",
+        description="Run or resume the correction loop. Under torchrun "
+        "(`torchrun --nproc-per-node N -m a2lc run ...`) the ranks share prediction, "
+        "scoring and training (DDP); rank 0 alone writes the workspace.",
+    )
     run.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     _strategy_options(run)
     run.add_argument(

@@ -53,8 +53,9 @@ class _GlobalBatchNorm(torch.autograd.Function):
 
     Forward and backward are torch's fused eval-mode batch-norm kernels fed the
     global statistics; backward adds the terms through the statistics, from the
-    two per-channel sums (of ``dy`` and ``dy·x̂``) summed over ranks. The weight and bias gradients stay this rank's
-    (DistributedDataParallel sums them over ranks like any parameter's).
+    two per-channel sums (of ``dy`` and ``dy·x̂``) summed over ranks. The weight and
+    bias gradients stay this rank's: DistributedDataParallel combines them over
+    ranks like any parameter's.
     """
 
     @staticmethod
