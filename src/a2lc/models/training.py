@@ -289,18 +289,9 @@ def train(
             label_dir=label_dir,
         )
     started = time.perf_counter()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    model.to(device)
-    frozen = cache is not None if frozen_encoder is None else frozen_encoder
-    for p in model.encoder.parameters():
-        p.requires_grad_(not frozen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    rng = random.Random(config.seed)
-    steps_per_epoch = len(_batches(image_ids, shapes, config.batch_size, random.Random(0)))
-    total = max(1, steps_per_epoch * config.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
+    device, frozen, optimizer, scheduler, rng = _optimisation(
+        model, image_ids, shapes=shapes, config=config, cache=cache, frozen_encoder=frozen_encoder
+    )
     history: list[float] = []
     labels_cache: dict[str, torch.Tensor] = {}
     for epoch in range(config.epochs):
@@ -326,16 +317,17 @@ def train(
             )
             if (targets == IGNORE_INDEX).all():
                 continue
-            if frozen and cache is not None:
-                per_image = [cache.get(i, shape=shapes[i]) for i in batch]
-                features = [torch.cat(scale) for scale in zip(*per_image, strict=True)]
-            elif frozen:
-                images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
-                with torch.no_grad():
-                    features = model.features(images)
-            else:
-                images = torch.stack([image_tensor(load_image(i)) for i in batch]).to(device)
-                features = model.features(images)
+            inputs = _batch_inputs(
+                model,
+                batch,
+                keep=len(batch),
+                frozen=frozen,
+                cache=cache,
+                shapes=shapes,
+                load_image=load_image,
+                device=device,
+            )
+            features = inputs if frozen else model.features(inputs)  # type: ignore[arg-type]
             logits = model.logits(features, tuple(targets.shape[-2:]))  # type: ignore[arg-type]
             loss = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
             optimizer.zero_grad(set_to_none=True)
@@ -364,6 +356,58 @@ def train(
     return history
 
 
+def _optimisation(
+    model: Segmenter,
+    image_ids: Sequence[str],
+    *,
+    shapes: dict[str, tuple[int, int]],
+    config: TrainConfig,
+    cache: FeatureCache | None,
+    frozen_encoder: bool | None,
+) -> tuple[
+    torch.device, bool, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, random.Random
+]:
+    """Seed, place the model, freeze the encoder or not; the device, whether it is
+    frozen, the optimiser, its poly schedule and the batch-order generator."""
+    seed_everything(config.seed)
+    device = resolve_device(config.device)
+    model.to(device)
+    frozen = cache is not None if frozen_encoder is None else frozen_encoder
+    for p in model.encoder.parameters():
+        p.requires_grad_(not frozen)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    rng = random.Random(config.seed)
+    steps_per_epoch = len(_batches(image_ids, shapes, config.batch_size, random.Random(0)))
+    total = max(1, steps_per_epoch * config.epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
+    return device, frozen, optimizer, scheduler, rng
+
+
+def _batch_inputs(
+    model: Segmenter,
+    image_ids: Sequence[str],
+    *,
+    keep: int,
+    frozen: bool,
+    cache: FeatureCache | None,
+    shapes: dict[str, tuple[int, int]],
+    load_image: ImageLoader,
+    device: torch.device,
+) -> list[torch.Tensor] | torch.Tensor:
+    """A batch's inputs to the trained part: the frozen encoder's features (cached, or
+    computed without gradients), else the images (the whole model trains). Only the
+    first ``keep`` images stay (a rank's empty part of a batch keeps none)."""
+    if frozen and cache is not None:
+        per_image = [cache.get(i, shape=shapes[i]) for i in image_ids]
+        return [torch.cat(scale)[:keep] for scale in zip(*per_image, strict=True)]
+    images = torch.stack([image_tensor(load_image(i)) for i in image_ids])[:keep].to(device)
+    if not frozen:
+        return images
+    with torch.no_grad():
+        return model.features(images)
+
+
 def _train_distributed(
     model: Segmenter,
     image_ids: Sequence[str],
@@ -385,18 +429,9 @@ def _train_distributed(
     from a2lc.models.ddp import TrainStep, global_batch_norm
 
     started = time.perf_counter()
-    seed_everything(config.seed)
-    device = resolve_device(config.device)
-    model.to(device)
-    frozen = cache is not None if frozen_encoder is None else frozen_encoder
-    for p in model.encoder.parameters():
-        p.requires_grad_(not frozen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    rng = random.Random(config.seed)
-    steps_per_epoch = len(_batches(image_ids, shapes, config.batch_size, random.Random(0)))
-    total = max(1, steps_per_epoch * config.epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total) ** 0.9)
+    device, frozen, optimizer, scheduler, rng = _optimisation(
+        model, image_ids, shapes=shapes, config=config, cache=cache, frozen_encoder=frozen_encoder
+    )
     history: list[float] = []
     stride = config.loss_stride
     targets_of = _shared_labels(image_ids, load_labels, stride, shard, label_dir)
@@ -433,19 +468,16 @@ def _train_distributed(
                 dist.all_reduce(labelled)
                 if labelled.item() == 0:
                     continue
-                if frozen and cache is not None:
-                    per_image = [cache.get(i, shape=shapes[i]) for i in loaded]
-                    inputs: object = [
-                        torch.cat(scale)[: len(part)] for scale in zip(*per_image, strict=True)
-                    ]
-                else:
-                    images = torch.stack([image_tensor(load_image(i)) for i in loaded])
-                    images = images[: len(part)].to(device)
-                    if frozen:
-                        with torch.no_grad():
-                            inputs = model.features(images)
-                    else:
-                        inputs = images
+                inputs = _batch_inputs(
+                    model,
+                    loaded,
+                    keep=len(part),
+                    frozen=frozen,
+                    cache=cache,
+                    shapes=shapes,
+                    load_image=load_image,
+                    device=device,
+                )
                 logits = ddp(inputs, tuple(targets.shape[-2:]))
                 local = F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
                 # DDP averages gradients over ranks; × world makes them the global mean's.
