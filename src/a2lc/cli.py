@@ -683,7 +683,7 @@ def _grounded_sam_config(args: argparse.Namespace, class_names: Sequence[str]) -
 def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun each rank runs the models on images ``i mod world``."""
     if args.workspace is None:
-        from a2lc.pseudo_labels.grounded_sam import run_grounded_sam
+        from a2lc.pseudo_labels.grounded_sam import RunSummary, run_grounded_sam
 
         if args.data is None or args.out is None:
             raise A2LCError("give --workspace W, or --data DIR and --out DIR")
@@ -699,18 +699,10 @@ def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
             show_progress=shard is None or shard.writer,
         )
         if shard is not None:
-            from dataclasses import replace
-
             parts = shard.gather(summary)
             if not shard.writer:
                 return 0
-            summary = replace(
-                summary,
-                images=sum(p.images for p in parts),
-                skipped=sum(p.skipped for p in parts),
-                detections=sum(p.detections for p in parts),
-                seconds=max(p.seconds for p in parts),
-            )
+            summary = RunSummary.merged(parts)
         print(
             f"grounded-sam: {summary.images} images ({summary.skipped} done before), "
             f"{summary.detections} detections in {summary.seconds:.0f} s; segments and labels in "

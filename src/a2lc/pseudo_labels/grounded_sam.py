@@ -405,6 +405,16 @@ class RunSummary:
     detections: int
     seconds: float
 
+    @classmethod
+    def merged(cls, parts: Sequence[RunSummary]) -> RunSummary:
+        """The summary of runs over disjoint images side by side (ranks of one job)."""
+        return cls(
+            images=sum(p.images for p in parts),
+            skipped=sum(p.skipped for p in parts),
+            detections=sum(p.detections for p in parts),
+            seconds=max(p.seconds for p in parts),
+        )
+
 
 def _output_paths(out: Path, image_id: str) -> tuple[Path, Path, Path]:
     return (

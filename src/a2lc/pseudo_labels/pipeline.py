@@ -475,13 +475,13 @@ def make_grounded_sam_labels(
     ``shard``: every rank runs the models on its images (``i mod world``) and stages
     them; rank 0 commits the whole pool; every rank returns the summary.
     """
-    from a2lc.pseudo_labels.grounded_sam import read_outputs, run_grounded_sam
+    from a2lc.pseudo_labels.grounded_sam import RunSummary, read_outputs, run_grounded_sam
 
     if ws.rounds():  # checked before hours of model time, not after
         raise WorkspaceError("initial labels cannot change after the first round started")
     staging = ws.path / GROUNDED_SAM_STAGING
     mine = [s for i, s in enumerate(ws.samples) if shard is None or shard.owns(i)]
-    part = run_grounded_sam(
+    mine_done = run_grounded_sam(
         mine,
         staging,
         config=config,
@@ -489,7 +489,9 @@ def make_grounded_sam_labels(
         palette=ws.palette,
         show_progress=show_progress and is_writer(shard),
     )
-    parts = [part] if shard is None else shard.gather(part)  # also: every rank has staged
+    run = (  # a collective with a shard: every rank has staged its images after it
+        mine_done if shard is None else RunSummary.merged(shard.gather(mine_done))
+    )
     if not is_writer(shard):
         return _from_writer(shard, None)
     detections = sum(
@@ -511,9 +513,9 @@ def make_grounded_sam_labels(
     )
     _remove_staging(staging)
     summary: dict[str, object] = {
-        "images": sum(p.images for p in parts),
-        "resumed_from": sum(p.skipped for p in parts),
+        "images": run.images,
+        "resumed_from": run.skipped,
         "detections": detections,
-        "seconds": max(p.seconds for p in parts),
+        "seconds": run.seconds,
     }
-    return summary if shard is None else _from_writer(shard, summary)
+    return _from_writer(shard, summary)
