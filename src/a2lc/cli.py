@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from a2lc import __version__
 from a2lc.acquisition import ACQUISITIONS
 from a2lc.data.readers import FORMATS, load_dataset
-from a2lc.distributed import Shard
+from a2lc.distributed import Shard, share
 from a2lc.errors import A2LCError, missing_extra
 from a2lc.models.config import MODELS
 from a2lc.pseudo_labels.grounded_sam import (
@@ -689,7 +689,7 @@ def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
             raise A2LCError("give --workspace W, or --data DIR and --out DIR")
         dataset = load_dataset(args.data, split=args.split)
         config = _grounded_sam_config(args, dataset.class_names)
-        samples = [s for i, s in enumerate(dataset.samples) if shard is None or shard.owns(i)]
+        samples = share(dataset.samples, shard)
         summary = run_grounded_sam(
             samples,
             args.out,

@@ -13,11 +13,13 @@ Data-parallel training is :func:`a2lc.models.training.train` with a shard.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from a2lc.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def _nothing() -> None:
@@ -118,6 +120,12 @@ def _timeout() -> Any:
     if seconds <= 0:
         raise ConfigError(f"{TIMEOUT_VARIABLE}={raw!r} must be positive")
     return timedelta(seconds=seconds)
+
+
+def share(items: Sequence[T], shard: Shard | None) -> list[T]:
+    """The items this process handles: item ``i`` is rank ``i mod world``'s (all of
+    them without a shard)."""
+    return [item for i, item in enumerate(items) if shard is None or shard.owns(i)]
 
 
 def is_writer(shard: Shard | None) -> bool:

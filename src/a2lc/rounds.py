@@ -46,7 +46,7 @@ from a2lc.correctors import (
 )
 from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import Dataset
-from a2lc.distributed import Shard, from_writer, is_writer, synchronise
+from a2lc.distributed import Shard, from_writer, is_writer, share, synchronise
 from a2lc.errors import WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
@@ -430,11 +430,7 @@ def _train_and_evaluate(
             model = runner.load(folder, seed=_model_seed(config, r))
         acc = ConfusionAccumulator(ws.num_classes)
         with watch.part("model_miou"):
-            mine = [
-                sample
-                for index, sample in enumerate(eval_data.samples)
-                if shard is None or shard.owns(index)
-            ]
+            mine = share(eval_data.samples, shard)
             for sample in progress(mine, desc="model mIoU", total=len(mine), enabled=show_progress):
                 prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
                 acc.update(read_ground_truth(eval_data, sample), prediction)

@@ -23,7 +23,7 @@ from a2lc.acquisition.statistics import segment_statistics
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
 from a2lc.correction.lcm import segment_features
 from a2lc.data.probs import load_probabilities, probability_path
-from a2lc.distributed import Shard
+from a2lc.distributed import Shard, share
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.workspace import Answer, Workspace
@@ -77,7 +77,7 @@ def pool_class_weight(
     """
     manual = ws.manual_segments(before_round=round_index)
     counts = np.zeros(ws.num_classes, dtype=np.int64)
-    samples = [s for i, s in enumerate(ws.samples) if shard is None or shard.owns(i)]
+    samples = share(ws.samples, shard)
     iterable = progress(samples, desc="class weights", total=len(samples), enabled=show_progress)
     for sample in iterable:
         segments = ws.read_segments(sample.id)
@@ -170,7 +170,7 @@ def select_queries(
     )
     num_classes = ws.num_classes
     samples = ws.samples
-    mine = [i for i in range(len(samples)) if shard is None or shard.owns(i)]
+    mine = share(range(len(samples)), shard)
     iterable = progress(
         mine, desc=f"scoring ({config.strategy})", total=len(mine), enabled=show_progress
     )

@@ -15,7 +15,7 @@ import numpy as np
 from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
 from a2lc.data.sample import Sample
-from a2lc.distributed import Shard, synchronise
+from a2lc.distributed import Shard, share, synchronise
 from a2lc.models.segmenter import ModelConfig, Segmenter, build_model
 from a2lc.models.training import (
     FeatureCache,
@@ -127,7 +127,7 @@ class ModelRunner:
         model = self.build(seed=seed)
         cache = self.cache_for(model)
         if cache is not None:
-            mine = [i for k, i in enumerate(image_ids) if shard is None or shard.owns(k)]
+            mine = share(image_ids, shard)
             cache.fill(mine, show_progress=self.show_progress)
             synchronise(shard)
             budget = feature_memory_budget() // (1 if shard is None else shard.local_world)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc.data.sample import IGNORE_INDEX
-from a2lc.distributed import Shard, synchronise
+from a2lc.distributed import Shard, share, synchronise
 from a2lc.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -534,11 +534,10 @@ def _shared_labels(
         shutil.rmtree(folder, ignore_errors=True)  # left by an interrupted run
         folder.mkdir(parents=True)
     synchronise(shard)
-    for k, image_id in enumerate(image_ids):
-        if shard.owns(k):
-            buffer = io.BytesIO()
-            np.save(buffer, _labels({}, load, image_id, stride).numpy())
-            atomic_write_bytes(folder / f"{image_id}.npy", buffer.getvalue())
+    for image_id in share(image_ids, shard):
+        buffer = io.BytesIO()
+        np.save(buffer, _labels({}, load, image_id, stride).numpy())
+        atomic_write_bytes(folder / f"{image_id}.npy", buffer.getvalue())
     synchronise(shard)
     return lambda image_id: torch.from_numpy(np.load(folder / f"{image_id}.npy"))
 

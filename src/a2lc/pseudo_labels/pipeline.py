@@ -42,7 +42,7 @@ from a2lc._progress import progress
 from a2lc.correction.lcm import segment_features
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms
-from a2lc.distributed import Shard, from_writer, is_writer, synchronise
+from a2lc.distributed import Shard, from_writer, is_writer, share, synchronise
 from a2lc.errors import WorkspaceError
 from a2lc.metrics import ConfusionAccumulator, iou_per_class
 from a2lc.models.config import ModelConfig
@@ -254,9 +254,8 @@ def make_pseudo_labels(
             staging.mkdir(parents=True)
         synchronise(shard)
         if not writer:
-            for index in range(len(ws.samples)):
-                if shard.owns(index):
-                    _stage(staging, ws.samples[index].id, *label(index))
+            for index in share(range(len(ws.samples)), shard):
+                _stage(staging, ws.samples[index].id, *label(index))
         synchronise(shard)
 
     def maps() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -480,7 +479,7 @@ def make_grounded_sam_labels(
     if ws.rounds():  # checked before hours of model time, not after
         raise WorkspaceError("initial labels cannot change after the first round started")
     staging = ws.path / GROUNDED_SAM_STAGING
-    mine = [s for i, s in enumerate(ws.samples) if shard is None or shard.owns(i)]
+    mine = share(ws.samples, shard)
     mine_done = run_grounded_sam(
         mine,
         staging,
