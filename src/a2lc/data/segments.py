@@ -5,6 +5,8 @@ Shapes: ``labels`` / ``segments`` are ``H×W``; ``ids`` is ``(Q,)`` segment ids 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 NUM_LABEL_VALUES = 256
@@ -56,3 +58,61 @@ def paint_segments(
     row = id_lookup(segments, ids).reshape(labels.shape)
     painted = np.asarray(values, dtype=np.uint8)[np.maximum(row, 0)]
     return np.where(row >= 0, painted, labels).astype(np.uint8)
+
+
+DENSE_PAIR_LIMIT = 1 << 22
+"""Up to this many (segment, cell) pairs, pair counts use one dense ``np.bincount``
+(32 MB of int64); above it, a sort (``np.unique``)."""
+
+
+@functools.lru_cache(maxsize=16)
+def _cell_map(height: int, width: int, fh: int, fw: int) -> np.ndarray:
+    """``(H·W,)`` int64: the index of the ``fh×fw`` grid cell each pixel falls in."""
+    ys = np.arange(height, dtype=np.int64) * fh // height
+    xs = np.arange(width, dtype=np.int64) * fw // width
+    cells = (ys[:, None] * fw + xs[None, :]).ravel()
+    cells.flags.writeable = False
+    return cells
+
+
+def pool_features(
+    segments: np.ndarray, ids: np.ndarray, features: list[np.ndarray] | tuple[np.ndarray, ...]
+) -> np.ndarray:
+    """``(Q, ΣC_i)`` float32: each segment's mean of the feature maps over its pixels.
+
+    ``features``: maps ``(C_i, h_i, w_i)`` on a coarser grid than ``segments`` (``H×W``);
+    each pixel takes the cell it falls in (``y·h_i // H``, ``x·w_i // W``). Segments in
+    ``ids`` with no pixel get zeros. Sums are float64: the pixel counts of each
+    (segment, cell) pair, in a canonical CSR matrix, times the cells' features,
+    accumulated in cell order (the same arithmetic as building the matrix from one
+    entry per pixel, without sorting 2·H·W entries).
+    """
+    from scipy import sparse
+
+    ids = np.asarray(ids, dtype=np.int64)
+    height, width = segments.shape
+    rows = id_lookup(segments, ids)
+    covered = rows >= 0
+    row = rows[covered]
+    sizes = np.bincount(row, minlength=ids.size).astype(np.float64)
+    parts = []
+    for array in features:
+        channels, fh, fw = array.shape
+        cells = fh * fw
+        key = row * cells + _cell_map(height, width, fh, fw)[covered]
+        if ids.size * cells <= DENSE_PAIR_LIMIT:
+            dense = np.bincount(key, minlength=ids.size * cells)
+            pairs = np.flatnonzero(dense)
+            counts = dense[pairs]
+        else:
+            pairs, counts = np.unique(key, return_counts=True)
+        indptr = np.zeros(ids.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pairs // cells, minlength=ids.size), out=indptr[1:])
+        matrix = sparse.csr_matrix(
+            (counts.astype(np.float64), pairs % cells, indptr), shape=(ids.size, cells)
+        )
+        parts.append(np.asarray(matrix @ array.reshape(channels, -1).T))
+    if not parts:
+        return np.zeros((ids.size, 0), dtype=np.float32)
+    pooled = np.hstack(parts) / np.maximum(sizes, 1.0)[:, None]
+    return pooled.astype(np.float32)

@@ -175,9 +175,8 @@ class ModelRunner:
         in; ``segments``: ``H×W`` at the image's resolution.
         """
         import torch
-        from scipy import sparse
 
-        from a2lc.data.segments import id_lookup
+        from a2lc.data.segments import pool_features
 
         shape = self.samples[image_id].shape
         cache = self.cache_for(model)
@@ -187,21 +186,8 @@ class ModelRunner:
             else:
                 model.eval()
                 maps = model.features(image_tensor(self.load_image(image_id))[None].to(self.device))
-        rows = id_lookup(segments, ids)
-        covered = rows >= 0
-        height, width = shape
-        ys, xs = np.nonzero(covered.reshape(shape))
-        row = rows[covered]
-        sizes = np.bincount(row, minlength=len(ids)).astype(np.float64)
-        parts = []
-        for feature in maps[:EMBEDDING_SCALES]:
-            array = feature[0].float().cpu().numpy()
-            channels, fh, fw = array.shape
-            cell = (ys * fh // height) * fw + (xs * fw // width)
-            counts = sparse.csr_matrix((np.ones(row.size), (row, cell)), shape=(len(ids), fh * fw))
-            parts.append(np.asarray(counts @ array.reshape(channels, -1).T))
-        pooled = np.hstack(parts) / np.maximum(sizes, 1.0)[:, None]
-        return pooled.astype(np.float32)
+        arrays = [feature[0].float().cpu().numpy() for feature in maps[:EMBEDDING_SCALES]]
+        return pool_features(segments, ids, arrays)
 
     @property
     def frozen(self) -> bool:
