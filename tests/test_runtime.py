@@ -85,3 +85,13 @@ def test_feature_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(runtime.FEATURE_MEMORY_VARIABLE, "-3")
     with pytest.raises(ConfigError, match=runtime.FEATURE_MEMORY_VARIABLE):
         runtime.feature_memory_budget()
+
+
+def test_map_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(runtime.MAP_MEMORY_VARIABLE, raising=False)
+    assert 0 < runtime.map_memory_budget() <= runtime.DEFAULT_MAP_MEMORY_MB * 2**20
+    monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "0")
+    assert runtime.map_memory_budget() == 0
+    monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "lots")
+    with pytest.raises(ConfigError, match=runtime.MAP_MEMORY_VARIABLE):
+        runtime.map_memory_budget()

@@ -40,6 +40,10 @@ FEATURE_MEMORY_VARIABLE = "A2LC_FEATURE_MEMORY_MB"
 """Environment variable: MB of encoder features training may hold in memory."""
 DEFAULT_FEATURE_MEMORY_MB = 4096
 """Cap of the in-memory feature budget (also at most a quarter of the machine's memory)."""
+MAP_MEMORY_VARIABLE = "A2LC_MAP_MEMORY_MB"
+"""Environment variable: MB of decoded maps a workspace may hold in memory."""
+DEFAULT_MAP_MEMORY_MB = 1024
+"""Cap of the decoded-map budget (also at most an eighth of the machine's memory)."""
 
 _requested: int | None = None
 _configured: int | None = None
@@ -154,18 +158,32 @@ def feature_memory_budget() -> int:
     ``A2LC_FEATURE_MEMORY_MB`` sets it; the default is a quarter of the machine's
     memory, at most :data:`DEFAULT_FEATURE_MEMORY_MB`.
     """
-    raw = os.environ.get(FEATURE_MEMORY_VARIABLE, "").strip()
+    return _memory_budget(FEATURE_MEMORY_VARIABLE, cap_mb=DEFAULT_FEATURE_MEMORY_MB, share=4)
+
+
+def map_memory_budget() -> int:
+    """Bytes of decoded segment, initial-label and ground-truth maps a workspace may hold.
+
+    ``A2LC_MAP_MEMORY_MB`` sets it; the default is an eighth of the machine's memory,
+    at most :data:`DEFAULT_MAP_MEMORY_MB`. Maps beyond it are decoded on every read.
+    """
+    return _memory_budget(MAP_MEMORY_VARIABLE, cap_mb=DEFAULT_MAP_MEMORY_MB, share=8)
+
+
+def _memory_budget(variable: str, *, cap_mb: int, share: int) -> int:
+    """``variable`` in MB if set, else ``1/share`` of the machine's memory, at most ``cap_mb``."""
+    raw = os.environ.get(variable, "").strip()
     if raw:
         try:
             megabytes = float(raw)
         except ValueError:
-            raise ConfigError(f"{FEATURE_MEMORY_VARIABLE}={raw!r} is not a number of MB") from None
+            raise ConfigError(f"{variable}={raw!r} is not a number of MB") from None
         if not megabytes >= 0:
-            raise ConfigError(f"{FEATURE_MEMORY_VARIABLE}={raw!r} must be 0 or more")
+            raise ConfigError(f"{variable}={raw!r} must be 0 or more")
         return int(megabytes * 2**20)
-    default = DEFAULT_FEATURE_MEMORY_MB * 2**20
+    default = cap_mb * 2**20
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         return default
-    return int(min(default, total // 4))
+    return int(min(default, total // share))

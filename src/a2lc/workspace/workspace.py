@@ -35,11 +35,13 @@ from typing import Any, Literal
 import numpy as np
 
 from a2lc import __version__
+from a2lc.data.map_cache import MapCache
 from a2lc.data.maps import read_label_map, read_segment_map, write_label_map, write_segment_map
 from a2lc.data.readers import FORMATS, validate_dataset
 from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_lut
 from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
 from a2lc.errors import DataError, Problem, WorkspaceError
+from a2lc.runtime import map_memory_budget
 from a2lc.workspace.initial_maps import load_initial_maps
 from a2lc.workspace.lock import acquire as acquire_lock
 from a2lc.workspace.lock import release as release_lock
@@ -84,6 +86,9 @@ class Workspace(RoundsMixin, SummaryMixin):
         self._dataset: Dataset | None = None
         self._lock = lock
         self.read_only = lock is None
+        self.maps = MapCache(budget=map_memory_budget())
+        """Decoded segment, initial-label and ground-truth maps (files that do not change
+        during a run), so that each is decoded once per process."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -447,16 +452,21 @@ class Workspace(RoundsMixin, SummaryMixin):
     def read_segments(self, image_id: str) -> np.ndarray:
         """``H×W`` int32 segment map of an image."""
         self.require_segments()
-        return read_segment_map(
-            self.path / SEGMENTS_DIR / f"{image_id}.png", shape=self.sample(image_id).shape
+        shape = self.sample(image_id).shape
+        return self.maps.get(
+            self.path / SEGMENTS_DIR / f"{image_id}.png",
+            lambda path: read_segment_map(path, shape=shape),
+            kind="segments",
         )
 
     def read_initial_labels(self, image_id: str) -> np.ndarray:
         self.require_segments()
-        return read_label_map(
+        shape = self.sample(image_id).shape
+        lut = identity_lut(self.num_classes)
+        return self.maps.get(
             self.path / round_dir(0) / f"{image_id}.png",
-            lut=identity_lut(self.num_classes),
-            shape=self.sample(image_id).shape,
+            lambda path: read_label_map(path, lut=lut, shape=shape),
+            kind="labels",
         )
 
     def read_labels(self, image_id: str, *, segments: np.ndarray | None = None) -> np.ndarray:
@@ -477,7 +487,12 @@ class Workspace(RoundsMixin, SummaryMixin):
             raise WorkspaceError(
                 f"image {image_id!r} has no ground truth; the simulated annotator needs it"
             )
-        return read_label_map(sample.gt_path, lut=self.dataset.gt_lut, shape=sample.shape)
+        lut, shape = self.dataset.gt_lut, sample.shape
+        return self.maps.get(
+            sample.gt_path,
+            lambda path: read_label_map(path, lut=lut, shape=shape),
+            kind="ground-truth",
+        )
 
     @property
     def has_ground_truth(self) -> bool:
