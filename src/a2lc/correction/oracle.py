@@ -68,18 +68,22 @@ def simulate_annotator(
         return OracleAnswer(labels.copy(), ids, np.zeros(0), empty, empty, no, no)
     if (ids <= 0).any():
         raise ValueError("queried segment ids must be > 0 (0 means no segment)")
-    label_hist = label_histograms(labels, segments, ids)
+    row = id_lookup(segments, ids)
+    label_hist = label_histograms(labels, segments, ids, rows=row)
     sizes = label_hist.sum(axis=1)
     if (sizes == 0).any():
         missing = ids[sizes == 0].tolist()
         raise ValueError(f"queried segment ids {missing} do not occur in the segment map")
-    gt_majority = majority_labels(ground_truth, segments, ids)
-    row = id_lookup(segments, ids)
+    gt_majority = majority_labels(ground_truth, segments, ids, rows=row)
     agree = row[(row >= 0) & (labels.ravel() == ground_truth.ravel())]
     accuracy = np.bincount(agree, minlength=ids.size) / sizes
     before = label_hist.argmax(axis=1).astype(np.uint8)
     relabel = accuracy <= threshold
-    new_labels = paint_segments(labels, segments, ids[relabel], gt_majority[relabel])
+    # Painting only the relabelled segments: their rows among all queried ids, others -1.
+    keep = np.flatnonzero(relabel)
+    position = np.full(ids.size + 1, -1, dtype=np.int64)
+    position[keep] = np.arange(keep.size)
+    new_labels = paint_segments(labels, segments, ids[keep], gt_majority[keep], rows=position[row])
     after = np.where(relabel, gt_majority, before).astype(np.uint8)
     already = label_hist[np.arange(ids.size), gt_majority] == sizes
     changed = relabel & ~already

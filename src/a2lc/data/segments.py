@@ -30,32 +30,48 @@ def id_lookup(segments: np.ndarray, ids: np.ndarray, *, missing: int = -1) -> np
     return np.asarray(lookup[np.asarray(segments).ravel()])
 
 
-def label_histograms(labels: np.ndarray, segments: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``(Q, 256)`` int64: how many pixels of each segment in ``ids`` carry each label value."""
+def label_histograms(
+    labels: np.ndarray, segments: np.ndarray, ids: np.ndarray, *, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """``(Q, 256)`` int64: how many pixels of each segment in ``ids`` carry each label value.
+
+    ``rows``: ``id_lookup(segments, ids)`` when the caller has it already.
+    """
     ids = np.asarray(ids, dtype=np.int64)
-    row = id_lookup(segments, ids)
+    row = id_lookup(segments, ids) if rows is None else rows
     keep = row >= 0
     flat = row[keep] * NUM_LABEL_VALUES + labels.ravel()[keep].astype(np.int64)
     hist = np.bincount(flat, minlength=ids.size * NUM_LABEL_VALUES)
     return hist.reshape(ids.size, NUM_LABEL_VALUES)
 
 
-def majority_labels(labels: np.ndarray, segments: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def majority_labels(
+    labels: np.ndarray, segments: np.ndarray, ids: np.ndarray, *, rows: np.ndarray | None = None
+) -> np.ndarray:
     """``(Q,)`` uint8: the most frequent label value (255 included) of each segment; ties → smallest."""
-    return np.asarray(label_histograms(labels, segments, ids).argmax(axis=1), dtype=np.uint8)
+    histograms = label_histograms(labels, segments, ids, rows=rows)
+    return np.asarray(histograms.argmax(axis=1), dtype=np.uint8)
 
 
 def paint_segments(
-    labels: np.ndarray, segments: np.ndarray, ids: np.ndarray, values: np.ndarray
+    labels: np.ndarray,
+    segments: np.ndarray,
+    ids: np.ndarray,
+    values: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A copy of ``labels`` where every pixel of segment ``ids[q]`` is set to ``values[q]``."""
+    """A copy of ``labels`` where every pixel of segment ``ids[q]`` is set to ``values[q]``.
+
+    ``rows``: ``id_lookup(segments, ids)`` when the caller has it already.
+    """
     ids = np.asarray(ids, dtype=np.int64)
     values = np.asarray(values)
     if ids.shape != values.shape:
         raise ValueError(f"ids {ids.shape} and values {values.shape} differ in shape")
     if ids.size == 0:
         return labels.copy()
-    row = id_lookup(segments, ids).reshape(labels.shape)
+    row = (id_lookup(segments, ids) if rows is None else rows).reshape(labels.shape)
     painted = np.asarray(values, dtype=np.uint8)[np.maximum(row, 0)]
     return np.where(row >= 0, painted, labels).astype(np.uint8)
 
