@@ -39,25 +39,27 @@ from typing import Any
 
 from _workspaces import flipped_gt_proxy_maps
 
-STAGES = ("queries", "answers", "lcm", "close", "train", "eval")
+STAGES = ("queries", "answers", "lcm", "checked", "close", "train", "eval")
 """The steps of a round as :func:`a2lc.rounds.run_rounds` reports them."""
 STAGE_NAMES = {
     "queries": "predict + score (+ LCM features)",
     "answers": "simulated annotator",
     "lcm": "LCM",
+    "checked": "checked corrector",
     "close": "close round",
     "train": "head training",
     "eval": "data + model mIoU",
 }
 PARTS = {
-    "queries": ("read_maps", "predict", "score"),
+    "queries": ("read_maps", "predict", "score", "embed"),
     "eval": ("data_miou", "model_miou"),
 }
 """Parts of a stage that the loop times itself (metrics ``seconds/<part>``), where it does."""
 PART_NAMES = {
     "read_maps": "decode segment and label maps",
     "predict": "predict probabilities",
-    "score": "one sweep: scores + LCM features",
+    "score": "sweep(s): scores + LCM features",
+    "embed": "segment embeddings (checked corrector)",
     "data_miou": "data mIoU (pool)",
     "model_miou": "model mIoU (val)",
 }
@@ -163,6 +165,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                     process.join()
             metrics = ws.metrics()
             segments = ws.num_segments()
+            held_maps_mb = ws.maps.held_bytes / 2**20
     stages: dict[str, dict[str, float]] = {}
     previous = (cpu0, wall0)
     for round_index, name, cpu, wall in marks:
@@ -190,6 +193,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "round0_wall": round0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_memory_by_phase": memory.stop(),
+        "held_maps_mb": held_maps_mb,
         "data_miou": metrics.get(1, {}).get("data_miou"),
         "lcm_changed": metrics.get(1, {}).get("lcm_changed"),
     }

@@ -95,3 +95,22 @@ def test_map_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "lots")
     with pytest.raises(ConfigError, match=runtime.MAP_MEMORY_VARIABLE):
         runtime.map_memory_budget()
+
+
+def test_release_free_memory_calls_malloc_trim_on_glibc_and_nothing_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ctypes.util
+    import platform
+
+    monkeypatch.setattr(runtime, "_malloc_trim", None)
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert runtime.release_free_memory() is on_glibc
+    calls: list[int] = []
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda pad: calls.append(pad) or 1)
+    assert runtime.release_free_memory() is True
+    assert calls == [0]
+    # No C library to be found (e.g. a static build): a no-op, not an error.
+    monkeypatch.setattr(runtime, "_malloc_trim", None)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert runtime.release_free_memory() is False

@@ -52,7 +52,7 @@ from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
-from a2lc.runtime import configure_threads, threads_chosen_by_user
+from a2lc.runtime import configure_threads, release_free_memory, threads_chosen_by_user
 from a2lc.steps import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.strategies import DEFAULT_STRATEGY, ProbabilityMode, Strategy, resolve_strategy
 from a2lc.workspace import Workspace
@@ -224,6 +224,7 @@ def run_rounds(
     )
 
     def step(round_index: int, name: str) -> None:
+        release_free_memory()  # what a step freed is not kept resident through the next one
         if on_step is not None:
             on_step(round_index, name)
 

@@ -187,3 +187,35 @@ def _memory_budget(variable: str, *, cap_mb: int, share: int) -> int:
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         return default
     return int(min(default, total // share))
+
+
+_malloc_trim: object = None  # None: not looked up yet; False: not available
+
+
+def release_free_memory() -> bool:
+    """Return the C heap's free pages to the OS (glibc's ``malloc_trim(0)``).
+
+    Passes over the pool allocate and free one image's arrays after another while
+    small per-segment results stay alive between them; glibc then keeps the freed
+    pages resident, and the process's memory grows with the pool although what it
+    holds does not. Trimming after each image keeps resident memory at what is
+    live. Returns whether anything could be called (False off glibc, e.g. macOS,
+    musl; with jemalloc preloaded the call is harmless and frees nothing).
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = False
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            if name:
+                function = ctypes.CDLL(name).malloc_trim
+                function.argtypes = [ctypes.c_size_t]
+                function.restype = ctypes.c_int
+                _malloc_trim = function
+    if _malloc_trim is False:
+        return False
+    _malloc_trim(0)  # type: ignore[operator]
+    return True

@@ -26,9 +26,15 @@ from a2lc.data.probs import load_probabilities, probability_path
 from a2lc.distributed import Shard, share
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
+from a2lc.runtime import release_free_memory
 from a2lc.workspace import Answer, Workspace
 
 log = logging.getLogger(__name__)
+
+TRIM_EVERY_IMAGES = 64
+"""A pass over the pool returns the C heap's free pages to the OS after this many images
+(:func:`~a2lc.runtime.release_free_memory`): often enough that fragmentation cannot
+grow with the pool, rarely enough that re-faulting those pages costs nothing measurable."""
 
 ProbabilityLoader = Callable[[str], np.ndarray]
 """``image id -> C×H×W`` float32 probabilities."""
@@ -218,6 +224,8 @@ def select_queries(
                 feature = (image_id, ids_kept, means, embed(sample.id, segments, ids_kept))
         eligible_mask = ~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64)))
         records.append(_ImageRecord(index, sample.id, ids, part, eligible_mask, counts, feature))
+        if (len(records) % TRIM_EVERY_IMAGES) == 0:
+            release_free_memory()
     if shard is not None:
         # Merged in pool order, as one process makes them.
         everyone = shard.to_writer(records) if merge_on_writer_only else shard.gather(records)
