@@ -198,9 +198,10 @@ def release_free_memory() -> bool:
     Passes over the pool allocate and free one image's arrays after another while
     small per-segment results stay alive between them; glibc then keeps the freed
     pages resident, and the process's memory grows with the pool although what it
-    holds does not. Trimming after each image keeps resident memory at what is
-    live. Returns whether anything could be called (False off glibc, e.g. macOS,
-    musl; with jemalloc preloaded the call is harmless and frees nothing).
+    holds does not. Trimming between steps and every so many images of a pass keeps
+    resident memory near what is live. Returns whether anything could be called
+    (False off glibc, e.g. macOS, musl; with jemalloc preloaded the call is harmless
+    and frees nothing).
     """
     global _malloc_trim
     if _malloc_trim is None:

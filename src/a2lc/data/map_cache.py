@@ -27,8 +27,9 @@ class MapCache:
     """``get(path, decode, kind=)``: ``decode(path)``'s result, from memory after the first call.
 
     ``kind`` names the decoding (a file read as a label map through one class table is
-    another entry than the same file read through another). ``budget``: bytes the held arrays may take (0 holds nothing). Integer maps whose
-    values fit are held as uint8 or uint16 and returned in their decoded dtype.
+    another entry than the same file read through another). ``budget``: bytes the held
+    arrays may take (0 holds nothing). Integer maps whose values fit are held as uint8
+    or uint16 and returned in their decoded dtype.
     """
 
     def __init__(self, *, budget: int) -> None:
