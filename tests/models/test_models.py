@@ -269,6 +269,31 @@ def test_training_labels_are_held_as_uint8() -> None:
     assert held["a"].tolist() == labels[1::2, 1::2].tolist()
 
 
+def test_training_labels_are_decoded_up_front_into_one_block_per_size() -> None:
+    from a2lc.models.training import _held_labels
+
+    rng = np.random.default_rng(0)
+    maps = {
+        "a": rng.integers(0, 5, (9, 12), dtype=np.uint8),
+        "b": rng.integers(0, 5, (9, 12), dtype=np.uint8),
+        "c": rng.integers(0, 5, (5, 7), dtype=np.uint8),
+    }
+    decoded: list[str] = []
+
+    def load(image_id: str) -> np.ndarray:
+        decoded.append(image_id)
+        return maps[image_id]
+
+    held = _held_labels(["a", "c", "b"], load, 4, {k: v.shape for k, v in maps.items()})
+    assert sorted(decoded) == ["a", "b", "c"]  # each once, before any batch
+    for image_id, labels in maps.items():
+        assert held[image_id].dtype == torch.uint8
+        assert held[image_id].tolist() == labels[2::4, 2::4].tolist()
+    # "a" and "b" (same size) are consecutive rows of one allocation.
+    step = held["b"].untyped_storage().data_ptr() - held["a"].untyped_storage().data_ptr()
+    assert step == held["a"].numel()
+
+
 def test_paper_cityscapes_probabilities_come_from_a_shrunk_padded_view() -> None:
     import torch.nn.functional as F
 

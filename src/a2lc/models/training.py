@@ -26,6 +26,7 @@ from a2lc._progress import progress
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.distributed import Shard, share, synchronise
 from a2lc.models.segmenter import Segmenter
+from a2lc.runtime import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,7 @@ def train(
         model, image_ids, shapes=shapes, config=config, cache=cache, frozen_encoder=frozen_encoder
     )
     history: list[float] = []
-    labels_cache: dict[str, torch.Tensor] = {}
+    labels_cache = _held_labels(image_ids, load_labels, config.loss_stride, shapes)
     for epoch in range(config.epochs):
         model.train()
         if frozen:
@@ -337,6 +338,7 @@ def train(
             losses.append(loss.item())
         history.append(float(np.mean(losses)) if losses else float("nan"))
         log.debug("epoch %d loss %.4f", epoch + 1, history[-1])
+        release_free_memory()
     if show_progress and history:
         log.info(
             "trained on %d images, %d epochs (%s) in %.1f s, loss %.3f → %.3f",
@@ -540,6 +542,35 @@ def _shared_labels(
         atomic_write_bytes(folder / f"{image_id}.npy", buffer.getvalue())
     synchronise(shard)
     return lambda image_id: torch.from_numpy(np.load(folder / f"{image_id}.npy"))
+
+
+def _held_labels(
+    image_ids: Sequence[str],
+    load: LabelLoader,
+    stride: int,
+    shapes: dict[str, tuple[int, int]],
+) -> dict[str, torch.Tensor]:
+    """Every image's training labels at the loss stride, decoded before training starts.
+
+    One uint8 block per image size holds them all (the tensors are views of it):
+    decoded lazily in the first epoch, each small array landed between that epoch's
+    large temporaries and kept their pages resident, which made peak memory grow with
+    the pool; the decoding's own temporaries are handed back before training.
+    """
+    offset = stride // 2
+    by_shape: dict[tuple[int, int], list[str]] = {}
+    for image_id in image_ids:
+        height, width = shapes[image_id]
+        strided = (len(range(offset, height, stride)), len(range(offset, width, stride)))
+        by_shape.setdefault(strided, []).append(image_id)
+    held: dict[str, torch.Tensor] = {}
+    for strided, ids in by_shape.items():
+        block = np.empty((len(ids), *strided), dtype=np.uint8)
+        for k, image_id in enumerate(ids):
+            block[k] = load(image_id)[offset::stride, offset::stride]
+            held[image_id] = torch.from_numpy(block[k])
+    release_free_memory()
+    return held
 
 
 def _labels(
