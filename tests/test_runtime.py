@@ -92,6 +92,11 @@ def test_map_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 0 < runtime.map_memory_budget() <= runtime.DEFAULT_MAP_MEMORY_MB * 2**20
     monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "0")
     assert runtime.map_memory_budget() == 0
+    monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "100")
+    assert runtime.map_memory_budget() == 100 * 2**20
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes on this machine
+    assert runtime.map_memory_budget() == 25 * 2**20
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.setenv(runtime.MAP_MEMORY_VARIABLE, "lots")
     with pytest.raises(ConfigError, match=runtime.MAP_MEMORY_VARIABLE):
         runtime.map_memory_budget()

@@ -166,8 +166,14 @@ def map_memory_budget() -> int:
 
     ``A2LC_MAP_MEMORY_MB`` sets it; the default is an eighth of the machine's memory,
     at most :data:`DEFAULT_MAP_MEMORY_MB`. Maps beyond it are decoded on every read.
+    Under torchrun the processes of one machine (``LOCAL_WORLD_SIZE``) split it.
     """
-    return _memory_budget(MAP_MEMORY_VARIABLE, cap_mb=DEFAULT_MAP_MEMORY_MB, share=8)
+    budget = _memory_budget(MAP_MEMORY_VARIABLE, cap_mb=DEFAULT_MAP_MEMORY_MB, share=8)
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return budget // processes
 
 
 def _memory_budget(variable: str, *, cap_mb: int, share: int) -> int:
