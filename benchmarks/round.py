@@ -24,6 +24,7 @@ encoding happens once per image; it is not part of any round's time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -71,7 +72,10 @@ class _MemorySampler:
     ``ru_maxrss`` counts memory-mapped file pages (the feature cache in
     ``A2LC_FEATURE_MEMORY_MB=0`` mode) as if they were the process's own; the kernel
     drops those under pressure, so the anonymous peak is what the job needs.
-    Samples ``/proc/self/status`` every ``interval`` seconds (Linux; elsewhere empty).
+    Samples ``/proc/self/status`` every ``interval`` seconds (Linux; elsewhere empty),
+    which can miss a short peak; ``hwm_mb`` is the kernel's exact high-water mark of
+    the whole resident set (anonymous + file) over the phase (``VmHWM``, reset at each
+    phase through ``/proc/self/clear_refs``), without sampling noise.
     """
 
     def __init__(self, interval: float = 0.02) -> None:
@@ -101,12 +105,25 @@ class _MemorySampler:
         while not self._stop.wait(interval):
             self._sample()
 
-    def enter(self, phase: str) -> None:
+    def _close_phase(self) -> None:
         self._sample()
+        try:
+            status = Path("/proc/self/status").read_text().splitlines()
+        except OSError:
+            return
+        for line in status:
+            if line.startswith("VmHWM:"):
+                peaks = self.peaks.setdefault(self.phase, {"anon_mb": 0.0, "file_mb": 0.0})
+                peaks["hwm_mb"] = float(line.split()[1]) / 1024
+        with contextlib.suppress(OSError):  # "5": reset the peak resident set (Linux 4.0+)
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def enter(self, phase: str) -> None:
+        self._close_phase()
         self.phase = phase
 
     def stop(self) -> dict[str, dict[str, float]]:
-        self._sample()
+        self._close_phase()
         self._stop.set()
         self._thread.join()
         return self.peaks
@@ -131,6 +148,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     def on_step(round_index: int, name: str) -> None:
         marks.append((round_index, name, time.process_time(), time.perf_counter()))
+        if round_index == 1:
+            memory.enter(f"round1 after {name}")  # the peaks of the round's next step
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         ws = Workspace.create(Path(tmp) / "ws", dataset)
