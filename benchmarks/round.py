@@ -185,6 +185,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             metrics = ws.metrics()
             segments = ws.num_segments()
             held_maps_mb = ws.maps.held_bytes / 2**20
+    by_phase = memory.stop()
     stages: dict[str, dict[str, float]] = {}
     previous = (cpu0, wall0)
     for round_index, name, cpu, wall in marks:
@@ -210,13 +211,22 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "stages": stages,
         "round": {"cpu": cpu1 - cpu0, "wall": wall1 - wall0},
         "round0_wall": round0,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_memory_by_phase": memory.stop(),
+        "peak_rss_mb": _peak_rss_mb(by_phase),
+        "peak_memory_by_phase": by_phase,
         "held_maps_mb": held_maps_mb,
         "features_memory_mapped": _feature_budget_is_zero(),
         "data_miou": metrics.get(1, {}).get("data_miou"),
         "lcm_changed": metrics.get(1, {}).get("lcm_changed"),
     }
+
+
+def _peak_rss_mb(by_phase: dict[str, dict[str, float]]) -> float:
+    """The process's peak resident set: the largest per-phase high-water mark (resetting
+    it per phase also resets ``ru_maxrss``, which is used where there is none)."""
+    marks = [p["hwm_mb"] for p in by_phase.values() if "hwm_mb" in p]
+    if marks:
+        return max(marks)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _feature_budget_is_zero() -> bool:
