@@ -119,3 +119,13 @@ def test_release_free_memory_calls_malloc_trim_on_glibc_and_nothing_elsewhere(
     monkeypatch.setattr(runtime, "_malloc_trim", None)
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     assert runtime.release_free_memory() is False
+
+
+def test_releasing_returns_free_pages_every_so_many_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    calls: list[int] = []
+    monkeypatch.setattr(runtime, "release_free_memory", lambda: calls.append(len(seen)) or True)
+    for item in runtime.releasing(range(10), every=4):
+        seen.append(item)
+    assert seen == list(range(10))
+    assert calls == [4, 8]  # after the 4th and the 8th item's work, not before it

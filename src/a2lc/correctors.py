@@ -34,6 +34,7 @@ from a2lc.correction.lcm import LCMConfig, fit_and_predict, select_relabels, tai
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import majority_labels
 from a2lc.errors import WorkspaceError
+from a2lc.runtime import releasing
 from a2lc.workspace import Workspace
 from a2lc.workspace.workspace import PoolSegments
 
@@ -231,7 +232,7 @@ def ground_truth_majority(ws: Workspace, keys: list[tuple[str, int]]) -> np.ndar
     by_image: dict[str, list[int]] = {}
     for i, (image_id, _) in enumerate(keys):
         by_image.setdefault(image_id, []).append(i)
-    for image_id, rows in by_image.items():
+    for image_id, rows in releasing(by_image.items()):
         segment_ids = np.asarray([keys[i][1] for i in rows])
         truth[rows] = majority_labels(
             ws.read_ground_truth(image_id), ws.read_segments(image_id), segment_ids

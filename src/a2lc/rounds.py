@@ -52,7 +52,12 @@ from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
-from a2lc.runtime import configure_threads, release_free_memory, threads_chosen_by_user
+from a2lc.runtime import (
+    configure_threads,
+    release_free_memory,
+    releasing,
+    threads_chosen_by_user,
+)
 from a2lc.steps import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
 from a2lc.strategies import DEFAULT_STRATEGY, ProbabilityMode, Strategy, resolve_strategy
 from a2lc.workspace import Workspace
@@ -432,7 +437,8 @@ def _train_and_evaluate(
         acc = ConfusionAccumulator(ws.num_classes)
         with watch.part("model_miou"):
             mine = share(eval_data.samples, shard)
-            for sample in progress(mine, desc="model mIoU", total=len(mine), enabled=show_progress):
+            images = progress(mine, desc="model mIoU", total=len(mine), enabled=show_progress)
+            for sample in releasing(images):
                 prediction = runner.predict(model, sample.id).argmax(axis=0).astype(np.uint8)
                 acc.update(read_ground_truth(eval_data, sample), prediction)
             if shard is not None:  # integer counts: the sum is exact in any order

@@ -28,7 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from a2lc.errors import ConfigError
 
@@ -44,6 +45,13 @@ MAP_MEMORY_VARIABLE = "A2LC_MAP_MEMORY_MB"
 """Environment variable: MB of decoded maps a workspace may hold in memory."""
 DEFAULT_MAP_MEMORY_MB = 1024
 """Cap of the decoded-map budget (also at most an eighth of the machine's memory)."""
+
+RELEASE_EVERY = 64
+"""Passes over the pool return the C heap's free pages after this many images
+(:func:`releasing`): often enough that fragmentation cannot grow with the pool,
+rarely enough that re-faulting those pages costs nothing measurable."""
+
+_T = TypeVar("_T")
 
 _requested: int | None = None
 _configured: int | None = None
@@ -226,3 +234,12 @@ def release_free_memory() -> bool:
         return False
     _malloc_trim(0)  # type: ignore[operator]
     return True
+
+
+def releasing(items: Iterable[_T], *, every: int = RELEASE_EVERY) -> Iterator[_T]:
+    """``items``, returning free heap pages (:func:`release_free_memory`) after every
+    ``every`` of them: for loops over the pool's images."""
+    for count, item in enumerate(items, start=1):
+        yield item
+        if count % every == 0:
+            release_free_memory()

@@ -26,15 +26,10 @@ from a2lc.data.probs import load_probabilities, probability_path
 from a2lc.distributed import Shard, share
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
-from a2lc.runtime import release_free_memory
+from a2lc.runtime import releasing
 from a2lc.workspace import Answer, Workspace
 
 log = logging.getLogger(__name__)
-
-TRIM_EVERY_IMAGES = 64
-"""A pass over the pool returns the C heap's free pages to the OS after this many images
-(:func:`~a2lc.runtime.release_free_memory`): often enough that fragmentation cannot
-grow with the pool, rarely enough that re-faulting those pages costs nothing measurable."""
 
 ProbabilityLoader = Callable[[str], np.ndarray]
 """``image id -> C×H×W`` float32 probabilities."""
@@ -85,7 +80,7 @@ def pool_class_weight(
     counts = np.zeros(ws.num_classes, dtype=np.int64)
     samples = share(ws.samples, shard)
     iterable = progress(samples, desc="class weights", total=len(samples), enabled=show_progress)
-    for sample in iterable:
+    for sample in releasing(iterable):
         segments = ws.read_segments(sample.id)
         labels = ws.read_labels(sample.id, segments=segments)
         counts += class_pixel_counts(
@@ -182,7 +177,7 @@ def select_queries(
     )
     watch = Stopwatch()
     records: list[_ImageRecord] = []
-    for index in iterable:
+    for index in releasing(iterable):
         sample = samples[index]
         feature: tuple[str, np.ndarray, np.ndarray, np.ndarray | None] | None = None
         counts: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -224,8 +219,6 @@ def select_queries(
                 feature = (image_id, ids_kept, means, embed(sample.id, segments, ids_kept))
         eligible_mask = ~np.isin(ids, manual.get(sample.id, np.zeros(0, np.int64)))
         records.append(_ImageRecord(index, sample.id, ids, part, eligible_mask, counts, feature))
-        if (len(records) % TRIM_EVERY_IMAGES) == 0:
-            release_free_memory()
     if shard is not None:
         # Merged in pool order, as one process makes them.
         everyone = shard.to_writer(records) if merge_on_writer_only else shard.gather(records)
@@ -317,7 +310,7 @@ def answer_with_oracle(
     tables = []
     items = list(by_image.items())
     iterable = progress(items, desc="simulated annotator", total=len(items), enabled=show_progress)
-    for image_id, ids in iterable:
+    for image_id, ids in releasing(iterable):
         segments = ws.read_segments(image_id)
         labels = ws.read_labels(image_id, segments=segments)
         result = simulate_annotator(labels, segments, ws.read_ground_truth(image_id), ids)
@@ -341,6 +334,8 @@ def data_miou(ws: Workspace, *, show_progress: bool = True) -> ConfusionAccumula
     if not ids:
         raise WorkspaceError("data mIoU needs ground truth and no pool image has it")
     acc = ConfusionAccumulator(ws.num_classes)
-    for image_id in progress(ids, desc="data mIoU", total=len(ids), enabled=show_progress):
+    for image_id in releasing(
+        progress(ids, desc="data mIoU", total=len(ids), enabled=show_progress)
+    ):
         acc.update(ws.read_ground_truth(image_id), ws.read_labels(image_id))
     return acc
