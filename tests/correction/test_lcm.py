@@ -77,6 +77,30 @@ def test_mlp_learns_a_separable_mapping_and_is_seeded() -> None:
     assert np.median(a.confidence) > 0.9
 
 
+def test_predictions_in_chunks_match_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import a2lc.correction.lcm as lcm_module
+
+    rng = np.random.default_rng(1)
+    num_classes = 5
+    targets = rng.integers(0, num_classes, 40)
+    features = rng.dirichlet(np.ones(num_classes), 300).astype(np.float32)
+    config = LCMConfig(epochs=3, lr=1e-2)
+    whole = fit_and_predict(
+        features[:40], targets, features, num_classes=num_classes, config=config
+    )
+    monkeypatch.setattr(lcm_module, "PREDICT_CHUNK", 64)  # 300 segments: 5 chunks
+    parts = fit_and_predict(
+        features[:40], targets, features, num_classes=num_classes, config=config
+    )
+    np.testing.assert_array_equal(parts.predicted, whole.predicted)
+    np.testing.assert_allclose(parts.confidence, whole.confidence, rtol=1e-6)
+    none = fit_and_predict(
+        features[:40], targets, features[:0], num_classes=num_classes, config=config
+    )
+    assert none.predicted.shape == (0,)
+    assert none.confidence.shape == (0,)
+
+
 @pytest.mark.parametrize("num_classes", [2, 11])
 def test_tail_is_half_the_classes(num_classes: int) -> None:
     assert len(tail_classes(np.zeros(0, dtype=int), num_classes)) == num_classes // 2

@@ -124,6 +124,12 @@ class LCMPrediction(NamedTuple):
     confidence: np.ndarray
 
 
+PREDICT_CHUNK = 32_768
+"""LCM predicts the pool's segments this many at a time, so that the MLP's activations
+(about 2 KB per segment) do not grow with the pool; a CamVid pool (22k segments) is
+one chunk."""
+
+
 def fit_and_predict(
     train_features: np.ndarray,
     train_targets: np.ndarray,
@@ -165,7 +171,14 @@ def fit_and_predict(
                 net.accumulate_gradients(x_epoch[start:stop], y_epoch[start:stop], weight)
                 optimizer.step()
         net.eval()
+        inputs = torch.from_numpy(np.asarray(features, dtype=np.float32))
+        confidences, predictions = [], []
         with torch.no_grad():
-            out = net(torch.from_numpy(np.asarray(features, dtype=np.float32)))
-            confidence, predicted = out.max(dim=1)
-    return LCMPrediction(predicted.numpy().astype(np.int64), confidence.numpy().astype(np.float64))
+            for start in range(0, max(len(inputs), 1), PREDICT_CHUNK):
+                confidence, predicted = net(inputs[start : start + PREDICT_CHUNK]).max(dim=1)
+                confidences.append(confidence)
+                predictions.append(predicted)
+    return LCMPrediction(
+        torch.cat(predictions).numpy().astype(np.int64),
+        torch.cat(confidences).numpy().astype(np.float64),
+    )
