@@ -126,8 +126,8 @@ class LCMPrediction(NamedTuple):
 
 PREDICT_CHUNK = 32_768
 """LCM predicts the pool's segments this many at a time, so that the MLP's activations
-(about 2 KB per segment) do not grow with the pool; a CamVid pool (22k segments) is
-one chunk."""
+(a few KB per segment) do not grow with the pool; a CamVid pool (22k segments) is one
+chunk."""
 
 
 def fit_and_predict(

@@ -294,7 +294,9 @@ def train(
         model, image_ids, shapes=shapes, config=config, cache=cache, frozen_encoder=frozen_encoder
     )
     history: list[float] = []
-    labels_cache = _held_labels(image_ids, load_labels, config.loss_stride, shapes)
+    labels_cache = _held_labels(
+        image_ids, load_labels, config.loss_stride, shapes, show_progress=show_progress
+    )
     for epoch in range(config.epochs):
         model.train()
         if frozen:
@@ -549,12 +551,14 @@ def _held_labels(
     load: LabelLoader,
     stride: int,
     shapes: dict[str, tuple[int, int]],
+    *,
+    show_progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Every image's training labels at the loss stride, decoded before training starts.
 
-    One uint8 block per image size holds them all (the tensors are views of it):
-    decoded lazily in the first epoch, each small array landed between that epoch's
-    large temporaries and kept their pages resident, which made peak memory grow with
+    One uint8 block per image size holds them all (the tensors are views of it).
+    Decoded lazily in the first epoch instead, each small array landed between that
+    epoch's large temporaries and kept their pages resident, so peak memory grew with
     the pool; the decoding's own temporaries are handed back before training.
     """
     offset = stride // 2
@@ -566,7 +570,8 @@ def _held_labels(
     held: dict[str, torch.Tensor] = {}
     for strided, ids in by_shape.items():
         block = np.empty((len(ids), *strided), dtype=np.uint8)
-        for k, image_id in enumerate(ids):
+        decoding = progress(ids, desc="training labels", total=len(ids), enabled=show_progress)
+        for k, image_id in enumerate(decoding):
             block[k] = load(image_id)[offset::stride, offset::stride]
             held[image_id] = torch.from_numpy(block[k])
     release_free_memory()
