@@ -260,11 +260,10 @@ def test_a_cache_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
 
 
 def test_training_labels_are_held_as_uint8() -> None:
-    from a2lc.models.training import _labels
+    from a2lc.models.training import _held_labels
 
-    held: dict[str, torch.Tensor] = {}
     labels = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    _labels(held, lambda _: labels, "a", 2)
+    held = _held_labels(["a"], lambda _: labels, 2, {"a": (8, 8)})
     assert held["a"].dtype == torch.uint8
     assert held["a"].tolist() == labels[1::2, 1::2].tolist()
 

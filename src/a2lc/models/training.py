@@ -273,7 +273,7 @@ def train(
     the one process's step on the same batch, up to floating-point summation order.
     ``label_dir`` (with ``shard``): a folder every rank reaches where each rank leaves
     its own images' labels at the loss stride, so that no rank holds every image's
-    (without one each rank keeps those it has used, which is every image).
+    (without one each rank holds every image's).
     """
     if shard is not None:
         return _train_distributed(
@@ -294,7 +294,7 @@ def train(
         model, image_ids, shapes=shapes, config=config, cache=cache, frozen_encoder=frozen_encoder
     )
     history: list[float] = []
-    labels_cache = _held_labels(
+    held_labels = _held_labels(
         image_ids, load_labels, config.loss_stride, shapes, show_progress=show_progress
     )
     for epoch in range(config.epochs):
@@ -311,13 +311,7 @@ def train(
             enabled=show_progress,
             log_done=False,
         ):
-            targets = (
-                torch.stack(
-                    [_labels(labels_cache, load_labels, i, config.loss_stride) for i in batch]
-                )
-                .to(device)
-                .long()
-            )
+            targets = torch.stack([held_labels[i] for i in batch]).to(device).long()
             if (targets == IGNORE_INDEX).all():
                 continue
             inputs = _batch_inputs(
@@ -438,7 +432,7 @@ def _train_distributed(
     )
     history: list[float] = []
     stride = config.loss_stride
-    targets_of = _shared_labels(image_ids, load_labels, stride, shard, label_dir)
+    targets_of = _shared_labels(image_ids, load_labels, stride, shard, label_dir, shapes)
     with global_batch_norm(model.head if frozen else model):
         ddp = DistributedDataParallel(
             TrainStep(model, from_features=frozen),
@@ -523,24 +517,25 @@ def _shared_labels(
     stride: int,
     shard: Shard,
     folder: Path | None,
+    shapes: dict[str, tuple[int, int]],
 ) -> Callable[[str], torch.Tensor]:
     """image id → its training labels at the loss stride, for data-parallel training.
 
     With ``folder``, each rank decodes its own images' labels once (image ``k`` of
     ``image_ids`` is rank ``k mod world``'s) into small ``.npy`` files there, and every
     rank reads any image's file when a batch needs it (kilobytes, so memory does not
-    grow with the pool). Without one, labels are decoded once and kept, per rank.
+    grow with the pool). Without one, every rank holds every image's
+    (:func:`_held_labels`).
     """
     if folder is None:
-        cache: dict[str, torch.Tensor] = {}
-        return lambda image_id: _labels(cache, load, image_id, stride)
+        return _held_labels(image_ids, load, stride, shapes).__getitem__
     if shard.writer:
         shutil.rmtree(folder, ignore_errors=True)  # left by an interrupted run
         folder.mkdir(parents=True)
     synchronise(shard)
     for image_id in share(image_ids, shard):
         buffer = io.BytesIO()
-        np.save(buffer, _labels({}, load, image_id, stride).numpy())
+        np.save(buffer, _at_loss_stride(load(image_id), stride))
         atomic_write_bytes(folder / f"{image_id}.npy", buffer.getvalue())
     synchronise(shard)
     return lambda image_id: torch.from_numpy(np.load(folder / f"{image_id}.npy"))
@@ -572,26 +567,19 @@ def _held_labels(
         block = np.empty((len(ids), *strided), dtype=np.uint8)
         decoding = progress(ids, desc="training labels", total=len(ids), enabled=show_progress)
         for k, image_id in enumerate(decoding):
-            block[k] = load(image_id)[offset::stride, offset::stride]
+            block[k] = _at_loss_stride(load(image_id), stride)
             held[image_id] = torch.from_numpy(block[k])
     release_free_memory()
     return held
 
 
-def _labels(
-    cache: dict[str, torch.Tensor], load: LabelLoader, image_id: str, stride: int
-) -> torch.Tensor:
+def _at_loss_stride(labels: np.ndarray, stride: int) -> np.ndarray:
     """Labels sampled at the centre of every ``stride``×``stride`` cell (nearest neighbour).
 
-    Held as uint8 (a byte per sampled pixel); batches are widened to int64 on use.
+    uint8 (a byte per sampled pixel); batches are widened to int64 on use.
     """
-    if image_id not in cache:
-        labels = load(image_id)
-        offset = stride // 2
-        cache[image_id] = torch.from_numpy(
-            np.ascontiguousarray(labels[offset::stride, offset::stride], dtype=np.uint8)
-        )
-    return cache[image_id]
+    offset = stride // 2
+    return np.ascontiguousarray(labels[offset::stride, offset::stride], dtype=np.uint8)
 
 
 @torch.no_grad()
