@@ -63,7 +63,7 @@ def test_folders_rank_exactly_as_the_correction_loop(
     synthetic: SyntheticPaths, tmp_path: Path
 ) -> None:
     issues = a2lc.find_label_issues(
-        synthetic.pseudo, synthetic.probs, synthetic.segments, acquisition="eg"
+        synthetic.pseudo, synthetic.probs, synthetic.segments, order="gain", acquisition="eg"
     )
     dataset = load_dataset(synthetic.root, split="train")
     with Workspace.create(
@@ -101,3 +101,53 @@ def test_bad_inputs_name_the_image_and_the_problem(synthetic: SyntheticPaths) ->
         a2lc.find_label_issues(synthetic.pseudo, synthetic.segments)
     with pytest.raises(DataError, match="folder does not exist"):
         a2lc.find_label_issues(synthetic.root / "nope", synthetic.probs)
+
+
+def test_default_order_is_most_likely_wrong_with_a_decision_per_segment() -> None:
+    labels, probs, segments = two_images()
+    issues = a2lc.find_label_issues(labels, probs, segments, image_ids=["a", "b"])
+    wrong = [i.wrong_probability for i in issues]
+    assert wrong == sorted(wrong, reverse=True)
+    first = issues[0]
+    assert (first.image_id, first.label, first.suggested) == ("b", 0, 2)
+    assert first.wrong_probability == pytest.approx(0.95, abs=1e-6)
+    assert first.is_issue
+    assert [i.is_issue for i in issues].count(True) == 1  # the others agree with their labels
+    gain = a2lc.find_label_issues(labels, probs, segments, image_ids=["a", "b"], order="gain")
+    assert {(i.image_id, i.segment_id) for i in gain} == {
+        (i.image_id, i.segment_id) for i in issues
+    }
+    with pytest.raises(ValueError, match="order must be"):
+        a2lc.find_label_issues(labels, probs, segments, order="size")
+
+
+def test_answers_teach_the_estimate() -> None:
+    # 40 single-segment images; the model always agrees with the label, but the label
+    # of every segment whose second class has mass is wrong. Without answers nothing
+    # is flagged; with 20 answers the model of the answers finds the others.
+    rng = np.random.default_rng(0)
+    labels, probs, truth = [], [], []
+    for i in range(40):
+        lab = np.zeros((4, 4), np.uint8)
+        p = np.zeros((2, 4, 4), np.float32)
+        mixed = i % 2 == 1
+        p[0] = 0.6 if mixed else 0.95 - 0.02 * rng.random()
+        p[1] = 1 - p[0]
+        labels.append(lab)
+        probs.append(p)
+        truth.append(1 if mixed else 0)
+    segments = [np.ones((4, 4), np.int32) for _ in labels]
+    before = a2lc.find_label_issues(labels, probs, segments)
+    assert not any(i.is_issue for i in before)
+    answers = {(str(i), 1): truth[i] for i in range(20)}
+    after = a2lc.find_label_issues(labels, probs, segments, answers=answers)
+    unanswered = [i for i in after if int(i.image_id) >= 20]
+    flagged = {int(i.image_id) for i in unanswered if i.is_issue}
+    assert flagged == {i for i in range(20, 40) if truth[i]}
+    assert all(i.suggested == 1 for i in unanswered if i.is_issue)
+    answered = {int(i.image_id): i for i in after if int(i.image_id) < 20}
+    assert all(answered[k].wrong_probability == float(truth[k]) for k in answered)
+    with pytest.raises(DataError, match="answered segment 7 not found"):
+        a2lc.find_label_issues(labels, probs, segments, answers={("3", 7): 1})
+    with pytest.raises(DataError, match="is not a class"):
+        a2lc.find_label_issues(labels, probs, segments, answers={("3", 1): 5})

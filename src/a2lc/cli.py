@@ -397,6 +397,12 @@ def _parser() -> argparse.ArgumentParser:
     bench = add_command("bench", help="benchmark strategies × seeds on a dataset, with a report")
     bench.add_argument("--data", type=Path, required=True, help="dataset root folder")
     bench.add_argument("--pool-split", default="train", help="split to correct")
+    bench.add_argument(
+        "--pool-prefix",
+        default="",
+        help="only the pool images whose id starts with this (e.g. one CamVid video sequence: "
+        "0001TP)",
+    )
     bench.add_argument("--eval-split", default="val", help="split for model mIoU")
     bench.add_argument(
         "--pseudo",
@@ -1082,6 +1088,7 @@ def _bench(args: argparse.Namespace) -> int:
         data=args.data,
         out=args.out,
         pool_split=args.pool_split,
+        pool_prefix=args.pool_prefix,
         eval_split=args.eval_split,
         pseudo=args.pseudo,
         noises=noises,

@@ -258,7 +258,7 @@ def change_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> floa
 # ---------------------------------------------------------------------- checked corrector
 
 
-def _design(saved: RoundFeatures, rows: np.ndarray | slice) -> np.ndarray:
+def design_rows(saved: RoundFeatures, rows: np.ndarray | slice) -> np.ndarray:
     if saved.label is None or saved.size is None:
         raise WorkspaceError("features saved by an older a2lc lack labels and sizes")
     features = saved.features[rows]
@@ -268,7 +268,7 @@ def _design(saved: RoundFeatures, rows: np.ndarray | slice) -> np.ndarray:
     return design_matrix(saved.label[rows], features, saved.size[rows], embedding)
 
 
-def _training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np.ndarray]:
+def answer_training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Every answer of rounds before ``round_index`` (255 excluded), with its round's features."""
     segments = ws.pool_segments()
     xs: list[np.ndarray] = []
@@ -292,7 +292,7 @@ def _training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np.ndarr
             [(c["image_id"], c["segment_id"]) for c in answers],
             path,
         )
-        xs.append(_design(saved, rows))
+        xs.append(design_rows(saved, rows))
         ys.append(np.asarray([c["after"] for c in answers], dtype=np.int64))
     if not xs:
         return np.zeros((0, 0)), np.zeros(0, dtype=np.int64)
@@ -318,7 +318,7 @@ def plan_checked(
     r = round_index
     audit_budget = min(budget, round(config.audit_share * budget))
     acquired = ranked[: budget - audit_budget]
-    x_train, y_train = _training_set(ws, r)
+    x_train, y_train = answer_training_set(ws, r)
     segments = ws.pool_segments()
     rows = saved.pool_rows(ws, segments)
     num_classes = ws.num_classes
@@ -326,7 +326,7 @@ def plan_checked(
     proposal_rows, current, proposed, confidence, audited = empty, empty, empty, np.zeros(0), empty
     if y_train.size and np.unique(y_train).size >= 2:
         model = fit_logistic(x_train, y_train, num_classes=num_classes, l2=config.l2)
-        probabilities = model.probabilities(_design(saved, slice(None)))
+        probabilities = model.probabilities(design_rows(saved, slice(None)))
         taken = np.zeros(segments.segment_id.size, dtype=bool)
         taken[_key_rows(ws, segments, [(i, s) for i, s, _ in acquired])] = True
         eligible = ~segments.manual[rows] & ~taken[rows]

@@ -13,7 +13,7 @@ ignore), ``pred_probs`` ``C×H×W`` float softmax probabilities, ``segments``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,9 @@ from a2lc.data.segments import majority_labels
 from a2lc.errors import DataError, Problem
 
 DEFAULT_ACQUISITION = "eg"
-"""Expected IoU gain: on the CamVid benchmark it ranks real label errors above ALC's."""
+"""The ranking of ``order="gain"``: expected IoU gain, what the correction loop's prior uses."""
+MIN_ANSWERS = 20
+"""Answers needed (with two classes among them) before a model of them replaces the prior."""
 RANDOM_SEED = 0
 """Seed of the ``random`` acquisition's scores (a baseline)."""
 
@@ -45,6 +47,10 @@ class LabelIssue:
     ``label`` is the segment's current (majority) label, 255 if it has none;
     ``suggested`` the class of its highest mean probability, with that mean
     probability as ``suggested_probability``; ``pixels`` its size.
+    ``wrong_probability`` estimates the chance that ``label`` is wrong, and
+    ``is_issue`` is the yes/no decision (as cleanlab's boolean mask, per segment).
+    With answers, ``suggested`` and ``suggested_probability`` come from the model of
+    the answers.
     """
 
     image_id: str
@@ -54,6 +60,8 @@ class LabelIssue:
     suggested: int
     suggested_probability: float
     pixels: int
+    wrong_probability: float = float("nan")
+    is_issue: bool = False
 
 
 def label_segments(labels: np.ndarray) -> np.ndarray:
@@ -76,10 +84,25 @@ def find_label_issues(
     segments: ArrayInput | FolderInput | None = None,
     *,
     image_ids: Sequence[str] | None = None,
+    order: str = "wrong",
     acquisition: str = DEFAULT_ACQUISITION,
+    answers: Mapping[tuple[str, int], int] | None = None,
     top: int | None = None,
 ) -> list[LabelIssue]:
-    """Every segment of the dataset ranked by ``acquisition`` (best first; ``top`` keeps the first).
+    """Every segment of the dataset, most likely mislabelled first (``top`` keeps the first).
+
+    ``order="wrong"`` (default) ranks by the estimated probability that the label
+    is wrong; ``order="gain"`` by ``acquisition`` (expected IoU gain by default: the
+    segments whose correction moves mIoU most). Without answers the estimate is the
+    model's own, ``1 − P̄[label]`` (the segment's mean probability of its label), and
+    a segment is an issue where, as in confident learning, its most likely class
+    ``k ≠ label`` has ``P̄[k]`` at least class ``k``'s mean self-confidence (0.5 for a
+    class no segment is labelled with).
+    ``answers`` maps ``(image id, segment id)`` to the class a person gave it (or
+    confirmed); with at least :data:`MIN_ANSWERS` of them, in two classes or more, a
+    model of the answers (over each segment's label, mean probabilities, margin and
+    size) gives the estimate, the suggestion and the decision (``P(wrong) > 0.5``),
+    and answered segments are certain.
 
     ``labels``, ``pred_probs`` and ``segments`` are each either arrays (a list of
     per-image arrays, or one stacked ``N×…`` array) or a folder: label and segment
@@ -93,6 +116,8 @@ def find_label_issues(
     from the whole dataset, as the correction loop does. Raises
     :class:`~a2lc.errors.DataError` naming the image and what is wrong.
     """
+    if order not in ("wrong", "gain"):
+        raise ValueError(f"order must be 'wrong' or 'gain', got {order!r}")
     function = ACQUISITIONS.get(acquisition)
     ids, label_maps = _labels(labels, image_ids)
     probs_of = _probabilities(pred_probs, ids)
@@ -104,6 +129,7 @@ def find_label_issues(
     keys: list[tuple[str, np.ndarray]] = []
     parts: list[np.ndarray] = []
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    means_of: list[np.ndarray] = []
     label_pixels: np.ndarray | None = None
     mass: np.ndarray | None = None
     if function.needs_class_weight and not function.pooled:  # none registered today
@@ -137,6 +163,7 @@ def find_label_issues(
             result = function.score(probs, label_map, seg, rng=rng)
             parts.append(result.scores)
         keys.append((image_id, stats.ids))
+        means_of.append(stats.features.astype(np.float64))
         rows.append(
             (
                 majority_labels(label_map, seg, stats.ids),
@@ -156,14 +183,21 @@ def find_label_issues(
     else:
         scores = np.concatenate(parts)
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")  # ties: image order, then segment id
-    if top is not None:
-        order = order[:top]
     image_of = np.concatenate([np.full(k[1].size, i) for i, k in enumerate(keys)])
     segment_of = np.concatenate([k[1] for k in keys])
     label_of, suggested_of, probability_of, size_of = (
         np.concatenate([r[j] for r in rows]) for j in range(4)
     )
+    means = np.concatenate(means_of)
+    segment_keys = [(keys[int(i)][0], int(s)) for i, s in zip(image_of, segment_of, strict=True)]
+    wrong, issue, suggested_of, probability_of = _wrong_estimate(
+        means, label_of, size_of, segment_keys, answers, suggested_of, probability_of
+    )
+    if order == "wrong":
+        scores = wrong
+    ranking = np.argsort(-scores, kind="stable")  # ties: image order, then segment id
+    if top is not None:
+        ranking = ranking[:top]
     return [
         LabelIssue(
             image_id=keys[int(image_of[k])][0],
@@ -173,9 +207,72 @@ def find_label_issues(
             suggested=int(suggested_of[k]),
             suggested_probability=float(probability_of[k]),
             pixels=int(size_of[k]),
+            wrong_probability=float(wrong[k]),
+            is_issue=bool(issue[k]),
         )
-        for k in order
+        for k in ranking
     ]
+
+
+def _wrong_estimate(
+    means: np.ndarray,
+    labels: np.ndarray,
+    sizes: np.ndarray,
+    keys: list[tuple[str, int]],
+    answers: Mapping[tuple[str, int], int] | None,
+    suggested: np.ndarray,
+    suggested_probability: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(N,)`` P(wrong), is-issue, suggestion and its probability of every segment.
+
+    ``means``: ``(N, C)`` mean probabilities; ``labels``: ``(N,)`` (255: none);
+    ``sizes``: ``(N,)`` pixels; ``answers``: see :func:`find_label_issues`.
+    """
+    from a2lc.correction.checked import design_matrix, fit_logistic
+    from a2lc.correction.learned import wrong_probability
+
+    count, num_classes = means.shape
+    labelled = labels != IGNORE_INDEX
+    given = np.full(count, -1, dtype=np.int64)
+    if answers:
+        row_of = {key: i for i, key in enumerate(keys)}
+        for (image_id, segment_id), value in answers.items():
+            row = row_of.get((str(image_id), int(segment_id)))
+            if row is None:
+                raise DataError(Problem(str(image_id), f"answered segment {segment_id} not found"))
+            if not 0 <= int(value) < num_classes:
+                raise DataError(
+                    Problem(
+                        str(image_id), f"answer {value!r} for segment {segment_id} is not a class"
+                    )
+                )
+            given[row] = int(value)
+    known = given >= 0
+    if known.sum() >= MIN_ANSWERS and np.unique(given[known]).size >= 2:
+        x = design_matrix(labels, means, sizes, np.zeros((count, 0)))
+        model = fit_logistic(x[known], given[known], num_classes=num_classes)
+        probabilities = model.probabilities(x)
+        wrong = wrong_probability(probabilities, labels)
+        suggested = probabilities.argmax(axis=1)
+        suggested_probability = probabilities.max(axis=1)
+        issue = labelled & (wrong > 0.5)
+    else:
+        wrong = wrong_probability(means, labels)
+        # Confident learning: class k's threshold is its mean self-confidence (a class
+        # nobody labelled: more than half).
+        thresholds = np.full(num_classes, 0.5)
+        for k in range(num_classes):
+            mine = labels == k
+            if mine.any():
+                thresholds[k] = float(means[mine, k].mean())
+        best = means.argmax(axis=1)
+        issue = labelled & (best != labels) & (means[np.arange(count), best] >= thresholds[best])
+    # What a person said is certain.
+    wrong = np.where(known, (given != labels).astype(np.float64), wrong)
+    issue = np.where(known, given != labels, issue)
+    suggested = np.where(known, given, suggested)
+    suggested_probability = np.where(known, 1.0, suggested_probability)
+    return wrong, issue, suggested, suggested_probability
 
 
 # ------------------------------------------------------------------ inputs

@@ -127,9 +127,18 @@ def data_miou_scope(metrics: dict[int, dict[str, float]], *, images: int) -> str
 def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
     """(changed, estimated precision, true precision) of a round's automatic changes, as text.
 
-    The checked corrector reports its audited estimate with the 95% lower bound;
+    The checked and proven correctors report their audited estimate with the 95% lower bound;
     the reference LCM has none ("unchecked"). True precision needs ground truth.
     """
+    if "proven_changed" in m:
+        estimate = m.get("proven_estimated_precision")
+        lower = m.get("proven_precision_lower")
+        text = (
+            f"{_percent(estimate)} (≥ {_percent(lower)})"
+            if "proven_threshold" in m
+            else "no slice proven"
+        )
+        return f"{int(m['proven_changed'])}", text, _percent(m.get("proven_true_precision"))
     if "checked_changed" in m:
         estimate = m.get("checked_estimated_precision")
         lower = m.get("checked_precision_lower")

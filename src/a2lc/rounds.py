@@ -37,9 +37,11 @@ from a2lc._progress import progress
 from a2lc._timing import Stopwatch
 from a2lc.correction.checked import CheckedConfig
 from a2lc.correction.lcm import LCMConfig
+from a2lc.correction.learned import LearnedConfig
 from a2lc.correctors import (
     apply_checked,
     features_path,
+    load_round_features,
     plan_checked,
     run_lcm,
     save_round_features,
@@ -48,6 +50,7 @@ from a2lc.data.readers import load_dataset, read_ground_truth
 from a2lc.data.sample import Dataset
 from a2lc.distributed import Shard, from_writer, is_writer, share, synchronise
 from a2lc.errors import WorkspaceError
+from a2lc.learning import apply_proven, plan_learned
 from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
@@ -59,7 +62,13 @@ from a2lc.runtime import (
     threads_chosen_by_user,
 )
 from a2lc.steps import ScoreConfig, Selection, answer_with_oracle, data_miou, select_queries
-from a2lc.strategies import DEFAULT_STRATEGY, ProbabilityMode, Strategy, resolve_strategy
+from a2lc.strategies import (
+    DEFAULT_STRATEGY,
+    LEARNING_ACQUISITIONS,
+    ProbabilityMode,
+    Strategy,
+    resolve_strategy,
+)
 from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -84,6 +93,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6))
     lcm: LCMConfig = field(default_factory=LCMConfig)
     checked: CheckedConfig = field(default_factory=CheckedConfig)
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
     feature_cache: bool = True
     """A frozen encoder's features cached once (True) or computed on every batch (False:
     no cache files; on a GPU cheaper than reading them back)."""
@@ -112,7 +122,7 @@ def _config_json(config: RunConfig) -> str:
 
 FREE_ALWAYS = ("rounds", "oracle")
 """Options a resumed run may change at any time (run more rounds, switch annotators)."""
-FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked")
+FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked", "learned")
 """Options that only matter from round 1 on: free while no correction round has started."""
 
 
@@ -266,6 +276,8 @@ def _correction_round(
         model = runner.load(model_dir(ws, r - 1), seed=_model_seed(config, r - 1))
         budget = config.budget or 0
         reserve = round(config.checked.audit_share * budget) if checked else 0
+        if strategy.learns:  # the prior's ranking must outlast the sampled share's picks
+            reserve = budget
         quirk = config.probabilities == "paper-cityscapes"
         selection = select_queries(
             ws,
@@ -283,7 +295,7 @@ def _correction_round(
                         model, image_id, segments, ids
                     )
                 )
-                if checked
+                if strategy.embeds
                 else None
             ),
             reserve=reserve,
@@ -322,7 +334,21 @@ def _record_queries(
         saved = save_round_features(
             features_path(ws, r), selection.features, ws=ws, segments=ws.pool_segments()
         )
-        if strategy.corrector == "checked":
+        if strategy.learns:
+            sizes = selection.config.get("class_sizes")
+            queries, extra_metrics = plan_learned(
+                ws,
+                config=config.learned,
+                learn_acquisition=strategy.acquisition in LEARNING_ACQUISITIONS,
+                propose_corrections=strategy.corrector == "proven",
+                seed=config.seed,
+                round_index=r,
+                ranked=selection.queries,
+                budget=budget,
+                saved=saved,
+                class_sizes=np.asarray(sizes, dtype=np.float64) if sizes is not None else None,
+            )
+        elif strategy.corrector == "checked":
             queries, extra_metrics = plan_checked(
                 ws,
                 config=config.checked,
@@ -378,6 +404,16 @@ def _finish_round(
         apply_checked(ws, config=config.checked, round_index=r)
         ws.record_metrics(r, {"seconds/checked": time.perf_counter() - started})
         step(r, "checked")
+    if strategy.corrector == "proven" and not ws.step_done(r, "proven"):
+        started = time.perf_counter()
+        apply_proven(
+            ws,
+            config=config.learned,
+            round_index=r,
+            saved=load_round_features(features_path(ws, r)),
+        )
+        ws.record_metrics(r, {"seconds/proven": time.perf_counter() - started})
+        step(r, "proven")
     ws.close_round(r)
     step(r, "close")
     return False

@@ -36,6 +36,12 @@ for _c in (
         checked=True,
     ),
     Corrector(
+        "proven",
+        "a model of every answer proposes corrections; the largest most-confident slice whose "
+        "precision a random audit proves (95% lower bound ≥ 0.9, pooled over rounds) is applied",
+        checked=True,
+    ),
+    Corrector(
         "lcm",
         "the paper's LCM: an MLP on this round's queries relabels confident look-alikes "
         "(unchecked: it can lower label quality, see the benchmark)",
@@ -64,9 +70,22 @@ class Strategy:
 
     @property
     def keeps_features(self) -> bool:
-        """Whether scoring keeps per-segment features for the corrector."""
-        return self.corrector != "none"
+        """Whether scoring keeps per-segment features (for a corrector or a learned ranking)."""
+        return self.corrector != "none" or self.learns
 
+    @property
+    def learns(self) -> bool:
+        """Whether the queries come from a model of the answers (:mod:`a2lc.learning`)."""
+        return self.acquisition in LEARNING_ACQUISITIONS or self.corrector == "proven"
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the kept features include each segment's encoder embedding."""
+        return self.corrector in ("checked", "proven") or self.acquisition in LEARNING_ACQUISITIONS
+
+
+LEARNING_ACQUISITIONS = ("learned",)
+"""Acquisitions that rank by a model of the answers (in the loop; alone they are their prior)."""
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 for _s in (
@@ -113,6 +132,11 @@ def resolve_strategy(name: str) -> Strategy:
     acquisition, corrector = name.split(SEPARATOR, 1)
     ACQUISITIONS.get(acquisition)
     CORRECTORS.get(corrector)
+    if acquisition in LEARNING_ACQUISITIONS and corrector not in ("none", "proven"):
+        raise UnknownNameError(
+            f"acquisition {acquisition!r} plans its own queries and works with the corrector "
+            f"'none' or 'proven', not {corrector!r}"
+        )
     return Strategy(
         name,
         acquisition,

@@ -322,6 +322,15 @@ for _entry in (
         finish=_finish_eg,
     ),
     AcquisitionFunction(
+        "learned",
+        "expected IoU gain P(wrong) × gain from a model of the answers, with a random "
+        "exploration share (in the loop; before any answer, and outside the loop, it is eg)",
+        expected_gain,
+        needs_pool=True,
+        image_parts=_other_class_parts,
+        finish=_finish_eg,
+    ),
+    AcquisitionFunction(
         "eg-fp",
         "expected IoU gain plus the false-positive term Σ_x cos · (1 − P[y,x]) / U_y",
         expected_gain_fp,

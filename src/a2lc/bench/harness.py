@@ -17,7 +17,7 @@ import resource
 import shutil
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ import numpy as np
 from a2lc._atomic import atomic_write_text
 from a2lc.correction.lcm import LCMConfig
 from a2lc.data.readers import load_dataset
+from a2lc.data.sample import Dataset
+from a2lc.errors import DataError, Problem
 from a2lc.models.training import TrainConfig
 from a2lc.pseudo_labels.pipeline import (
     NoiseRegime,
@@ -46,6 +48,8 @@ class BenchConfig:
     data: Path
     out: Path
     pool_split: str = "train"
+    pool_prefix: str = ""
+    """Only the pool images whose id starts with this ("": all), e.g. one video sequence."""
     eval_split: str = "val"
     pseudo: SegmentSource = "gt-proxy"
     noises: tuple[NoiseRegime, ...] = ("seed",)
@@ -58,6 +62,23 @@ class BenchConfig:
     seeds: tuple[int, ...] = (1, 2, 3)
     epochs: int = 6
     lcm: LCMConfig = field(default_factory=LCMConfig)
+
+
+def pool_dataset(config: BenchConfig) -> Dataset:
+    """The pool split, restricted to ``config.pool_prefix``; an empty pool is an error."""
+    dataset = load_dataset(config.data, split=config.pool_split)
+    if not config.pool_prefix:
+        return dataset
+    samples = tuple(s for s in dataset.samples if s.id.startswith(config.pool_prefix))
+    if not samples:
+        raise DataError(
+            Problem(
+                config.data,
+                f"no image of split {config.pool_split!r} has an id starting with "
+                f"{config.pool_prefix!r}",
+            )
+        )
+    return replace(dataset, samples=samples)
 
 
 def _peak_rss_mb() -> float:
@@ -77,7 +98,7 @@ def _initial_workspace(config: BenchConfig, noise: NoiseRegime, seed: int, cache
                 return path
     # Not started, or interrupted before its labels were complete: start over.
     shutil.rmtree(path, ignore_errors=True)
-    dataset = load_dataset(config.data, split=config.pool_split)
+    dataset = pool_dataset(config)
     with Workspace.create(path, dataset) as ws:
         started = time.perf_counter()
         pseudo = PseudoLabelConfig(
@@ -163,11 +184,15 @@ def _run_seed(
         began = time.perf_counter()
         with Workspace.open(path) as ws:
             result = run_rounds(ws, run, cache_dir=cache, show_progress=show_progress)
+            images = len(ws.samples)
         runs.append(
             {
                 "noise": noise,
                 "strategy": strategy,
                 "seed": seed,
+                "segments": config.pseudo,
+                "pool": config.pool_prefix or config.pool_split,
+                "images": images,
                 "budget_per_round": budget,
                 "seconds_pseudo_labels": pseudo_seconds,
                 "seconds_this_call": time.perf_counter() - began,
@@ -202,7 +227,8 @@ def _round_record(r: int, m: dict[str, float]) -> dict[str, Any]:
         "model_miou": m.get("model_miou"),
         "lcm_changed": m.get("lcm_changed"),
         "lcm_precision": m.get("lcm_precision"),
-        **{k: v for k, v in m.items() if k.startswith("checked_")},
+        "auto_changed": m.get("auto_changed"),
+        **{k: v for k, v in m.items() if k.startswith(("checked_", "proven_", "learned_"))},
         "data_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("data_iou/")},
         "model_iou": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("model_iou/")},
         "seconds": {k.split("/", 1)[1]: v for k, v in m.items() if k.startswith("seconds/")},

@@ -1,0 +1,220 @@
+"""The generalisation protocol (issue #21): CamVid used as several datasets.
+
+Cells: (segments, pool, regime). Pools: CamVid train split by video sequence
+(``0001TP`` 62 images, ``0006R0`` 101, ``0016E5`` 204) and the whole train split,
+``gt-proxy`` segments, regimes ``seed``, ``detector-like``, ``correlated``; plus
+``superpixels`` segments on the whole train split in the ``seed`` regime. Seeds
+1–3, 5 rounds. Each piece (one cell and seed, every strategy) is an ``a2lc bench``
+folder under ``--work``, resumable; after each piece the merged results are
+written to ``benchmarks/results/protocol/`` (commit them as they come).
+
+    python benchmarks/protocol.py run --work ~/a2lc-protocol --pieces 'gt-proxy/train/seed/1'
+    python benchmarks/protocol.py collect --work ~/a2lc-protocol
+
+The whole-pool ``gt-proxy`` runs of ``alc``, ``a2lc`` and ``eg+checked`` are taken
+from the method benchmark (``benchmarks/results/method``; same code path, checked
+bit-identical), unless a piece ran them again.
+
+The selection rule (fixed before any result was seen; README):
+1. a candidate is eligible only if its data mIoU, mean over the seeds both ran, is
+   at or above ``alc``'s at every round of every cell;
+2. among eligible candidates the default is the one with the best R5 data mIoU
+   averaged over the cells; if none is eligible, the default stays as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2lc.bench.harness import BenchConfig, run_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "protocol"
+METHOD = ROOT / "benchmarks" / "results" / "method" / "results.json"
+POOLS = ("0001TP", "0006R0", "0016E5", "train")
+REGIMES = ("seed", "detector-like", "correlated")
+SEEDS = (1, 2, 3)
+BASELINES = ("alc", "a2lc", "eg+checked")
+CANDIDATES = ("learned+proven", "eg+proven")
+REUSED = ("alc", "a2lc", "eg+checked")
+"""Whole-pool gt-proxy strategies whose method-benchmark runs stand in for new ones."""
+
+
+def cells() -> list[tuple[str, str, str]]:
+    out = [("gt-proxy", pool, regime) for regime in REGIMES for pool in POOLS]
+    return [*out, ("superpixels", "train", "seed")]
+
+
+def piece_name(segments: str, pool: str, regime: str, seed: int) -> str:
+    return f"{segments}-{pool}-{regime}-s{seed}"
+
+
+def run_piece(work: Path, data: Path, piece: str, strategies: tuple[str, ...]) -> None:
+    segments, pool, regime, seed = piece.split("/")
+    config = BenchConfig(
+        data=data,
+        out=work / piece_name(segments, pool, regime, int(seed)),
+        pool_split="train",
+        pool_prefix="" if pool == "train" else pool,
+        eval_split="val",
+        pseudo=segments,  # type: ignore[arg-type]
+        noises=(regime,),  # type: ignore[arg-type]
+        rounds=5,
+        strategies=strategies,
+        seeds=(int(seed),),
+    )
+    run_benchmark(config, show_progress=False)
+
+
+def _key(run: dict[str, Any]) -> tuple[str, str, str, str, int]:
+    return (
+        run.get("segments", "gt-proxy"),
+        run.get("pool", "train"),
+        run["noise"],
+        run["strategy"],
+        int(run["seed"]),
+    )
+
+
+def collect(work: Path) -> dict[str, Any]:
+    runs: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
+    if METHOD.is_file():
+        for run in json.loads(METHOD.read_text())["runs"]:
+            if run["strategy"] in REUSED:
+                runs[_key(run)] = {**run, "segments": "gt-proxy", "pool": "train", "reused": True}
+    for path in sorted(work.glob("*/results.json"), key=lambda p: p.stat().st_mtime):
+        for run in json.loads(path.read_text())["runs"]:
+            runs[_key(run)] = run
+    ordered = [runs[k] for k in sorted(runs)]
+    return {"runs": ordered, "summary": summarise(ordered), "rule": apply_rule(ordered)}
+
+
+def _curves(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[int, np.ndarray]]:
+    out: dict[tuple[str, str, str, str], dict[int, np.ndarray]] = {}
+    for run in runs:
+        segments, pool, regime, strategy, seed = _key(run)
+        values = np.asarray([100 * r["data_miou"] for r in run["rounds"]], dtype=float)
+        out.setdefault((segments, pool, regime, strategy), {})[seed] = values
+    return out
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for (segments, pool, regime, strategy), by_seed in sorted(_curves(runs).items()):
+        stacked = np.stack(list(by_seed.values()))
+        rows.append(
+            {
+                "segments": segments,
+                "pool": pool,
+                "regime": regime,
+                "strategy": strategy,
+                "seeds": sorted(by_seed),
+                "data_miou_mean": stacked.mean(axis=0).round(3).tolist(),
+                "data_miou_std": stacked.std(axis=0).round(3).tolist(),
+            }
+        )
+    return rows
+
+
+def apply_rule(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The selection rule over the cells where a strategy and alc both ran (see the docstring)."""
+    curves = _curves(runs)
+    strategies = sorted({k[3] for k in curves} - {"alc"})
+    verdict: dict[str, Any] = {}
+    for strategy in strategies:
+        below: list[str] = []
+        margins: list[float] = []
+        r5: list[float] = []
+        cells_seen = []
+        for segments, pool, regime in cells():
+            ours = curves.get((segments, pool, regime, strategy), {})
+            alc = curves.get((segments, pool, regime, "alc"), {})
+            seeds = sorted(set(ours) & set(alc))
+            if not seeds:
+                continue
+            a = np.mean([ours[s] for s in seeds], axis=0)
+            b = np.mean([alc[s] for s in seeds], axis=0)
+            diff = a - b
+            cells_seen.append(f"{segments}/{pool}/{regime} (seeds {seeds})")
+            margins.append(float(diff.min()))
+            r5.append(float(diff[-1]))
+            if (diff < -1e-9).any():
+                below.append(
+                    f"{segments}/{pool}/{regime}: rounds {np.flatnonzero(diff < -1e-9).tolist()}"
+                )
+        verdict[strategy] = {
+            "cells": cells_seen,
+            "complete": len(cells_seen) == len(cells()),
+            "eligible": not below,
+            "below_alc": below,
+            "smallest_margin": min(margins) if margins else None,
+            "mean_r5_gain_over_alc": float(np.mean(r5)) if r5 else None,
+        }
+    eligible = [s for s in strategies if verdict[s]["eligible"] and verdict[s]["complete"]]
+    chosen = max(eligible, key=lambda s: verdict[s]["mean_r5_gain_over_alc"], default=None)
+    return {"strategies": verdict, "default_by_rule": chosen}
+
+
+def write(merged: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "results.json").write_text(json.dumps(merged, indent=1, default=float))
+    with open(RESULTS / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        extra = (
+            "auto_changed",
+            "learned_wrong_auroc",
+            "learned_gain_auroc",
+            "proven_changed",
+            "proven_true_precision",
+            "proven_precision_lower",
+            "proven_threshold",
+            "checked_changed",
+            "lcm_changed",
+            "lcm_precision",
+        )
+        writer.writerow(
+            ["segments", "pool", "regime", "strategy", "seed", "round", "budget_spent",
+             "data_miou", "model_miou", *extra]
+        )  # fmt: skip
+        for run in merged["runs"]:
+            segments, pool, regime, strategy, seed = _key(run)
+            for rec in run["rounds"]:
+                writer.writerow(
+                    [segments, pool, regime, strategy, seed, rec["round"], rec["budget_spent"],
+                     rec["data_miou"], rec["model_miou"], *(rec.get(m) for m in extra)]
+                )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run pieces (resumable), collecting after each")
+    run.add_argument("--work", type=Path, required=True)
+    run.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "camvid")
+    run.add_argument("--pieces", required=True, help="SEGMENTS/POOL/REGIME/SEED, comma-separated")
+    run.add_argument("--strategies", default=",".join((*CANDIDATES, *BASELINES)))
+    col = sub.add_parser("collect", help="merge the pieces and apply the rule")
+    col.add_argument("--work", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        for piece in args.pieces.split(","):
+            run_piece(args.work, args.data, piece, tuple(args.strategies.split(",")))
+            merged = collect(args.work)
+            write(merged)
+            print(f"piece {piece} done", flush=True)
+    else:
+        merged = collect(args.work)
+        write(merged)
+    print(json.dumps(merged["rule"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Learning from the answers: which segments are wrong, and which corrections are proven.
+
+Every answer is a clean label: it says whether the segment was wrong and what it
+truly is. A model of the answers (multinomial logistic regression over the
+checked corrector's per-segment evidence: current label, mean probabilities,
+margin, size, the label's probability, the mask-pooled embedding) gives every
+segment ``P(true class = t)``. From it:
+
+* the acquisition ranks by expected IoU gain, ``P(wrong) × gain`` =
+  ``size · Σ_{t ≠ y} P(t) / U_t`` (:func:`expected_gain`);
+* the corrector proposes the most likely class where it differs from the label
+  and applies the largest top-confidence slice of proposals whose precision is
+  *proven*: a fixed sequence of one-sided Clopper–Pearson tests, from the most
+  confident slice down, on answers drawn uniformly at random inside the slice
+  (:func:`proven_threshold`), pooled over rounds.
+
+Two random samples keep the learning honest: an *exploration* share of every
+round's budget drawn uniformly from the segments that can be queried (so the
+answers are not only the ones the acquisition chose), and an *audit* share drawn
+uniformly from the most confident proposals (the region the corrector may apply).
+
+Pure functions on arrays; ``N`` segments, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from a2lc.correction.checked import precision_lower_bound
+from a2lc.data.sample import IGNORE_INDEX
+
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    """Options of the learned acquisition and the proven corrector (saved with the run)."""
+
+    explore_share: float = 0.05
+    """Share of each round's budget drawn uniformly from every segment that can be queried."""
+    audit_share: float = 0.1
+    """Share of each round's budget drawn uniformly from the corrector's region."""
+    region_per_audit: int = 8
+    """The corrector's region: the ``region_per_audit × audits`` most confident proposals."""
+    min_precision: float = 0.9
+    """Corrections are applied only in a slice whose precision's lower bound reaches this."""
+    confidence: float = 0.95
+    """One-sided confidence level of that bound (fixed-sequence testing keeps it overall)."""
+    first_test: int = 30
+    """Sampled answers in the first (most confident) slice tested; with all right, 0.95**(1/30)
+    = 0.905 clears 0.9."""
+    test_growth: float = 1.5
+    """Each next slice tested holds this many times the previous one's sampled answers."""
+    min_answers: int = 20
+    """Fewer answers than this (or a single class): no model, the round-1 prior ranks."""
+    l2: float = 1e-2
+    """Ridge penalty of the answer model (standardised features, per sample)."""
+
+    def __post_init__(self) -> None:
+        for name in ("explore_share", "audit_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.explore_share + self.audit_share >= 1.0:
+            raise ValueError("explore_share + audit_share must leave part of the budget")
+        if not 0.0 < self.min_precision < 1.0:
+            raise ValueError(f"min_precision must be in (0, 1), got {self.min_precision}")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.region_per_audit < 1 or self.first_test < 1 or self.test_growth <= 1.0:
+            raise ValueError("region_per_audit, first_test ≥ 1 and test_growth > 1 are required")
+
+
+def wrong_probability(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(N,)`` ``1 − P(label)`` from ``(N, C)`` class probabilities; 255 labels: 1."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    labelled = (labels >= 0) & (labels < probabilities.shape[1])
+    own = probabilities[np.arange(labels.size), np.where(labelled, labels, 0)]
+    return np.where(labelled, 1.0 - own, 1.0)
+
+
+def expected_gain(
+    probabilities: np.ndarray, labels: np.ndarray, sizes: np.ndarray, class_sizes: np.ndarray
+) -> np.ndarray:
+    """``(N,)`` expected IoU gain of asking about each segment: ``size · Σ_{t≠y} P(t) / U_t``.
+
+    ``probabilities``: ``(N, C)`` the answer model's; ``labels``: ``(N,)`` current
+    labels (255: every class counts); ``sizes``: ``(N,)`` pixels; ``class_sizes``:
+    ``(C,)`` the pool's class sizes ``U`` (as the pixel-level ``eg`` uses). Equals
+    ``P(wrong) × size × E[1 / U_t | wrong]``.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    _count, num_classes = probabilities.shape
+    other = probabilities.copy()
+    labelled = (labels >= 0) & (labels < num_classes)
+    other[np.flatnonzero(labelled), labels[labelled]] = 0.0
+    inverse = 1.0 / np.maximum(np.asarray(class_sizes, dtype=np.float64), 1.0)
+    return np.asarray(np.asarray(sizes, dtype=np.float64) * (other @ inverse))
+
+
+class Proposals(NamedTuple):
+    """Every eligible segment whose most likely class differs from its label.
+
+    ``rows``: ``(P,)`` segments, most confident first; ``proposed``: ``(P,)`` class;
+    ``confidence``: ``(P,)`` its probability.
+    """
+
+    rows: np.ndarray
+    proposed: np.ndarray
+    confidence: np.ndarray
+
+
+def ranked_proposals(
+    probabilities: np.ndarray, labels: np.ndarray, *, eligible: np.ndarray
+) -> Proposals:
+    """Proposals from ``(N, C)`` probabilities for ``(N,)`` labels, most confident first.
+
+    ``eligible``: ``(N,)`` bool, segments that may change. Labels 255 get no proposal.
+    Ties keep the row order (a stable sort), so the result is deterministic.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    best = probabilities.argmax(axis=1)
+    confidence = probabilities[np.arange(best.size), best]
+    chosen = np.flatnonzero(
+        np.asarray(eligible, dtype=bool) & (labels != IGNORE_INDEX) & (best != labels)
+    )
+    order = chosen[np.argsort(-confidence[chosen], kind="stable")]
+    return Proposals(order, best[order], confidence[order])
+
+
+def uniform_sample(candidates: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``min(count, len)`` of ``candidates`` ``(K,)`` drawn uniformly without replacement, sorted."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    count = max(0, min(int(count), candidates.size))
+    return np.sort(rng.choice(candidates, size=count, replace=False)) if count else candidates[:0]
+
+
+class Evidence(NamedTuple):
+    """Sampled answers inside corrector regions, pooled over rounds.
+
+    ``confidence``: ``(S,)`` the proposal's confidence when it was made (by a model
+    that had not seen the answer); ``correct``: ``(S,)`` whether the answer was the
+    proposed class; ``floor``: ``(S,)`` the confidence of the least confident
+    proposal in that round's region (a slice below it was not sampled that round).
+    """
+
+    confidence: np.ndarray
+    correct: np.ndarray
+    floor: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Evidence:
+        return cls(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0))
+
+    @classmethod
+    def concatenate(cls, parts: list[Evidence]) -> Evidence:
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.confidence for p in parts]).astype(np.float64),
+            np.concatenate([p.correct for p in parts]).astype(bool),
+            np.concatenate([p.floor for p in parts]).astype(np.float64),
+        )
+
+
+class Slice(NamedTuple):
+    """The outcome of :func:`proven_threshold`.
+
+    ``threshold``: proposals at or above it may be applied (``inf``: none);
+    ``sampled``, ``correct``: the evidence of the accepted slice (of the last slice
+    tested when none was accepted); ``lower``: its precision's lower bound;
+    ``tests``: how many slices were tested.
+    """
+
+    threshold: float
+    sampled: int
+    correct: int
+    lower: float
+    tests: int
+
+    @property
+    def estimate(self) -> float:
+        return self.correct / self.sampled if self.sampled else float("nan")
+
+
+def proven_threshold(
+    evidence: Evidence,
+    *,
+    min_confidence: float,
+    min_precision: float,
+    confidence: float,
+    first_test: int,
+    growth: float,
+) -> Slice:
+    """The lowest confidence threshold whose slice is proven precise, by fixed-sequence testing.
+
+    Candidate slices are "proposals with confidence ≥ c" for ``c ≥ min_confidence``
+    (the current round's region floor). Sorted by confidence, the k-th most
+    confident sampled answer defines the k-th candidate; the tested ones hold
+    ``first_test``, ``first_test · growth``, … sampled answers (evidence from rounds
+    whose region floor lies above ``c`` is left out of that test). Tests run from
+    the most confident slice down and stop at the first whose one-sided
+    Clopper–Pearson bound falls below ``min_precision``; the last passing slice is
+    accepted. Stopping at the first failure keeps the chance of accepting any slice
+    whose true precision is below ``min_precision`` at most ``1 − confidence``
+    (fixed-sequence testing), as long as the sampled answers are uniform within
+    every slice.
+    """
+    usable = evidence.confidence >= min_confidence
+    conf = evidence.confidence[usable]
+    correct = evidence.correct[usable]
+    floor = evidence.floor[usable]
+    order = np.argsort(-conf, kind="stable")
+    conf, correct, floor = conf[order], correct[order], floor[order]
+    accepted = Slice(float("inf"), 0, 0, 0.0, 0)
+    last = accepted
+    k = float(first_test)
+    tests = 0
+    while int(k) <= conf.size:
+        threshold = float(conf[int(k) - 1])
+        inside = (conf >= threshold) & (floor <= threshold)
+        n = int(inside.sum())
+        right = int(correct[inside].sum())
+        lower = precision_lower_bound(right, n, confidence=confidence)
+        tests += 1
+        last = Slice(threshold, n, right, lower, tests)
+        if lower < min_precision:
+            break
+        accepted = last
+        k = max(k + 1, k * growth)
+    if accepted.sampled:
+        return accepted._replace(tests=tests)
+    return Slice(float("inf"), last.sampled, last.correct, last.lower, tests)
+
+
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``(N,)`` scores for ``(N,)`` bool labels (ties: half).
+
+    NaN when either class is absent.
+    """
+    from scipy.stats import rankdata
+
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

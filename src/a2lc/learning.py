@@ -1,0 +1,363 @@
+"""The learned acquisition and the proven corrector over a workspace.
+
+The rules are in :mod:`a2lc.correction.learned`; this module moves arrays between
+them and the workspace. When a round is scored (:func:`plan_learned`, before its
+queries are recorded) a model of every earlier answer ranks the segments by
+expected gain, proposes corrections, and the round's queries are drawn: a uniform
+exploration sample, a uniform audit of the corrector's region and the best of
+the rest. The plan is written beside the round's features
+(``rounds/round_NNN/learned_plan.npz``). Once the answers are in,
+:func:`apply_proven` pools the sampled answers of every round so far, finds the
+proven slice and records its corrections (one transaction).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from a2lc._atomic import atomic_write_bytes, atomic_write_text
+from a2lc.correction.checked import fit_logistic
+from a2lc.correction.learned import (
+    Evidence,
+    LearnedConfig,
+    auroc,
+    expected_gain,
+    proven_threshold,
+    ranked_proposals,
+    uniform_sample,
+    wrong_probability,
+)
+from a2lc.correctors import (
+    RoundFeatures,
+    answer_training_set,
+    change_precision,
+    design_rows,
+    round_folder,
+)
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.errors import WorkspaceError
+from a2lc.runtime import releasing
+from a2lc.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+LEARN_STREAM = 0x1EA2
+"""Second seed word of the exploration and audit samples' random stream."""
+
+Query = tuple[str, int, float]
+
+
+def plan_path(ws: Workspace, round_index: int) -> Path:
+    return round_folder(ws, round_index) / "learned_plan.npz"
+
+
+def outcome_path(ws: Workspace, round_index: int) -> Path:
+    return round_folder(ws, round_index) / "proven.json"
+
+
+def segment_error_fraction(ws: Workspace, saved: RoundFeatures) -> np.ndarray:
+    """``(N,)`` share of each feature row's pixels whose current label differs from ground truth.
+
+    Pixels void in the ground truth are not counted; a segment with none gets 0.
+    Only for metrics (needs ground truth for every image).
+    """
+    out = np.zeros(saved.segment.size)
+    for i, image_id in enumerate(releasing(saved.image_ids)):
+        mine = np.flatnonzero(saved.image == i)
+        segments = ws.read_segments(image_id).ravel()
+        truth = ws.read_ground_truth(image_id).ravel()
+        labels = ws.read_labels(image_id).ravel()
+        valid = (truth != IGNORE_INDEX) & (segments > 0)
+        length = int(segments.max(initial=0)) + 1
+        total = np.bincount(segments[valid], minlength=length)
+        wrong = np.bincount(segments[valid & (labels != truth)], minlength=length)
+        ids = saved.segment[mine]
+        inside = ids < length
+        fraction = np.zeros(ids.size)
+        denominator = np.maximum(total[ids[inside]], 1)
+        fraction[inside] = wrong[ids[inside]] / denominator
+        out[mine] = fraction
+    return out
+
+
+def _feature_row_of_keys(saved: RoundFeatures, keys: list[tuple[str, int]]) -> np.ndarray:
+    """Feature row of each (image id, segment id); -1 where the round has none."""
+    position = {image_id: i for i, image_id in enumerate(saved.image_ids)}
+    lookup = {
+        (int(img), int(seg)): row
+        for row, (img, seg) in enumerate(zip(saved.image, saved.segment, strict=True))
+    }
+    return np.asarray(
+        [lookup.get((position.get(i, -1), int(s)), -1) for i, s in keys], dtype=np.int64
+    )
+
+
+def plan_learned(
+    ws: Workspace,
+    *,
+    config: LearnedConfig,
+    learn_acquisition: bool,
+    propose_corrections: bool,
+    seed: int,
+    round_index: int,
+    ranked: list[Query],
+    budget: int,
+    saved: RoundFeatures,
+    class_sizes: np.ndarray | None,
+) -> tuple[list[Query], dict[str, float]]:
+    """This round's queries: exploration, audits of the corrector's region, the best of the rest.
+
+    ``ranked``: the round-1 prior's queries (the ``eg`` sweep), best first, at least
+    ``budget`` of them plus the sampled share. ``learn_acquisition``: rank by the
+    answer model's expected gain once it can be fitted (else by ``ranked``);
+    ``propose_corrections``: plan the proven corrector's audits. Writes the plan
+    beside the round's features; records nothing in the database.
+    """
+    r = round_index
+    if saved.label is None or saved.size is None:
+        raise WorkspaceError("features saved by an older a2lc lack labels and sizes")
+    segments = ws.pool_segments()
+    pool_rows = saved.pool_rows(ws, segments)
+    labels = saved.label
+    eligible = ~segments.manual[pool_rows]
+    x_train, y_train = answer_training_set(ws, r)
+    fitted = y_train.size >= config.min_answers and np.unique(y_train).size >= 2
+    probabilities: np.ndarray | None = None
+    if fitted:
+        model = fit_logistic(x_train, y_train, num_classes=ws.num_classes, l2=config.l2)
+        probabilities = model.probabilities(design_rows(saved, slice(None)))
+        p_wrong = wrong_probability(probabilities, labels)
+    else:
+        p_wrong = wrong_probability(saved.features, labels)  # the prior: the model's own view
+    rng = np.random.default_rng([seed, r, LEARN_STREAM])
+    metrics: dict[str, float] = {
+        "learned_training_answers": float(y_train.size),
+        "learned_model": float(fitted),
+    }
+    # The corrector's region: the most confident proposals, audited uniformly.
+    empty = np.zeros(0, dtype=np.int64)
+    region, region_proposed, region_confidence = empty, empty, np.zeros(0)
+    audits = empty
+    floor = float("inf")
+    expected_auto = np.zeros(labels.size, dtype=bool)
+    if propose_corrections and probabilities is not None:
+        proposals = ranked_proposals(probabilities, labels, eligible=eligible)
+        audit_count = round(config.audit_share * budget)
+        size = config.region_per_audit * audit_count
+        region = proposals.rows[:size]
+        region_proposed = proposals.proposed[:size]
+        region_confidence = proposals.confidence[:size]
+        if region.size:
+            floor = float(region_confidence[-1])
+        audits = uniform_sample(region, audit_count, rng)
+        # Proposals the evidence so far would already apply are left to the corrector.
+        before = proven_threshold(pooled_evidence(ws, r), min_confidence=0.0, **_tests(config))
+        expected_auto[proposals.rows[proposals.confidence >= before.threshold]] = True
+        expected_auto[audits] = False
+        metrics.update(
+            {
+                "proven_proposals": float(proposals.rows.size),
+                "proven_region": float(region.size),
+                "proven_audited": float(audits.size),
+                "proven_expected_auto": float(expected_auto.sum()),
+            }
+        )
+        if region.size:
+            metrics["proven_region_floor"] = floor
+    taken = np.zeros(labels.size, dtype=bool)
+    taken[audits] = True
+    explore_count = round(config.explore_share * budget)
+    explored = uniform_sample(np.flatnonzero(eligible & ~taken), explore_count, rng)
+    taken[explored] = True
+    needed = budget - audits.size - explored.size
+    if learn_acquisition and probabilities is not None:
+        assert class_sizes is not None
+        scores = expected_gain(probabilities, labels, saved.size, class_sizes)
+        order = np.argsort(-scores, kind="stable")
+        order = order[(eligible & ~taken & ~expected_auto)[order]]
+        chosen = order[:needed]
+        acquired = [(*saved.key(int(i)), float(scores[i])) for i in chosen]
+    else:
+        scores = None
+        rows_of = _feature_row_of_keys(saved, [(i, s) for i, s, _ in ranked])
+        acquired = [
+            q
+            for q, row in zip(ranked, rows_of, strict=True)
+            if row < 0 or not (taken[row] or expected_auto[row])
+        ][:needed]
+    sampled = [(*saved.key(int(i)), float(p_wrong[i])) for i in np.concatenate([audits, explored])]
+    queries = acquired + sampled
+    if len(queries) < budget or len({(i, s) for i, s, _ in queries}) != len(queries):
+        raise WorkspaceError(f"only {len(queries)} segments could be queried, budget {budget}")
+    metrics["learned_explored"] = float(explored.size)
+    if ws.has_ground_truth:
+        wrong = segment_error_fraction(ws, saved) > 0.5
+        metrics["learned_wrong_auroc"] = auroc(p_wrong[eligible], wrong[eligible])
+        if scores is not None:
+            metrics["learned_gain_auroc"] = auroc(scores[eligible], wrong[eligible])
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        region=region,
+        region_proposed=region_proposed,
+        region_confidence=region_confidence,
+        floor=np.asarray(floor),
+        audits=audits,
+        explored=explored,
+        p_wrong=p_wrong,
+    )
+    atomic_write_bytes(plan_path(ws, r), buffer.getvalue())
+    log.info(
+        "round %d: %s from %d answers; %d explored, %d audited in a region of %d proposals",
+        r,
+        "answer model fitted" if fitted else "no answer model yet (prior ranking)",
+        y_train.size,
+        explored.size,
+        audits.size,
+        region.size,
+    )
+    return queries, metrics
+
+
+def _tests(config: LearnedConfig) -> dict[str, Any]:
+    return {
+        "min_precision": config.min_precision,
+        "confidence": config.confidence,
+        "first_test": config.first_test,
+        "growth": config.test_growth,
+    }
+
+
+def _load_plan(ws: Workspace, round_index: int) -> dict[str, np.ndarray] | None:
+    path = plan_path(ws, round_index)
+    if not path.is_file():
+        return None
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _round_evidence(ws: Workspace, round_index: int, saved: RoundFeatures) -> Evidence:
+    """Answers drawn uniformly inside round ``round_index``'s region (audits, exploration)."""
+    plan = _load_plan(ws, round_index)
+    if plan is None or plan["region"].size == 0:
+        return Evidence.empty()
+    answers = {
+        (c["image_id"], int(c["segment_id"])): int(c["after"])
+        for c in ws.corrections(round_index)
+        if c["source"] == "manual"
+    }
+    sampled = set(plan["audits"].tolist()) | set(plan["explored"].tolist())
+    confidence, correct = [], []
+    for row, proposed, conf in zip(
+        plan["region"], plan["region_proposed"], plan["region_confidence"], strict=True
+    ):
+        if int(row) not in sampled:
+            continue
+        answer = answers.get(saved.key(int(row)))
+        if answer is None:
+            continue  # not answered (yet)
+        confidence.append(float(conf))
+        correct.append(answer == int(proposed))
+    floor = float(plan["floor"])
+    return Evidence(
+        np.asarray(confidence), np.asarray(correct, dtype=bool), np.full(len(confidence), floor)
+    )
+
+
+def pooled_evidence(ws: Workspace, before_round: int, *, include: int | None = None) -> Evidence:
+    """Evidence of every round before ``before_round`` (and round ``include``)."""
+    from a2lc.correctors import features_path, load_round_features
+
+    parts = []
+    for info in ws.rounds():
+        if info.round < before_round or info.round == include:
+            if not plan_path(ws, info.round).is_file():
+                continue
+            saved = load_round_features(features_path(ws, info.round))
+            parts.append(_round_evidence(ws, info.round, saved))
+    return Evidence.concatenate(parts)
+
+
+def apply_proven(
+    ws: Workspace, *, config: LearnedConfig, round_index: int, saved: RoundFeatures
+) -> dict[str, float]:
+    """Apply the round's proposals in the proven slice; returns (and records) the metrics."""
+    r = round_index
+    plan = _load_plan(ws, r)
+    if plan is None:
+        raise WorkspaceError(f"{plan_path(ws, r)} is missing: round {r} was not planned")
+    floor = float(plan["floor"])
+    evidence = pooled_evidence(ws, r, include=r)
+    mine = _round_evidence(ws, r, saved)
+    chosen = proven_threshold(evidence, min_confidence=floor, **_tests(config))
+    answered = {
+        (c["image_id"], int(c["segment_id"])) for c in ws.corrections(r) if c["source"] == "manual"
+    }
+    segments = ws.pool_segments()
+    manual_now = segments.manual[saved.pool_rows(ws, segments)]
+    changes = []
+    for row, proposed, conf in zip(
+        plan["region"], plan["region_proposed"], plan["region_confidence"], strict=True
+    ):
+        key = saved.key(int(row))
+        if conf >= chosen.threshold and key not in answered and not manual_now[int(row)]:
+            changes.append((*key, int(proposed)))
+    values: dict[str, float] = {
+        "proven_changed": float(len(changes)),
+        "auto_changed": float(len(changes)),
+        "proven_evidence": float(evidence.correct.size),
+        "proven_round_sampled": float(mine.correct.size),
+        "proven_tests": float(chosen.tests),
+        "proven_sampled": float(chosen.sampled),
+        "proven_correct": float(chosen.correct),
+        "proven_precision_lower": chosen.lower,
+    }
+    if mine.correct.size:
+        values["proven_round_precision"] = float(mine.correct.mean())
+    if chosen.sampled:
+        values["proven_estimated_precision"] = chosen.estimate
+    if np.isfinite(chosen.threshold):
+        values["proven_threshold"] = chosen.threshold
+    precision = change_precision(ws, changes)
+    if precision is not None:
+        values["proven_true_precision"] = precision
+    outcome = {
+        "config": asdict(config),
+        "region": int(plan["region"].size),
+        "region_floor": floor if np.isfinite(floor) else None,
+        "slice": {
+            "threshold": chosen.threshold if np.isfinite(chosen.threshold) else None,
+            "sampled": chosen.sampled,
+            "correct": chosen.correct,
+            "lower_bound": chosen.lower,
+            "tests": chosen.tests,
+        },
+        "evidence_pooled": int(evidence.correct.size),
+        "changed": len(changes),
+    }
+    atomic_write_text(outcome_path(ws, r), json.dumps(outcome, indent=1))
+    ws.record_auto_corrections(r, changes, step="proven", metrics=values)
+    log.info(
+        "round %d: proven corrector: %d sampled answers pooled, slice %s (%d/%d right, lower "
+        "bound %.3f), %d applied%s",
+        r,
+        evidence.correct.size,
+        f"≥ {chosen.threshold:.4f}" if np.isfinite(chosen.threshold) else "none proven",
+        chosen.correct,
+        chosen.sampled,
+        chosen.lower,
+        len(changes),
+        (
+            f", true precision {100 * values['proven_true_precision']:.1f}%"
+            if "proven_true_precision" in values
+            else ""
+        ),
+    )
+    return values
