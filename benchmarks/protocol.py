@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from a2lc._atomic import atomic_write_text
 from a2lc.bench.harness import BenchConfig, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +44,7 @@ POOLS = ("0001TP", "0006R0", "0016E5", "train")
 REGIMES = ("seed", "detector-like", "correlated")
 SEEDS = (1, 2, 3)
 BASELINES = ("alc", "a2lc", "eg+checked")
-CANDIDATES = ("learned+proven", "eg+proven")
+CANDIDATES = ("learned+proven",)
 REUSED = ("alc", "a2lc", "eg+checked")
 """Whole-pool gt-proxy strategies whose method-benchmark runs stand in for new ones."""
 
@@ -164,32 +166,33 @@ def apply_rule(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write(merged: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps(merged, indent=1, default=float))
-    with open(RESULTS / "results.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        extra = (
-            "auto_changed",
-            "learned_wrong_auroc",
-            "learned_gain_auroc",
-            "proven_changed",
-            "proven_true_precision",
-            "proven_precision_lower",
-            "proven_threshold",
-            "checked_changed",
-            "lcm_changed",
-            "lcm_precision",
-        )
-        writer.writerow(
-            ["segments", "pool", "regime", "strategy", "seed", "round", "budget_spent",
-             "data_miou", "model_miou", *extra]
-        )  # fmt: skip
-        for run in merged["runs"]:
-            segments, pool, regime, strategy, seed = _key(run)
-            for rec in run["rounds"]:
-                writer.writerow(
-                    [segments, pool, regime, strategy, seed, rec["round"], rec["budget_spent"],
-                     rec["data_miou"], rec["model_miou"], *(rec.get(m) for m in extra)]
-                )  # fmt: skip
+    atomic_write_text(RESULTS / "results.json", json.dumps(merged, indent=1, default=float))
+    handle = io.StringIO()
+    writer = csv.writer(handle)
+    extra = (
+        "auto_changed",
+        "learned_wrong_auroc",
+        "learned_gain_auroc",
+        "proven_changed",
+        "proven_true_precision",
+        "proven_precision_lower",
+        "proven_threshold",
+        "checked_changed",
+        "lcm_changed",
+        "lcm_precision",
+    )
+    writer.writerow(
+        ["segments", "pool", "regime", "strategy", "seed", "round", "budget_spent",
+         "data_miou", "model_miou", *extra]
+    )  # fmt: skip
+    for run in merged["runs"]:
+        segments, pool, regime, strategy, seed = _key(run)
+        for rec in run["rounds"]:
+            writer.writerow(
+                [segments, pool, regime, strategy, seed, rec["round"], rec["budget_spent"],
+                 rec["data_miou"], rec["model_miou"], *(rec.get(m) for m in extra)]
+            )  # fmt: skip
+    atomic_write_text(RESULTS / "results.csv", handle.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

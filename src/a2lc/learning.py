@@ -18,27 +18,31 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from a2lc._atomic import atomic_write_bytes, atomic_write_text
 from a2lc.correction.checked import fit_logistic
 from a2lc.correction.learned import (
+    Calibration,
     Evidence,
     LearnedConfig,
     auroc,
     expected_gain,
+    match_rate,
     proven_threshold,
     ranked_proposals,
+    recalibrate,
     uniform_sample,
     wrong_probability,
 )
 from a2lc.correctors import (
     RoundFeatures,
-    answer_training_set,
     change_precision,
     design_rows,
+    features_path,
+    load_round_features,
     round_folder,
 )
 from a2lc.data.sample import IGNORE_INDEX
@@ -99,6 +103,54 @@ def _feature_row_of_keys(saved: RoundFeatures, keys: list[tuple[str, int]]) -> n
     )
 
 
+class AnswerSets(NamedTuple):
+    """Answers of earlier rounds with their rounds' features: ``x``, ``y`` ``(A, D)`` /
+    ``(A,)`` what the model learns from (every answer); ``explored_wrong``: ``(S,)``
+    whether each exploration answer (a uniform sample of the pool) found the label
+    wrong."""
+
+    x: np.ndarray
+    y: np.ndarray
+    explored_wrong: np.ndarray
+
+
+def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
+    """Every answer of rounds before ``round_index`` (void answers left out)."""
+    xs, ys, explored_wrong = [], [], []
+    for info in ws.rounds():
+        if info.round >= round_index or not features_path(ws, info.round).is_file():
+            continue
+        answers = [
+            c
+            for c in ws.corrections(info.round)
+            if c["source"] == "manual" and c["after"] != IGNORE_INDEX
+        ]
+        if not answers:
+            continue
+        saved = load_round_features(features_path(ws, info.round))
+        if saved.label is None:
+            continue
+        rows = _feature_row_of_keys(saved, [(c["image_id"], int(c["segment_id"])) for c in answers])
+        if (rows < 0).any():
+            raise WorkspaceError(
+                f"{features_path(ws, info.round)} lacks features of some of its round's answers"
+            )
+        after = np.asarray([c["after"] for c in answers], dtype=np.int64)
+        plan = _load_plan(ws, info.round)
+        if plan is not None:
+            explored = np.isin(rows, plan["explored"])
+            explored_wrong.append(after[explored] != saved.label[rows[explored]])
+        xs.append(design_rows(saved, rows))
+        ys.append(after)
+    if not xs:
+        return AnswerSets(np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, bool))
+    return AnswerSets(
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(explored_wrong).astype(bool) if explored_wrong else np.zeros(0, bool),
+    )
+
+
 def plan_learned(
     ws: Workspace,
     *,
@@ -127,12 +179,16 @@ def plan_learned(
     pool_rows = saved.pool_rows(ws, segments)
     labels = saved.label
     eligible = ~segments.manual[pool_rows]
-    x_train, y_train = answer_training_set(ws, r)
+    sets = answer_sets(ws, r)
+    y_train = sets.y
     fitted = y_train.size >= config.min_answers and np.unique(y_train).size >= 2
     probabilities: np.ndarray | None = None
+    calibration = Calibration()
     if fitted:
-        model = fit_logistic(x_train, y_train, num_classes=ws.num_classes, l2=config.l2)
-        probabilities = model.probabilities(design_rows(saved, slice(None)))
+        model = fit_logistic(sets.x, y_train, num_classes=ws.num_classes, l2=config.l2)
+        raw = model.probabilities(design_rows(saved, slice(None)))
+        calibration = match_rate(wrong_probability(raw, labels)[eligible], sets.explored_wrong)
+        probabilities = recalibrate(raw, labels, calibration)
         p_wrong = wrong_probability(probabilities, labels)
     else:
         p_wrong = wrong_probability(saved.features, labels)  # the prior: the model's own view
@@ -140,6 +196,8 @@ def plan_learned(
     metrics: dict[str, float] = {
         "learned_training_answers": float(y_train.size),
         "learned_model": float(fitted),
+        "learned_calibration_samples": float(calibration.samples),
+        "learned_calibration_shift": calibration.shift,
     }
     # The corrector's region: the most confident proposals, audited uniformly.
     empty = np.zeros(0, dtype=np.int64)
@@ -273,8 +331,6 @@ def _round_evidence(ws: Workspace, round_index: int, saved: RoundFeatures) -> Ev
 
 def pooled_evidence(ws: Workspace, before_round: int, *, include: int | None = None) -> Evidence:
     """Evidence of every round before ``before_round`` (and round ``include``)."""
-    from a2lc.correctors import features_path, load_round_features
-
     parts = []
     for info in ws.rounds():
         if info.round < before_round or info.round == include:

@@ -10,12 +10,15 @@ import pytest
 
 from a2lc.correction.checked import precision_lower_bound
 from a2lc.correction.learned import (
+    Calibration,
     Evidence,
     LearnedConfig,
     auroc,
     expected_gain,
+    match_rate,
     proven_threshold,
     ranked_proposals,
+    recalibrate,
     uniform_sample,
     wrong_probability,
 )
@@ -37,6 +40,33 @@ def test_wrong_probability_and_expected_gain() -> None:
     # Twice the size, twice the gain; all mass on the label, no gain.
     assert expected_gain(p[:1], labels[:1], sizes[:1] * 2, u)[0] == pytest.approx(2 * gain[0])
     assert expected_gain(np.array([[1.0, 0, 0]]), np.array([0]), np.array([5]), u)[0] == 0.0
+
+
+def test_the_pool_rate_puts_p_wrong_back_on_scale() -> None:
+    # The model says 60% of the pool is wrong; a uniform sample found 9 of 98 wrong.
+    rng = np.random.default_rng(0)
+    p_wrong = np.clip(rng.normal(0.6, 0.2, 1000), 0.01, 0.99)
+    found = np.zeros(98, bool)
+    found[:9] = True
+    calibration = match_rate(p_wrong, found)
+    shifted = 1 / (1 + np.exp(-(np.log(p_wrong / (1 - p_wrong)) + calibration.shift)))
+    assert shifted.mean() == pytest.approx(10 / 100, abs=1e-6)
+    assert calibration.scale == 1.0
+    assert calibration.samples == 98
+    # The order is kept; without samples nothing changes.
+    assert (np.argsort(shifted, kind="stable") == np.argsort(p_wrong, kind="stable")).all()
+    assert match_rate(p_wrong, np.zeros(0, bool)) == Calibration()
+
+
+def test_recalibrate_keeps_the_other_classes_shares() -> None:
+    p = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.5, 0.25, 0.25]])
+    labels = np.array([0, 2, 255])
+    out = recalibrate(p, labels, Calibration(1.0, np.log(1 / 3) - np.log(0.4 / 0.6)))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0)
+    assert out[0, 0] == pytest.approx(0.75)  # P(wrong) 0.4 → 0.25
+    assert out[0, 1] / out[0, 2] == pytest.approx(3.0)
+    np.testing.assert_allclose(out[2], p[2])  # no label: unchanged
+    np.testing.assert_allclose(recalibrate(p, labels, Calibration()), p)
 
 
 def test_proposals_are_ranked_by_confidence_and_respect_eligibility() -> None:

@@ -16,8 +16,10 @@ segment ``P(true class = t)``. From it:
 
 Two random samples keep the learning honest: an *exploration* share of every
 round's budget drawn uniformly from the segments that can be queried (so the
-answers are not only the ones the acquisition chose), and an *audit* share drawn
-uniformly from the most confident proposals (the region the corrector may apply).
+answers are not only the ones the acquisition chose, and the share of wrong labels
+in the pool is measured: :func:`match_rate` puts the model's ``P(wrong)`` back on
+that scale), and an *audit* share drawn uniformly from the most confident
+proposals (the region the corrector may apply).
 
 Pure functions on arrays; ``N`` segments, ``C`` classes.
 """
@@ -41,7 +43,7 @@ class LearnedConfig:
     """Share of each round's budget drawn uniformly from every segment that can be queried."""
     audit_share: float = 0.1
     """Share of each round's budget drawn uniformly from the corrector's region."""
-    region_per_audit: int = 8
+    region_per_audit: int = 4
     """The corrector's region: the ``region_per_audit × audits`` most confident proposals."""
     min_precision: float = 0.9
     """Corrections are applied only in a slice whose precision's lower bound reaches this."""
@@ -99,6 +101,72 @@ def expected_gain(
     other[np.flatnonzero(labelled), labels[labelled]] = 0.0
     inverse = 1.0 / np.maximum(np.asarray(class_sizes, dtype=np.float64), 1.0)
     return np.asarray(np.asarray(sizes, dtype=np.float64) * (other @ inverse))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return np.asarray(np.log(p) - np.log1p(-p))
+
+
+class Calibration(NamedTuple):
+    """``P'(wrong) = σ(scale · logit P(wrong) + shift)``; the identity is (1, 0); ``samples``:
+    the uniform sample it was measured on."""
+
+    scale: float = 1.0
+    shift: float = 0.0
+    samples: int = 0
+
+
+def match_rate(p_wrong: np.ndarray, wrong: np.ndarray) -> Calibration:
+    """The shift that makes the mean of ``(N,)`` ``P(wrong)`` over the pool the sampled rate.
+
+    The answer model learns from answers the acquisition chose, where wrong labels are
+    far more common than in the pool, so its ``P(wrong)`` is too high everywhere (a
+    prior shift). ``wrong``: ``(S,)`` outcomes of a uniform sample of the pool (the
+    exploration answers); the rate is their posterior mean under a uniform prior,
+    ``(k + 1) / (S + 2)``. One parameter, solved by bisection on the logit scale, so a
+    handful of samples cannot bend the ranking; without samples, the identity.
+    """
+    wrong = np.asarray(wrong, dtype=bool)
+    if wrong.size == 0 or np.asarray(p_wrong).size == 0:
+        return Calibration()
+    rate = (float(wrong.sum()) + 1.0) / (wrong.size + 2.0)
+    z = _logit(p_wrong)
+    low, high = -40.0, 40.0
+    for _ in range(80):
+        middle = 0.5 * (low + high)
+        if float(np.mean(1.0 / (1.0 + np.exp(-(z + middle))))) > rate:
+            high = middle
+        else:
+            low = middle
+    return Calibration(1.0, 0.5 * (low + high), int(wrong.size))
+
+
+def recalibrate(
+    probabilities: np.ndarray, labels: np.ndarray, calibration: Calibration
+) -> np.ndarray:
+    """``(N, C)`` probabilities with ``P(wrong)`` recalibrated, the other classes' shares kept.
+
+    Rows whose label is 255 are returned unchanged.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    num_classes = probabilities.shape[1]
+    labelled = (labels >= 0) & (labels < num_classes)
+    before = wrong_probability(probabilities, labels)
+    after = 1.0 / (1.0 + np.exp(-(calibration.scale * _logit(before) + calibration.shift)))
+    out = probabilities.copy()
+    rows = np.flatnonzero(labelled)
+    others = probabilities[rows].copy()
+    others[np.arange(rows.size), labels[rows]] = 0.0
+    total = others.sum(axis=1, keepdims=True)
+    share = np.divide(
+        others, total, out=np.full_like(others, 1.0 / max(1, num_classes - 1)), where=total > 0
+    )
+    share[np.arange(rows.size), labels[rows]] = 0.0
+    out[rows] = share * after[rows, None]
+    out[rows, labels[rows]] = 1.0 - after[rows]
+    return out
 
 
 class Proposals(NamedTuple):

@@ -1,0 +1,101 @@
+"""The generalisation protocol's pieces: one video sequence as a pool, and the selection rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from a2lc.bench.harness import BenchConfig, pool_dataset
+from a2lc.errors import DataError
+
+PROTOCOL = Path(__file__).resolve().parents[1] / "benchmarks" / "protocol.py"
+
+
+def _protocol() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("protocol", PROTOCOL)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pool_prefix_keeps_one_sequence(tmp_path: Path) -> None:
+    from a2lc.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "data", num_images=4, height=16, width=16, cell=8)
+    every = pool_dataset(BenchConfig(data=data.root, out=tmp_path / "out"))
+    first = every.samples[0].id
+    one = pool_dataset(BenchConfig(data=data.root, out=tmp_path / "out", pool_prefix=first))
+    assert [s.id for s in one.samples] == [first]
+    assert one.classes == every.classes
+    with pytest.raises(DataError, match="no image of split 'train' has an id starting with 'zz'"):
+        pool_dataset(BenchConfig(data=data.root, out=tmp_path / "out", pool_prefix="zz"))
+
+
+def _run(
+    segments: str, pool: str, regime: str, strategy: str, seed: int, curve: list[float]
+) -> dict[str, object]:
+    return {
+        "segments": segments,
+        "pool": pool,
+        "noise": regime,
+        "strategy": strategy,
+        "seed": seed,
+        "rounds": [
+            {"round": r, "budget_spent": r, "data_miou": v / 100} for r, v in enumerate(curve)
+        ],
+    }
+
+
+def test_the_rule_needs_every_cell_and_never_below_alc(tmp_path: Path) -> None:
+    protocol = _protocol()
+    runs = []
+    for segments, pool, regime in protocol.cells():
+        runs.append(_run(segments, pool, regime, "alc", 1, [50, 52, 54]))
+        runs.append(_run(segments, pool, regime, "good", 1, [50, 53, 56]))
+        runs.append(_run(segments, pool, regime, "better", 1, [50, 53, 58]))
+    # "better" falls below alc in one round of one cell: not eligible.
+    runs[-1] = _run(*protocol.cells()[-1], "better", 1, [50, 51, 58])
+    runs.append(_run("gt-proxy", "train", "seed", "partial", 1, [50, 60, 70]))
+    rule = protocol.apply_rule(runs)
+    assert rule["default_by_rule"] == "good"
+    verdict = rule["strategies"]
+    assert verdict["good"]["eligible"]
+    assert verdict["good"]["complete"]
+    assert verdict["good"]["mean_r5_gain_over_alc"] == pytest.approx(2.0)
+    assert not verdict["better"]["eligible"]
+    assert verdict["better"]["below_alc"] == ["superpixels/train/seed: rounds [1]"]
+    assert verdict["partial"]["eligible"]
+    assert not verdict["partial"]["complete"]
+    summary = protocol.summarise(runs)
+    assert {row["strategy"] for row in summary} == {"alc", "good", "better", "partial"}
+
+
+def test_collect_merges_pieces_over_reused_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    protocol = _protocol()
+    method = tmp_path / "method.json"
+    method.write_text(
+        json.dumps(
+            {"runs": [
+                {k: v for k, v in _run("gt-proxy", "train", "seed", "alc", 1, [40, 41]).items()
+                 if k not in ("segments", "pool")},
+                _run("gt-proxy", "train", "seed", "random", 1, [40, 40]),
+            ]}
+        )
+    )  # fmt: skip
+    monkeypatch.setattr(protocol, "METHOD", method)
+    piece = tmp_path / "work" / "gt-proxy-0001TP-seed-s1"
+    piece.mkdir(parents=True)
+    (piece / "results.json").write_text(
+        json.dumps({"runs": [_run("gt-proxy", "0001TP", "seed", "alc", 1, [30, 35])]})
+    )
+    merged = protocol.collect(tmp_path / "work")
+    keys = [(r["pool"], r["strategy"], r.get("reused", False)) for r in merged["runs"]]
+    assert keys == [("0001TP", "alc", False), ("train", "alc", True)]  # random is not reused
