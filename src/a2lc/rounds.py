@@ -336,6 +336,7 @@ def _record_queries(
         )
         if strategy.learns:
             sizes = selection.config.get("class_sizes")
+            learning = time.process_time()
             queries, extra_metrics = plan_learned(
                 ws,
                 config=config.learned,
@@ -348,6 +349,7 @@ def _record_queries(
                 saved=saved,
                 class_sizes=np.asarray(sizes, dtype=np.float64) if sizes is not None else None,
             )
+            extra_metrics["cpu_seconds/learn"] = time.process_time() - learning
         elif strategy.corrector == "checked":
             queries, extra_metrics = plan_checked(
                 ws,
@@ -406,13 +408,20 @@ def _finish_round(
         step(r, "checked")
     if strategy.corrector == "proven" and not ws.step_done(r, "proven"):
         started = time.perf_counter()
+        cpu = time.process_time()
         apply_proven(
             ws,
             config=config.learned,
             round_index=r,
             saved=load_round_features(features_path(ws, r)),
         )
-        ws.record_metrics(r, {"seconds/proven": time.perf_counter() - started})
+        ws.record_metrics(
+            r,
+            {
+                "seconds/proven": time.perf_counter() - started,
+                "cpu_seconds/proven": time.process_time() - cpu,
+            },
+        )
         step(r, "proven")
     ws.close_round(r)
     step(r, "close")
