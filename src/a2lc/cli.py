@@ -31,6 +31,7 @@ from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, PRESETS, STRATEGIES
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
+    from a2lc.correction.learned import LearnedConfig
     from a2lc.rounds import RunConfig
     from a2lc.workspace import Workspace
 
@@ -294,6 +295,20 @@ def _parser() -> argparse.ArgumentParser:
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
     )
     run.add_argument("--report", type=Path, help="write an HTML report here when the run stops")
+    run.add_argument(
+        "--min-precision",
+        type=float,
+        default=0.9,
+        help="proven corrector: apply only a slice whose precision's 95%% lower bound reaches "
+        "this (default: 0.9)",
+    )
+    run.add_argument(
+        "--explore-share",
+        type=float,
+        default=0.05,
+        help="learned acquisition: share of each round's budget drawn uniformly at random "
+        "(default: 0.05)",
+    )
 
     annotate = add_command(
         "annotate", help="a local web app where people answer the open round's queries"
@@ -907,7 +922,17 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         model=ModelConfig(name=args.model, weights=args.weights, frozen_encoder=not args.fine_tune),
         train=TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device),
         feature_cache=not args.no_feature_cache,
+        learned=_learned_config(args),
     )
+
+
+def _learned_config(args: argparse.Namespace) -> LearnedConfig:
+    from a2lc.correction.learned import LearnedConfig
+
+    try:
+        return LearnedConfig(min_precision=args.min_precision, explore_share=args.explore_share)
+    except ValueError as exc:
+        raise A2LCError(f"--min-precision / --explore-share: {exc}") from None
 
 
 def _run(args: argparse.Namespace, shard: Shard | None) -> int:

@@ -237,3 +237,20 @@ def test_learned_acquisition_refuses_another_corrector() -> None:
     assert resolve_strategy("learned+proven").learns
     assert resolve_strategy("eg+proven").learns
     assert not resolve_strategy("eg+checked").learns
+
+
+def test_the_cli_sets_the_precision_target(tmp_path: Path) -> None:
+    import argparse
+
+    from a2lc.cli import _parser, run_config_from_args
+    from a2lc.errors import A2LCError
+
+    parser = _parser()
+    args = parser.parse_args(["run", "-w", str(tmp_path), "--min-precision", "0.95"])
+    config = run_config_from_args(args)
+    assert config.learned.min_precision == 0.95
+    assert config.learned.explore_share == 0.05
+    bad = parser.parse_args(["run", "-w", str(tmp_path), "--min-precision", "1.5"])
+    assert isinstance(bad, argparse.Namespace)
+    with pytest.raises(A2LCError, match="min_precision must be in"):
+        run_config_from_args(bad)
