@@ -11,6 +11,8 @@ written to ``benchmarks/results/protocol/`` (commit them as they come).
     python benchmarks/protocol.py run --work ~/a2lc-protocol --pieces 'gt-proxy/train/seed/1'
     python benchmarks/protocol.py collect --work ~/a2lc-protocol
 
+Runs already in ``benchmarks/results/protocol/results.json`` (earlier sessions) are
+kept, so a later session on another machine runs only the pieces still missing.
 The whole-pool ``gt-proxy`` runs of ``alc``, ``a2lc`` and ``eg+checked`` are taken
 from the method benchmark (``benchmarks/results/method``; same code path, checked
 bit-identical), unless a piece ran them again.
@@ -91,6 +93,13 @@ def collect(work: Path) -> dict[str, Any]:
         for run in json.loads(METHOD.read_text())["runs"]:
             if run["strategy"] in REUSED:
                 runs[_key(run)] = {**run, "segments": "gt-proxy", "pool": "train", "reused": True}
+    # Runs committed by earlier sessions (their work folders may be gone), then this
+    # machine's pieces, newest last: a piece run again replaces what it ran.
+    committed = RESULTS / "results.json"
+    if committed.is_file():
+        for run in json.loads(committed.read_text())["runs"]:
+            if not run.get("reused"):
+                runs[_key(run)] = run
     for path in sorted(work.glob("*/results.json"), key=lambda p: p.stat().st_mtime):
         for run in json.loads(path.read_text())["runs"]:
             runs[_key(run)] = run

@@ -91,6 +91,11 @@ def test_collect_merges_pieces_over_reused_runs(
         )
     )  # fmt: skip
     monkeypatch.setattr(protocol, "METHOD", method)
+    monkeypatch.setattr(protocol, "RESULTS", tmp_path / "committed")
+    (tmp_path / "committed").mkdir()
+    (tmp_path / "committed" / "results.json").write_text(
+        json.dumps({"runs": [_run("gt-proxy", "0006R0", "seed", "alc", 1, [20, 21])]})
+    )
     piece = tmp_path / "work" / "gt-proxy-0001TP-seed-s1"
     piece.mkdir(parents=True)
     (piece / "results.json").write_text(
@@ -98,4 +103,5 @@ def test_collect_merges_pieces_over_reused_runs(
     )
     merged = protocol.collect(tmp_path / "work")
     keys = [(r["pool"], r["strategy"], r.get("reused", False)) for r in merged["runs"]]
-    assert keys == [("0001TP", "alc", False), ("train", "alc", True)]  # random is not reused
+    # random is not reused; the earlier session's 0006R0 run is kept
+    assert keys == [("0001TP", "alc", False), ("0006R0", "alc", False), ("train", "alc", True)]
