@@ -204,6 +204,37 @@ def write(merged: dict[str, Any]) -> None:
     atomic_write_text(RESULTS / "results.csv", handle.getvalue())
 
 
+def markdown(merged: dict[str, Any]) -> str:
+    """Data mIoU per cell and strategy (mean over seeds), and what learning did per round."""
+    lines = [
+        "| cell | strategy | seeds | R0 | R1 | R2 | R3 | R4 | R5 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in merged["summary"]:
+        cell = f"{row['segments']}/{row['pool']}/{row['regime']}"
+        values = " | ".join(f"{v:.2f}" for v in row["data_miou_mean"])
+        seeds = ",".join(str(s) for s in row["seeds"])
+        lines.append(f"| {cell} | {row['strategy']} | {seeds} | {values} |")
+    lines += [
+        "",
+        "| cell | seed | round | AUROC P(wrong) | proven changed | true precision | queries |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in merged["runs"]:
+        if run["strategy"] != "learned+proven":
+            continue
+        segments, pool, regime, _, seed = _key(run)
+        for rec in run["rounds"][1:]:
+            auroc = rec.get("learned_wrong_auroc")
+            precision = rec.get("proven_true_precision")
+            lines.append(
+                f"| {segments}/{pool}/{regime} | {seed} | {rec['round']} | "
+                f"{'–' if auroc is None else f'{auroc:.3f}'} | {int(rec.get('proven_changed') or 0)} | "
+                f"{'–' if precision is None else f'{100 * precision:.1f}%'} | {rec['budget_spent']} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -214,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--strategies", default=",".join((*CANDIDATES, *BASELINES)))
     col = sub.add_parser("collect", help="merge the pieces and apply the rule")
     col.add_argument("--work", type=Path, required=True)
+    col.add_argument("--markdown", action="store_true", help="also print the README's tables")
     args = parser.parse_args(argv)
     if args.command == "run":
         for piece in args.pieces.split(","):
@@ -224,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         merged = collect(args.work)
         write(merged)
+        if args.markdown:
+            print(markdown(merged))
     print(json.dumps(merged["rule"], indent=1))
     return 0
 
