@@ -87,7 +87,7 @@ def _key(run: dict[str, Any]) -> tuple[str, str, str, str, int]:
     )
 
 
-def collect(work: Path) -> dict[str, Any]:
+def collect(work: Path | list[Path]) -> dict[str, Any]:
     runs: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
     if METHOD.is_file():
         for run in json.loads(METHOD.read_text())["runs"]:
@@ -100,7 +100,9 @@ def collect(work: Path) -> dict[str, Any]:
         for run in json.loads(committed.read_text())["runs"]:
             if not run.get("reused"):
                 runs[_key(run)] = run
-    for path in sorted(work.glob("*/results.json"), key=lambda p: p.stat().st_mtime):
+    folders = work if isinstance(work, list) else [work]
+    pieces = [path for folder in folders for path in folder.glob("*/results.json")]
+    for path in sorted(pieces, key=lambda p: p.stat().st_mtime):
         for run in json.loads(path.read_text())["runs"]:
             runs[_key(run)] = run
     ordered = [runs[k] for k in sorted(runs)]
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--pieces", required=True, help="SEGMENTS/POOL/REGIME/SEED, comma-separated")
     run.add_argument("--strategies", default=",".join((*CANDIDATES, *BASELINES)))
     col = sub.add_parser("collect", help="merge the pieces and apply the rule")
-    col.add_argument("--work", type=Path, required=True)
+    col.add_argument("--work", type=Path, nargs="+", required=True)
     col.add_argument("--markdown", action="store_true", help="also print the README's tables")
     args = parser.parse_args(argv)
     if args.command == "run":

@@ -58,6 +58,20 @@ LEARN_STREAM = 0x1EA2
 
 Query = tuple[str, int, float]
 
+BLEND_ANSWERS_PER_FEATURE = 10
+"""``hedged``: the answer model ranks alone once it has this many answers per input feature."""
+
+
+def blended_rank(scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """``(N,)`` rank of each score among the eligible ones, scaled to [0, 1] (ties: mean rank)."""
+    from scipy.stats import rankdata
+
+    out = np.zeros(scores.size)
+    count = int(eligible.sum())
+    if count > 1:
+        out[eligible] = (rankdata(scores[eligible]) - 1) / (count - 1)
+    return out
+
 
 def plan_path(ws: Workspace, round_index: int) -> Path:
     return round_folder(ws, round_index) / "learned_plan.npz"
@@ -157,6 +171,7 @@ def plan_learned(
     *,
     config: LearnedConfig,
     learn_acquisition: bool,
+    blend: bool = False,
     propose_corrections: bool,
     seed: int,
     round_index: int,
@@ -170,6 +185,8 @@ def plan_learned(
     ``ranked``: the round-1 prior's queries (the ``eg`` sweep), best first, at least
     ``budget`` of them plus the sampled share. ``learn_acquisition``: rank by the
     answer model's expected gain once it can be fitted (else by ``ranked``);
+    ``blend``: rank by a mix of the answer model's and the prior's ranks, the
+    answer model's weight growing with the answers (``hedged``).
     ``propose_corrections``: plan the proven corrector's audits. Writes the plan
     beside the round's features; records nothing in the database.
     """
@@ -239,6 +256,15 @@ def plan_learned(
     if learn_acquisition and probabilities is not None:
         assert class_sizes is not None
         scores = expected_gain(probabilities, labels, saved.size, class_sizes)
+        if blend:
+            # Hand over from the prior (the model's own expected gain) to the answer
+            # model as the answers grow: 10 answers per feature of the model = all learned.
+            weight = min(1.0, y_train.size / (BLEND_ANSWERS_PER_FEATURE * sets.x.shape[1]))
+            prior = expected_gain(saved.features, labels, saved.size, class_sizes)
+            scores = weight * blended_rank(scores, eligible) + (1 - weight) * blended_rank(
+                prior, eligible
+            )
+            metrics["learned_blend_weight"] = weight
         order = np.argsort(-scores, kind="stable")
         order = order[(eligible & ~taken & ~expected_auto)[order]]
         chosen = order[:needed]

@@ -341,6 +341,7 @@ def _record_queries(
                 ws,
                 config=config.learned,
                 learn_acquisition=strategy.acquisition in LEARNING_ACQUISITIONS,
+                blend=strategy.acquisition == "hedged",
                 propose_corrections=strategy.corrector == "proven",
                 seed=config.seed,
                 round_index=r,

@@ -134,6 +134,7 @@ def test_registry_lists_valid_names() -> None:
         "eg",
         "eg-fp",
         "entropy",
+        "hedged",
         "learned",
         "random",
     ]

@@ -254,3 +254,25 @@ def test_the_cli_sets_the_precision_target(tmp_path: Path) -> None:
     assert isinstance(bad, argparse.Namespace)
     with pytest.raises(A2LCError, match="min_precision must be in"):
         run_config_from_args(bad)
+
+
+def test_blended_rank_and_the_hedged_strategy(tmp_path: Path) -> None:
+    from a2lc.learning import blended_rank
+    from a2lc.rounds import RunConfig, run_rounds
+    from tests.test_rounds import TINY_TRAIN, make_workspace
+
+    ranks = blended_rank(np.array([5.0, 1.0, 3.0, 9.0]), np.array([True, True, True, False]))
+    np.testing.assert_allclose(ranks, [1.0, 0.0, 0.5, 0.0])
+    config = RunConfig(
+        strategy="hedged+proven",
+        rounds=2,
+        budget=20,
+        train=TINY_TRAIN,
+        learned=LearnedConfig(min_answers=5),
+    )
+    with make_workspace(tmp_path) as ws:
+        metrics = run_rounds(ws, config, show_progress=False).metrics
+        assert "learned_blend_weight" not in metrics[1]  # no answers: the prior alone
+        weight = metrics[2]["learned_blend_weight"]
+        assert 0.0 < weight < 1.0  # 20 answers are fewer than 10 per feature
+        assert len(ws.queries(2)) == 20

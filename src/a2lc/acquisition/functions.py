@@ -331,6 +331,15 @@ for _entry in (
         finish=_finish_eg,
     ),
     AcquisitionFunction(
+        "hedged",
+        "learned, ranked by a mix of the answer model's and the model's own expected gain "
+        "whose learned share grows with the answers (eg before any answer and outside the loop)",
+        expected_gain,
+        needs_pool=True,
+        image_parts=_other_class_parts,
+        finish=_finish_eg,
+    ),
+    AcquisitionFunction(
         "eg-fp",
         "expected IoU gain plus the false-positive term Σ_x cos · (1 − P[y,x]) / U_y",
         expected_gain_fp,
