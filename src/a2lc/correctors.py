@@ -10,7 +10,6 @@ so a recorded round always has them and a corrector can run in a later process.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_bytes, atomic_write_text
+from a2lc._atomic import atomic_write, atomic_write_text
 from a2lc.correction.checked import (
     CheckedConfig,
     allocate_audits,
@@ -117,9 +116,7 @@ def save_round_features(
     }
     if saved.embedding is not None:
         arrays["embedding"] = saved.embedding
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
     return saved
 
 
@@ -153,7 +150,7 @@ def _key_rows(ws: Workspace, segments: PoolSegments, keys: list[tuple[str, int]]
     )
 
 
-def _feature_rows(
+def feature_rows(
     ws: Workspace,
     segments: PoolSegments,
     rows: np.ndarray,
@@ -188,7 +185,7 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
     answers = _manual_answers(ws, r)
     after = np.asarray([c["after"] for c in answers], dtype=np.int64)
     labelled = [c for c in answers if c["after"] != IGNORE_INDEX]
-    train_rows = _feature_rows(
+    train_rows = feature_rows(
         ws, segments, rows, [(c["image_id"], c["segment_id"]) for c in labelled], path
     )
     train_targets = after[after != IGNORE_INDEX]
@@ -285,7 +282,7 @@ def answer_training_set(ws: Workspace, round_index: int) -> tuple[np.ndarray, np
         saved = load_round_features(path)
         if saved.label is None:
             continue
-        rows = _feature_rows(
+        rows = feature_rows(
             ws,
             segments,
             saved.pool_rows(ws, segments),
@@ -354,16 +351,17 @@ def plan_checked(
     queries = acquired + audits + fill[: budget - len(acquired) - len(audits)]
     if len(queries) < budget:
         raise WorkspaceError(f"only {len(queries)} segments could be queried, budget {budget}")
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        row=proposal_rows,
-        current=current,
-        proposed=proposed,
-        confidence=confidence,
-        audited=audited,
+    atomic_write(
+        checked_plan_path(ws, r),
+        lambda handle: np.savez(
+            handle,
+            row=proposal_rows,
+            current=current,
+            proposed=proposed,
+            confidence=confidence,
+            audited=audited,
+        ),
     )
-    atomic_write_bytes(checked_plan_path(ws, r), buffer.getvalue())
     log.info(
         "round %d: checked corrector proposes %d changes from %d answers; auditing %d",
         r,

@@ -13,7 +13,6 @@ proven slice and records its corrections (one transaction).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -23,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_bytes, atomic_write_text
+from a2lc._atomic import atomic_write, atomic_write_text
 from a2lc.correction.checked import fit_logistic
 from a2lc.correction.learned import (
     Calibration,
@@ -42,6 +41,7 @@ from a2lc.correctors import (
     RoundFeatures,
     change_precision,
     design_rows,
+    feature_rows,
     features_path,
     load_round_features,
     round_folder,
@@ -106,18 +106,6 @@ def segment_error_fraction(ws: Workspace, saved: RoundFeatures) -> np.ndarray:
     return out
 
 
-def _feature_row_of_keys(saved: RoundFeatures, keys: list[tuple[str, int]]) -> np.ndarray:
-    """Feature row of each (image id, segment id); -1 where the round has none."""
-    position = {image_id: i for i, image_id in enumerate(saved.image_ids)}
-    lookup = {
-        (int(img), int(seg)): row
-        for row, (img, seg) in enumerate(zip(saved.image, saved.segment, strict=True))
-    }
-    return np.asarray(
-        [lookup.get((position.get(i, -1), int(s)), -1) for i, s in keys], dtype=np.int64
-    )
-
-
 class AnswerSets(NamedTuple):
     """Answers of earlier rounds with their rounds' features: ``x``, ``y`` ``(A, D)`` /
     ``(A,)`` what the model learns from (every answer); ``explored_wrong``: ``(S,)``
@@ -131,6 +119,7 @@ class AnswerSets(NamedTuple):
 
 def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
     """Every answer of rounds before ``round_index`` (void answers left out)."""
+    segments = ws.pool_segments()
     xs, ys, explored_wrong = [], [], []
     for info in ws.rounds():
         if info.round >= round_index or not features_path(ws, info.round).is_file():
@@ -145,11 +134,13 @@ def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
         saved = load_round_features(features_path(ws, info.round))
         if saved.label is None:
             continue
-        rows = _feature_row_of_keys(saved, [(c["image_id"], int(c["segment_id"])) for c in answers])
-        if (rows < 0).any():
-            raise WorkspaceError(
-                f"{features_path(ws, info.round)} lacks features of some of its round's answers"
-            )
+        rows = feature_rows(
+            ws,
+            segments,
+            saved.pool_rows(ws, segments),
+            [(c["image_id"], int(c["segment_id"])) for c in answers],
+            features_path(ws, info.round),
+        )
         after = np.asarray([c["after"] for c in answers], dtype=np.int64)
         plan = _load_plan(ws, info.round)
         if plan is not None:
@@ -271,11 +262,13 @@ def plan_learned(
         acquired = [(*saved.key(int(i)), float(scores[i])) for i in chosen]
     else:
         scores = None
-        rows_of = _feature_row_of_keys(saved, [(i, s) for i, s, _ in ranked])
+        rows_of = feature_rows(
+            ws, segments, pool_rows, [(i, s) for i, s, _ in ranked], features_path(ws, r)
+        )
         acquired = [
             q
             for q, row in zip(ranked, rows_of, strict=True)
-            if row < 0 or not (taken[row] or expected_auto[row])
+            if not (taken[row] or expected_auto[row])
         ][:needed]
     sampled = [(*saved.key(int(i)), float(p_wrong[i])) for i in np.concatenate([audits, explored])]
     queries = acquired + sampled
@@ -289,18 +282,19 @@ def plan_learned(
         if scores is not None:
             metrics["learned_gain_auroc"] = auroc(scores[eligible], wrong[eligible])
         metrics["cpu_seconds/learn_measurement"] = time.process_time() - measuring
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        region=region,
-        region_proposed=region_proposed,
-        region_confidence=region_confidence,
-        floor=np.asarray(floor),
-        audits=audits,
-        explored=explored,
-        p_wrong=p_wrong,
+    atomic_write(
+        plan_path(ws, r),
+        lambda handle: np.savez(
+            handle,
+            region=region,
+            region_proposed=region_proposed,
+            region_confidence=region_confidence,
+            floor=np.asarray(floor),
+            audits=audits,
+            explored=explored,
+            p_wrong=p_wrong,
+        ),
     )
-    atomic_write_bytes(plan_path(ws, r), buffer.getvalue())
     log.info(
         "round %d: %s from %d answers; %d explored, %d audited in a region of %d proposals",
         r,
