@@ -46,7 +46,7 @@ POOLS = ("0001TP", "0006R0", "0016E5", "train")
 REGIMES = ("seed", "detector-like", "correlated")
 SEEDS = (1, 2, 3)
 BASELINES = ("alc", "a2lc", "eg+checked")
-CANDIDATES = ("learned+proven",)
+CANDIDATES = ("learned+proven", "hedged+proven", "validated+proven")
 REUSED = ("alc", "a2lc", "eg+checked")
 """Whole-pool gt-proxy strategies whose method-benchmark runs stand in for new ones."""
 
@@ -219,18 +219,18 @@ def markdown(merged: dict[str, Any]) -> str:
         lines.append(f"| {cell} | {row['strategy']} | {seeds} | {values} |")
     lines += [
         "",
-        "| cell | seed | round | AUROC P(wrong) | proven changed | true precision | queries |",
-        "|---|---|---|---|---|---|---|",
+        "| cell | strategy | seed | round | AUROC P(wrong) | proven changed | true precision | queries |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in merged["runs"]:
-        if run["strategy"] != "learned+proven":
+        if run["strategy"] not in CANDIDATES:
             continue
-        segments, pool, regime, _, seed = _key(run)
+        segments, pool, regime, strategy, seed = _key(run)
         for rec in run["rounds"][1:]:
             auroc = rec.get("learned_wrong_auroc")
             precision = rec.get("proven_true_precision")
             lines.append(
-                f"| {segments}/{pool}/{regime} | {seed} | {rec['round']} | "
+                f"| {segments}/{pool}/{regime} | {strategy} | {seed} | {rec['round']} | "
                 f"{'–' if auroc is None else f'{auroc:.3f}'} | {int(rec.get('proven_changed') or 0)} | "
                 f"{'–' if precision is None else f'{100 * precision:.1f}%'} | {rec['budget_spent']} |"
             )

@@ -30,7 +30,9 @@ from a2lc.correction.learned import (
     LearnedConfig,
     auroc,
     expected_gain,
+    handover_weight,
     match_rate,
+    mixed_rank,
     proven_threshold,
     ranked_proposals,
     recalibrate,
@@ -56,6 +58,9 @@ log = logging.getLogger(__name__)
 LEARN_STREAM = 0x1EA2
 """Second seed word of the exploration and audit samples' random stream."""
 
+HANDOVER_STREAM = 0x4A0D
+"""Second seed word of the hand-over's cross-validation folds."""
+
 Query = tuple[str, int, float]
 
 BLEND_ANSWERS_PER_FEATURE = 10
@@ -64,12 +69,8 @@ BLEND_ANSWERS_PER_FEATURE = 10
 
 def blended_rank(scores: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """``(N,)`` rank of each score among the eligible ones, scaled to [0, 1] (ties: mean rank)."""
-    from scipy.stats import rankdata
-
     out = np.zeros(scores.size)
-    count = int(eligible.sum())
-    if count > 1:
-        out[eligible] = (rankdata(scores[eligible]) - 1) / (count - 1)
+    out[eligible] = mixed_rank(scores[eligible], scores[eligible], 1.0)
     return out
 
 
@@ -110,17 +111,20 @@ class AnswerSets(NamedTuple):
     """Answers of earlier rounds with their rounds' features: ``x``, ``y`` ``(A, D)`` /
     ``(A,)`` what the model learns from (every answer); ``explored_wrong``: ``(S,)``
     whether each exploration answer (a uniform sample of the pool) found the label
-    wrong."""
+    wrong; ``label``, ``prior``: ``(A,)`` / ``(A, C)`` each answered segment's label and
+    the trained model's mean probabilities when it was asked."""
 
     x: np.ndarray
     y: np.ndarray
     explored_wrong: np.ndarray
+    label: np.ndarray
+    prior: np.ndarray
 
 
 def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
     """Every answer of rounds before ``round_index`` (void answers left out)."""
     segments = ws.pool_segments()
-    xs, ys, explored_wrong = [], [], []
+    xs, ys, explored_wrong, labels, priors = [], [], [], [], []
     for info in ws.rounds():
         if info.round >= round_index or not features_path(ws, info.round).is_file():
             continue
@@ -148,12 +152,22 @@ def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
             explored_wrong.append(after[explored] != saved.label[rows[explored]])
         xs.append(design_rows(saved, rows))
         ys.append(after)
+        labels.append(saved.label[rows])
+        priors.append(saved.features[rows])
     if not xs:
-        return AnswerSets(np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, bool))
+        return AnswerSets(
+            np.zeros((0, 0)),
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+            np.zeros(0, np.int64),
+            np.zeros((0, ws.num_classes)),
+        )
     return AnswerSets(
         np.concatenate(xs),
         np.concatenate(ys),
         np.concatenate(explored_wrong).astype(bool) if explored_wrong else np.zeros(0, bool),
+        np.concatenate(labels).astype(np.int64),
+        np.concatenate(priors),
     )
 
 
@@ -163,6 +177,7 @@ def plan_learned(
     config: LearnedConfig,
     learn_acquisition: bool,
     blend: bool = False,
+    handover: bool = False,
     propose_corrections: bool,
     seed: int,
     round_index: int,
@@ -177,7 +192,10 @@ def plan_learned(
     ``budget`` of them plus the sampled share. ``learn_acquisition``: rank by the
     answer model's expected gain once it can be fitted (else by ``ranked``);
     ``blend``: rank by a mix of the answer model's and the prior's ranks, the
-    answer model's weight growing with the answers (``hedged``).
+    answer model's weight growing with the answers (``hedged``); ``handover``: rank
+    by a mix of the answer model's and the prior's ranks, the answer model's weight
+    chosen by cross-validation on the answers (``validated``: ``ranked`` then holds
+    every segment that can be queried).
     ``propose_corrections``: plan the proven corrector's audits. Writes the plan
     beside the round's features; records nothing in the database.
     """
@@ -256,6 +274,30 @@ def plan_learned(
                 prior, eligible
             )
             metrics["learned_blend_weight"] = weight
+        elif handover:
+            trust = handover_weight(
+                sets.x,
+                sets.y,
+                sets.label,
+                sets.prior,
+                num_classes=ws.num_classes,
+                l2=config.l2,
+                folds=config.handover_folds,
+                rng=np.random.default_rng([seed, r, HANDOVER_STREAM]),
+            )
+            prior = np.full(labels.size, -np.inf)
+            prior_rows = feature_rows(
+                ws, segments, pool_rows, [(i, s) for i, s, _ in ranked], features_path(ws, r)
+            )
+            prior[prior_rows] = [score for _, _, score in ranked]
+            # Segments outside the prior's list rank below every listed one.
+            prior = np.where(np.isfinite(prior), prior, np.min(prior[prior_rows], initial=0) - 1)
+            mixed = np.zeros(labels.size)
+            mixed[eligible] = mixed_rank(scores[eligible], prior[eligible], trust.weight)
+            scores = mixed
+            metrics["learned_handover_weight"] = trust.weight
+            metrics["learned_handover_learned_auroc"] = trust.learned_auroc
+            metrics["learned_handover_prior_auroc"] = trust.prior_auroc
         order = np.argsort(-scores, kind="stable")
         order = order[(eligible & ~taken & ~expected_auto)[order]]
         chosen = order[:needed]

@@ -278,6 +278,8 @@ def _correction_round(
         reserve = round(config.checked.audit_share * budget) if checked else 0
         if strategy.learns:  # the prior's ranking must outlast the sampled share's picks
             reserve = budget
+        if acquisition == "validated":  # its prior's rank of every segment is mixed in
+            reserve = ws.num_segments()
         quirk = config.probabilities == "paper-cityscapes"
         selection = select_queries(
             ws,
@@ -342,6 +344,7 @@ def _record_queries(
                 config=config.learned,
                 learn_acquisition=strategy.acquisition in LEARNING_ACQUISITIONS,
                 blend=strategy.acquisition == "hedged",
+                handover=strategy.acquisition == "validated",
                 propose_corrections=strategy.corrector == "proven",
                 seed=config.seed,
                 round_index=r,

@@ -84,7 +84,7 @@ class Strategy:
         return self.corrector in ("checked", "proven") or self.acquisition in LEARNING_ACQUISITIONS
 
 
-LEARNING_ACQUISITIONS = ("learned", "hedged")
+LEARNING_ACQUISITIONS = ("learned", "hedged", "validated")
 """Acquisitions that rank by a model of the answers (in the loop; alone they are their prior)."""
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")

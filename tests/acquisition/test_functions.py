@@ -137,6 +137,7 @@ def test_registry_lists_valid_names() -> None:
         "hedged",
         "learned",
         "random",
+        "validated",
     ]
     with pytest.raises(
         UnknownNameError, match="unknown acquisition function 'bald'; valid names: abc, alc"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -276,3 +277,72 @@ def test_blended_rank_and_the_hedged_strategy(tmp_path: Path) -> None:
         weight = metrics[2]["learned_blend_weight"]
         assert 0.0 < weight < 1.0  # 20 answers are fewer than 10 per feature
         assert len(ws.queries(2)) == 20
+
+
+def _handover_answers(rng: np.random.Generator, *, learnable: bool) -> tuple[np.ndarray, ...]:
+    """200 answered segments of 3 classes; wrong labels are seen by x or by the prior."""
+    count = 200
+    labels = rng.integers(0, 3, count)
+    wrong = rng.random(count) < 0.4
+    answers = np.where(wrong, (labels + 1 + rng.integers(0, 2, count)) % 3, labels)
+    signal = np.eye(3)[answers] * 3.0
+    x = np.concatenate([np.eye(3)[labels], rng.normal(size=(count, 3))], axis=1)
+    prior = np.full((count, 3), 1 / 3)
+    if learnable:
+        x[:, 3:] += signal  # the evidence shows the true class; the prior is blind
+        prior[np.arange(count), labels] = rng.uniform(0.4, 0.9, count)
+    else:  # the prior sees the errors; the evidence is noise
+        prior[np.arange(count), labels] = np.where(wrong, 0.2, 0.9) + rng.uniform(0, 0.05, count)
+    prior /= prior.sum(axis=1, keepdims=True)
+    return x, answers, labels, prior
+
+
+def test_the_handover_trusts_the_ranking_that_separates_the_answers() -> None:
+    from a2lc.correction.learned import handover_weight
+
+    options: dict[str, Any] = {"num_classes": 3, "l2": 1e-2, "folds": 5}
+    for learnable in (True, False):
+        x, answers, labels, prior = _handover_answers(np.random.default_rng(3), learnable=learnable)
+        trust = handover_weight(x, answers, labels, prior, rng=np.random.default_rng(0), **options)
+        if learnable:
+            assert trust.weight >= 0.8
+            assert trust.learned_auroc > trust.prior_auroc
+        else:
+            assert trust.weight <= 0.2
+            assert trust.prior_auroc > trust.learned_auroc
+    # No wrong label among the answers: nothing to judge by, the prior ranks.
+    none_wrong = handover_weight(x, labels, labels, prior, rng=np.random.default_rng(0), **options)
+    assert none_wrong.weight == 0.0
+    with pytest.raises(ValueError, match="same 200 answers"):
+        handover_weight(x, answers, labels[:-1], prior, rng=np.random.default_rng(0), **options)
+
+
+def test_mixed_rank() -> None:
+    from a2lc.correction.learned import mixed_rank
+
+    np.testing.assert_allclose(mixed_rank(np.array([3.0, 1.0, 2.0]), np.zeros(3), 1.0), [1, 0, 0.5])
+    np.testing.assert_allclose(
+        mixed_rank(np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 1.0]), 0.5), [0.5, 0.5, 0.5]
+    )
+
+
+def test_the_validated_strategy_starts_as_alc_and_hands_over(tmp_path: Path) -> None:
+    from a2lc.rounds import RunConfig, run_rounds
+    from tests.test_rounds import TINY_TRAIN, make_workspace
+
+    common = {"rounds": 2, "budget": 20, "train": TINY_TRAIN}
+    learned = LearnedConfig(min_answers=5, explore_share=0.1)
+    with make_workspace(tmp_path / "alc") as ws:
+        run_rounds(ws, RunConfig(strategy="alc", **common), show_progress=False)  # type: ignore[arg-type]
+        alc_first = [(q.image_id, q.segment_id) for q in ws.queries(1)]
+    with make_workspace(tmp_path / "validated") as ws:
+        config = RunConfig(strategy="validated+proven", learned=learned, **common)  # type: ignore[arg-type]
+        metrics = run_rounds(ws, config, show_progress=False).metrics
+        first = [(q.image_id, q.segment_id) for q in ws.queries(1)]
+        # Round 1 has no answers: ALC's best, less the exploration share (2 of 20).
+        assert first[:18] == [key for key in alc_first if key in set(first)][:18]
+        assert len(set(first[:18]) & set(alc_first)) == 18
+        assert "learned_handover_weight" not in metrics[1]
+        assert 0.0 <= metrics[2]["learned_handover_weight"] <= 1.0
+        assert len(ws.queries(2)) == 20
+        assert ws.step_done(2, "proven")

@@ -283,6 +283,13 @@ def _finish_alc(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict
     return parts.sum(axis=1), {}
 
 
+def _finish_alc_sized(
+    parts: np.ndarray, totals: PoolTotals
+) -> tuple[np.ndarray, dict[str, object]]:
+    """ALC's scores, and the pool's class sizes for a learned expected gain."""
+    return parts.sum(axis=1), {"class_sizes": [float(u) for u in class_sizes(totals)]}
+
+
 def _finish_eg(parts: np.ndarray, totals: PoolTotals) -> tuple[np.ndarray, dict[str, object]]:
     sizes = class_sizes(totals)
     return parts @ (1.0 / sizes), {"class_sizes": [float(u) for u in sizes]}
@@ -338,6 +345,15 @@ for _entry in (
         needs_pool=True,
         image_parts=_other_class_parts,
         finish=_finish_eg,
+    ),
+    AcquisitionFunction(
+        "validated",
+        "learned, ranked by a mix of the answer model's and ALC's ranks whose learned share "
+        "is cross-validated on the answers each round (ALC before any answer and outside "
+        "the loop)",
+        alc,
+        image_parts=_label_score_parts,
+        finish=_finish_alc_sized,
     ),
     AcquisitionFunction(
         "eg-fp",

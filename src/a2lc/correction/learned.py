@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from a2lc.correction.checked import precision_lower_bound
+from a2lc.correction.checked import fit_logistic, precision_lower_bound
 from a2lc.data.sample import IGNORE_INDEX
 
 
@@ -58,6 +58,9 @@ class LearnedConfig:
     """Fewer answers than this (or a single class): no model, the round-1 prior ranks."""
     l2: float = 1e-2
     """Ridge penalty of the answer model (standardised features, per sample)."""
+    handover_folds: int = 5
+    """``validated``: folds of the cross-validation that weighs the answer model against the
+    prior."""
 
     def __post_init__(self) -> None:
         for name in ("explore_share", "audit_share"):
@@ -70,6 +73,8 @@ class LearnedConfig:
             raise ValueError(f"min_precision must be in (0, 1), got {self.min_precision}")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.handover_folds < 2:
+            raise ValueError(f"handover_folds must be at least 2, got {self.handover_folds}")
         if self.region_per_audit < 1 or self.first_test < 1 or self.test_growth <= 1.0:
             raise ValueError("region_per_audit, first_test ≥ 1 and test_growth > 1 are required")
 
@@ -303,6 +308,86 @@ def proven_threshold(
     if accepted.sampled:
         return accepted._replace(tests=tests)
     return Slice(float("inf"), last.sampled, last.correct, last.lower, tests)
+
+
+HANDOVER_GRID = np.linspace(0.0, 1.0, 11)
+"""Weights of the answer model tried by :func:`handover_weight`."""
+
+
+class Handover(NamedTuple):
+    """How far the answers trust their own model: ``weight`` in [0, 1] (0: the prior
+    ranks, 1: the answer model does), and the out-of-fold AUROCs (for "the answer
+    changed the label", over the answered segments) it was chosen from."""
+
+    weight: float
+    learned_auroc: float
+    prior_auroc: float
+
+
+def mixed_rank(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
+    """``(N,)`` ``weight · rank(first) + (1 − weight) · rank(second)``, ranks scaled to [0, 1]."""
+    from scipy.stats import rankdata
+
+    def scaled(values: np.ndarray) -> np.ndarray:
+        if values.size < 2:
+            return np.zeros(values.size)
+        return np.asarray((rankdata(values) - 1) / (values.size - 1), dtype=np.float64)
+
+    return weight * scaled(np.asarray(first)) + (1.0 - weight) * scaled(np.asarray(second))
+
+
+def handover_weight(
+    x: np.ndarray,
+    answers: np.ndarray,
+    labels: np.ndarray,
+    prior: np.ndarray,
+    *,
+    num_classes: int,
+    l2: float,
+    folds: int,
+    rng: np.random.Generator,
+) -> Handover:
+    """Weigh the answer model against the prior on the answers themselves (cross-validated).
+
+    ``x``: ``(A, D)`` the answered segments' evidence; ``answers``: ``(A,)`` their
+    answers; ``labels``: ``(A,)`` their labels when asked; ``prior``: ``(A, C)`` the
+    trained model's own mean probabilities then. Every answered segment gets a
+    ``P(wrong)`` from an answer model fitted on the other folds (random folds); the
+    weight is the point of :data:`HANDOVER_GRID` whose rank mix
+    ``w · rank(P_learned(wrong)) + (1 − w) · rank(1 − P_prior(label))`` separates the
+    wrong labels from the right ones best (AUROC). Ranks, not probabilities: the
+    answer model learns from answers chosen for being wrong, a shift that would
+    otherwise count in its favour. Ties go to the smaller weight: the prior ranks
+    until the answers show their model ranks better. Without both outcomes among the
+    answers, the weight is 0.
+    """
+    answers = np.asarray(answers, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
+    count = answers.size
+    if x.shape[0] != count or labels.shape != (count,) or prior.shape != (count, num_classes):
+        raise ValueError(
+            f"x {x.shape}, answers {answers.shape}, labels {labels.shape} and prior "
+            f"{prior.shape} must describe the same {count} answers"
+        )
+    wrong = answers != labels
+    prior_wrong = wrong_probability(prior, labels)
+    if count < folds or wrong.all() or not wrong.any():
+        return Handover(0.0, float("nan"), auroc(prior_wrong, wrong))
+    fold_of = rng.permutation(count) % folds
+    learned_wrong = prior_wrong.copy()  # a fold whose training part cannot be fitted: the prior
+    for k in range(folds):
+        held = fold_of == k
+        train = ~held
+        if np.unique(answers[train]).size < 2:
+            continue
+        model = fit_logistic(x[train], answers[train], num_classes=num_classes, l2=l2)
+        learned_wrong[held] = wrong_probability(model.probabilities(x[held]), labels[held])
+    best, best_auroc = 0.0, -np.inf
+    for weight in HANDOVER_GRID:
+        value = auroc(mixed_rank(learned_wrong, prior_wrong, float(weight)), wrong)
+        if value > best_auroc + 1e-12:
+            best, best_auroc = float(weight), value
+    return Handover(best, auroc(learned_wrong, wrong), auroc(prior_wrong, wrong))
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
