@@ -113,7 +113,10 @@ def _curves(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[
     out: dict[tuple[str, str, str, str], dict[int, np.ndarray]] = {}
     for run in runs:
         segments, pool, regime, strategy, seed = _key(run)
-        values = np.asarray([100 * r["data_miou"] for r in run["rounds"]], dtype=float)
+        # data_miou_all: seed images included, as every run before a2lc left them out.
+        values = np.asarray(
+            [100 * (r.get("data_miou_all") or r["data_miou"]) for r in run["rounds"]], dtype=float
+        )
         out.setdefault((segments, pool, regime, strategy), {})[seed] = values
     return out
 

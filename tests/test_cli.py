@@ -133,9 +133,19 @@ def test_init_with_ground_truth_for_some_images(
         total = len(ws.samples)
         assert ws.ground_truth_ids == [Path(k).stem for k in kept]
     assert f"ground truth: 2 of {total} images" in out
+    with Workspace.open(tmp_path / "ws") as ws:
+        # The person's own labels are the labels, pixel for pixel, and never queried.
+        for image_id in ws.hand_labelled_ids:
+            np.testing.assert_array_equal(ws.read_labels(image_id), ws.read_ground_truth(image_id))
+            given = ws.manual_segments()[image_id]
+            np.testing.assert_array_equal(given, ws.segment_table(image_id).ids)
+        assert ws.measured_ids == []
     assert main(["status", "-w", str(tmp_path / "ws"), "--data-miou"]) == 0
     out = capsys.readouterr().out
-    assert f"data mIoU is measured on the 2 of {total} pool images that have ground truth" in out
+    # Data mIoU on the images a person labelled would say nothing: it is not shown.
+    assert "data mIoU  " not in out
+    assert "no data mIoU: the only ground truth is on images a person labelled" in out
+    assert "given (in the 2 images a person labelled" in out
 
 
 def test_bad_input_leaves_existing_workspace_untouched(

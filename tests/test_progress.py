@@ -37,3 +37,19 @@ def test_on_a_terminal_the_bar_replaces_the_log_lines(
     caplog.set_level(logging.INFO, logger="a2lc")
     assert list(progress(range(3), desc="scoring")) == [0, 1, 2]
     assert not caplog.records
+
+
+def test_many_short_loops_still_log_once_a_minute(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six quiet epochs of ten seconds are one minute of silence: a line comes anyway."""
+    clock = iter(float(t) for t in range(0, 10_000, 5))
+    monkeypatch.setattr(_progress, "_on_terminal", lambda: False)
+    monkeypatch.setattr(_progress.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(_progress, "_last_line", 0.0)
+    caplog.set_level(logging.INFO, logger="a2lc")
+    for epoch in range(6):  # each loop: 2 batches, 5 s apart
+        list(progress(range(2), desc=f"epoch {epoch + 1}/6", unit="batch", log_done=False))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 1
+    assert lines[0].startswith("epoch ")

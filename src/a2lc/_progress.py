@@ -19,7 +19,11 @@ T = TypeVar("T")
 log = logging.getLogger("a2lc.progress")
 
 HEARTBEAT_SECONDS = 60.0
-"""Off a terminal, a loop still running after this long logs how far it is."""
+"""Off a terminal, a loop logs how far it is when no progress line was logged for this long
+(by any loop: a stage made of many short loops, such as training epochs, logs too)."""
+
+_last_line = time.perf_counter()
+"""When the last progress line was logged (any loop)."""
 
 
 def _on_terminal() -> bool:
@@ -49,15 +53,17 @@ def progress(
 
         yield from tqdm(iterable, desc=desc, total=total, unit=unit, leave=False)
         return
-    started = last = time.perf_counter()
+    global _last_line
+    started = time.perf_counter()
     count = 0
     of = f"/{total}" if total is not None else ""
     for item in iterable:
         yield item
         count += 1
         now = time.perf_counter()
-        if now - last >= HEARTBEAT_SECONDS:
+        if now - _last_line >= HEARTBEAT_SECONDS:
             log.info("%s: %d%s %s so far (%.0f s)", desc, count, of, unit, now - started)
-            last = now
+            _last_line = now
     if log_done and count:  # an empty loop (nothing left to compute) is not a stage
         log.info("%s: %d %s in %.1f s", desc, count, unit, time.perf_counter() - started)
+        _last_line = time.perf_counter()

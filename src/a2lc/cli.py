@@ -111,7 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+        if "description" not in kwargs and "help" in kwargs:
+            text = str(kwargs["help"])
+            kwargs["description"] = text[0].upper() + text[1:] + "."
+        sub = commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+        # The global options also work after the command (`a2lc run ... --threads 2`).
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="log debug messages",
+        )
+        sub.add_argument(
+            "--threads",
+            type=int,
+            default=argparse.SUPPRESS,
+            help="CPU threads for torch (as before the command)",
+        )
+        return sub
 
     init = add_command("init", help="create a workspace from a dataset (and initial maps)")
     init.add_argument("--workspace", "-w", type=Path, required=True, help="new workspace folder")
@@ -127,7 +145,10 @@ def _parser() -> argparse.ArgumentParser:
         "--segments", type=Path, help="folder of <image id>.png segment maps (0 = none)"
     )
     init.add_argument(
-        "--labels", type=Path, help="folder of <image id>.png initial label maps (255 = none)"
+        "--labels",
+        type=Path,
+        help="folder of <image id>.png initial label maps (255 = none); without --segments, "
+        "each region of one label becomes a segment (cut where large)",
     )
     init.add_argument(
         "--source", default="user", help="where the initial labels come from (recorded)"
@@ -262,7 +283,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--rounds", type=int, help="rounds (default 5)")
     run.add_argument(
-        "--budget", type=int, help="segments queried per round (default: 4%% of the pool)"
+        "--budget",
+        type=int,
+        help="segments queried per round (default: 4%% of the pool's segments, printed "
+        "before the first round)",
     )
     run.add_argument("--thresholds", help="LCM confidence thresholds per round, comma-separated")
     run.add_argument(
@@ -612,9 +636,14 @@ def _status(args: argparse.Namespace) -> int:
 
     with Workspace.open(args.workspace, read_only=True) as ws:
         summary = ws.status()
-        if args.data_miou:
+        if args.data_miou and not ws.measured_ids and ws.ground_truth_ids:
+            from a2lc.report import NO_MEASURE_NOTE
+
+            summary["data_miou_note"] = NO_MEASURE_NOTE
+        elif args.data_miou:
             acc = data_miou(ws)
             summary["data_miou"] = acc.miou
+            summary["data_miou_images"] = len(ws.measured_ids)
             summary["data_iou"] = {
                 c.name: float(v) for c, v in zip(ws.dataset.classes, acc.iou, strict=True)
             }
@@ -829,6 +858,11 @@ def _pseudo_label(args: argparse.Namespace, shard: Shard | None) -> int:
     if args.workspace is None:
         raise A2LCError(f"--source {args.source} needs --workspace W")
     with _rank_workspace(args.workspace, shard) as ws:
+        if ws.rounds():  # checked before the seed model trains, not after
+            raise A2LCError(
+                f"workspace {args.workspace} has correction rounds; its initial labels cannot "
+                "change any more (start a new workspace with `a2lc init`)"
+            )
         config = PseudoLabelConfig(
             source=args.source,
             noise=args.noise,
@@ -1232,28 +1266,62 @@ def _print_status(summary: dict[str, Any]) -> None:
         f"ground truth: {_truth_count(dataset)}"
     )
     print(
-        f"initial    {summary['initial_labels'] or 'none yet: `a2lc pseudo-label -w ...` makes them, or `a2lc init --segments DIR --labels DIR` brings yours'}"
+        f"initial    {summary['initial_labels'] or 'none yet: `a2lc pseudo-label -w ...` makes them, or `a2lc init --labels DIR [--segments DIR]` brings yours'}"
     )
+    given = segments.get("given", 0)
     print(
         f"segments   {segments['total']} total: {segments['initial']} initial, "
         f"{segments['manual']} manual, {segments['auto']} auto"
+        + (
+            f", {given} given (in the {summary.get('hand_labelled_images', 0)} images a "
+            "person labelled: kept as they are, never queried)"
+            if given
+            else ""
+        )
     )
+    done = segments["manual"] + given
+    if segments["total"]:
+        print(
+            f"done       {done} of {segments['total']} segments labelled by a person "
+            f"({100 * done / segments['total']:.1f}%)"
+        )
     metrics = {int(k): v for k, v in summary.get("metrics", {}).items()}
     if summary["rounds"]:
+        estimated = any("label_accuracy_estimate" in m for m in metrics.values())
         print(
-            "round  status    strategy  budget  queried  answered  changed  LCM  data mIoU  model mIoU"
+            "round  status    strategy  budget  queried  answered  changed  auto  data mIoU  "
+            + ("est. label accuracy (95%)  " if estimated else "")
+            + "model mIoU"
         )
         for r in summary["rounds"]:
             m = metrics.get(r["round"], {})
+            estimate = ""
+            if estimated:
+                estimate = (
+                    f"{_pct(m.get('label_accuracy_estimate'))} "
+                    f"({_pct(m.get('label_accuracy_low'))}–{_pct(m.get('label_accuracy_high'))})"
+                    if "label_accuracy_estimate" in m
+                    else "–"
+                )
+                estimate = f"{estimate:>25s}  "
             print(
                 f"{r['round']:>5d}  {r['status']:<8s}  {r['strategy']:<8s}  {r['budget']:>6d}  "
                 f"{r['queried']:>7d}  {r['answered']:>8d}  {r['label_changed']:>7d}  "
-                f"{r['auto_corrections']:>3d}  {_pct(m.get('data_miou')):>9s}  {_pct(m.get('model_miou')):>10s}"
+                f"{r['auto_corrections']:>4d}  {_pct(m.get('data_miou')):>9s}  {estimate}"
+                f"{_pct(m.get('model_miou')):>10s}"
+            )
+        if estimated:
+            print(
+                "note: estimated label accuracy is an estimate, not ground truth: the share "
+                "of pixels labelled right, from the answers to a uniformly random sample of "
+                "each round's queries"
             )
     else:
         print("rounds     none yet")
     if "data_miou" in summary:
         print(f"data mIoU  {100 * summary['data_miou']:.2f}")
+    if "data_miou_note" in summary:
+        print(f"note: {summary['data_miou_note']}")
     from a2lc.report import data_miou_scope
 
     scope = data_miou_scope(metrics, images=int(dataset["images"]))

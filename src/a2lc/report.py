@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,17 @@ def _series(metrics: dict[int, dict[str, float]], name: str) -> tuple[list[int],
 def quality_plot(metrics: dict[int, dict[str, float]], title: str) -> str:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for name, label in (("data_miou", "data mIoU (labels)"), ("model_miou", "model mIoU (val)")):
+    for name, label in (
+        ("data_miou", "data mIoU (labels)"),
+        ("label_accuracy_estimate", "label accuracy, estimated (pixels)"),
+        ("model_miou", "model mIoU (val)"),
+    ):
         rounds, values = _series(metrics, name)
         if rounds:
             ax.plot(rounds, values, marker="o", label=label)
     ax.set_xlabel("round")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("mIoU (%)")
+    ax.set_ylabel("%")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -120,8 +125,25 @@ def data_miou_scope(metrics: dict[int, dict[str, float]], *, images: int) -> str
     if not partial:
         return None
     return (
-        f"data mIoU is measured on the {partial[-1]} of {images} pool images that have ground truth"
+        f"data mIoU is measured on the {partial[-1]} of {images} pool images that have ground "
+        "truth and that neither a person labelled nor the seed model trained on"
     )
+
+
+NO_MEASURE_NOTE = (
+    "no data mIoU: the only ground truth is on images a person labelled or the seed model "
+    "trained on, which says nothing about the other labels; the estimated label accuracy "
+    "comes from a uniformly random sample of each round's queries instead"
+)
+
+
+def never_right(metrics: dict[int, dict[str, float]], names: list[str]) -> list[str]:
+    """Classes the last evaluated model never gets right (model IoU 0 on the evaluation split)."""
+    evaluated = [r for r in sorted(metrics) if "model_miou" in metrics[r]]
+    if not evaluated:
+        return []
+    last = metrics[evaluated[-1]]
+    return [n for n in names if last.get(f"model_iou/{n}") == 0.0]
 
 
 def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
@@ -153,15 +175,47 @@ def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
     return "–", "–", "–"
 
 
+def _corrector_ran(metrics: dict[int, dict[str, float]]) -> str:
+    """Which automatic corrector ran, from what the rounds recorded."""
+    for key, name in (
+        ("proven_changed", "proven (checked precision)"),
+        ("checked_changed", "checked (audited groups)"),
+        ("lcm_changed", "the paper's LCM (unchecked)"),
+    ):
+        if any(key in m for m in metrics.values()):
+            return name
+    return "none"
+
+
+def _estimate_cell(m: dict[str, float]) -> str:
+    if "label_accuracy_estimate" not in m:
+        return "–"
+    return (
+        f"{_percent(m['label_accuracy_estimate'])} "
+        f"({_percent(m['label_accuracy_low'])}–{_percent(m['label_accuracy_high'])})"
+    )
+
+
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
     metrics = ws.metrics()
     names = [c.name for c in ws.dataset.classes]
+    rounds = ws.rounds()
+    strategies = sorted({info.strategy for info in rounds})
+    budgets = sorted({info.budget for info in rounds})
+    hand = len(ws.hand_labelled_ids)
     parts: list[str] = [
+        f"<p>Written {html.escape(time.strftime('%Y-%m-%d %H:%M %Z'))}. "
+        f"Strategy: <strong>{html.escape(', '.join(strategies) or 'no round yet')}</strong>"
+        f"{'' if not budgets else f', budget {html.escape(str(budgets[-1]))} queries per round'}"
+        f", corrector: {html.escape(_corrector_ran(metrics))}.</p>",
         f"<p>Workspace <code>{html.escape(str(ws.path))}</code>, "
-        f"{len(ws.samples)} images, {ws.num_segments()} segments.</p>"
+        f"{len(ws.samples)} images, {ws.num_segments()} segments"
+        + (f"; {hand} images labelled by a person, kept as they are" if hand else "")
+        + ".</p>",
     ]
     parts.append(quality_plot(metrics, "Quality per round"))
+    estimated = any("label_accuracy_estimate" in m for m in metrics.values())
     rows = []
     for r in sorted(metrics):
         m = metrics[r]
@@ -170,6 +224,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 str(r),
                 f"{int(m.get('segments_queried', 0))}",
                 _percent(m.get("data_miou")),
+                *([_estimate_cell(m)] if estimated else []),
                 _percent(m.get("model_miou")),
                 *automatic_changes(m),
             ]
@@ -181,6 +236,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 "round",
                 "segments queried",
                 "data mIoU",
+                *(["estimated label accuracy (95% interval)"] if estimated else []),
                 "model mIoU",
                 "automatic changes",
                 "estimated precision (95% lower bound)",
@@ -194,6 +250,22 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
     scope = data_miou_scope(metrics, images=len(ws.samples))
     if scope is not None:
         parts.append(f"<p><strong>Note.</strong> {html.escape(scope)}.</p>")
+    if not ws.measured_ids:
+        parts.append(f"<p><strong>Note.</strong> {html.escape(NO_MEASURE_NOTE)}.</p>")
+    if estimated:
+        parts.append(
+            "<p><strong>Estimated label accuracy</strong> is an estimate, not ground truth: "
+            "the share of the pool's pixels whose label is right, from the answers to a "
+            "uniformly random sample of each round's queries (segments a person labelled "
+            "count as right), with a 95% bootstrap interval.</p>"
+        )
+    missing = never_right(metrics, names)
+    if missing:
+        parts.append(
+            "<p><strong>Warning.</strong> The model never gets these classes right (IoU 0 "
+            f"on the evaluation split): {html.escape(', '.join(missing))}. Their labels may "
+            "need people more than the model.</p>"
+        )
     if metrics:
         first, last = min(metrics), max(metrics)
         for kind, title in (
@@ -237,7 +309,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
         )
     if queried_rows:
         parts.append(
-            "<h2>What was queried and what LCM changed</h2>"
+            "<h2>What was queried and what was changed automatically</h2>"
             + _table(
                 [
                     "round",
@@ -245,7 +317,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                     "queried",
                     "relabelled by annotator",
                     "queried segments by label (top 4)",
-                    "changed by LCM",
+                    "changed automatically",
                 ],
                 queried_rows,
             )

@@ -55,6 +55,12 @@ from a2lc.metrics import ConfusionAccumulator
 from a2lc.models.runner import ModelRunner
 from a2lc.models.segmenter import ModelConfig
 from a2lc.models.training import TrainConfig
+from a2lc.quality import (
+    draw_estimate_sample,
+    estimate_count,
+    estimate_label_accuracy,
+    estimate_text,
+)
 from a2lc.runtime import (
     configure_threads,
     release_free_memory,
@@ -101,6 +107,10 @@ class RunConfig:
     """``label``: scores from label-resolution probabilities; ``paper-cityscapes``: the
     reference's Cityscapes quirk (ABC on a crop/2 view resized back; LCM at label
     resolution)."""
+    estimate_share: float = 0.1
+    """Where no ground truth can judge the labels (:attr:`Workspace.measured_ids` empty),
+    this share of each round's budget (at least 5 segments) is a uniform sample whose
+    answers estimate the labels' accuracy (:mod:`a2lc.quality`)."""
 
 
 @dataclass
@@ -122,7 +132,7 @@ def _config_json(config: RunConfig) -> str:
 
 FREE_ALWAYS = ("rounds", "oracle")
 """Options a resumed run may change at any time (run more rounds, switch annotators)."""
-FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked", "learned")
+FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked", "learned", "estimate_share")
 """Options that only matter from round 1 on: free while no correction round has started."""
 
 
@@ -216,6 +226,18 @@ def run_rounds(
             f"({len(ws.ground_truth_ids)} of {len(ws.samples)} have it); use --oracle human"
         )
     budget = config.budget or default_budget(ws)
+    if writer:
+        log.info(
+            "budget: %d segments per round%s; %d rounds",
+            budget,
+            (
+                f" (the default: {100 * BUDGET_FRACTION:.0f}% of the pool's "
+                f"{ws.num_segments()} segments; --budget sets it)"
+                if config.budget is None
+                else ""
+            ),
+            config.rounds,
+        )
     config = replace(config, budget=budget)
     _check_config(ws, config, write=writer)
     eval_data = _eval_dataset(ws, config.eval_split)
@@ -327,7 +349,11 @@ def _record_queries(
     started: float,
 ) -> None:
     """Record round r from its selection: features, the checked corrector's audits, queries."""
-    budget = config.budget or 0
+    full_budget = config.budget or 0
+    # Without ground truth that can judge the labels, a uniform sample of the budget
+    # estimates their accuracy (a2lc.quality); the strategy plans the rest.
+    estimate = estimate_count(ws, budget=full_budget, share=config.estimate_share)
+    budget = full_budget - estimate
     queries = selection.queries[:budget]
     extra_metrics: dict[str, float] = {}
     if selection.features is not None:
@@ -364,12 +390,18 @@ def _record_queries(
                 budget=budget,
                 saved=saved,
             )
-    ws.start_round(
-        queries,
-        strategy=config.strategy,
-        budget=budget,
-        config={**selection.config, "acquisition": strategy.acquisition},
-    )
+    round_config = {**selection.config, "acquisition": strategy.acquisition}
+    if estimate:
+        sample = draw_estimate_sample(
+            ws,
+            taken={(i, s) for i, s, _ in queries},
+            count=estimate,
+            seed=config.seed,
+            round_index=r,
+        )
+        queries = [*queries, *sample]
+        round_config["estimate_sample"] = [[i, s] for i, s, _ in sample]
+    ws.start_round(queries, strategy=config.strategy, budget=full_budget, config=round_config)
     ws.record_metrics(
         r,
         {
@@ -427,6 +459,11 @@ def _finish_round(
             },
         )
         step(r, "proven")
+    if not ws.step_done(r, "estimate"):
+        estimated = estimate_label_accuracy(ws, r)
+        if estimated:
+            ws.record_metrics(r, estimated)
+        ws.mark_step(r, "estimate")
     ws.close_round(r)
     step(r, "close")
     return False
@@ -468,12 +505,19 @@ def _train_and_evaluate(
     started = time.perf_counter()
     values: dict[str, float] = {}
     watch = Stopwatch()
-    truth_images = len(ws.ground_truth_ids)
-    if truth_images and writer:
+    measured = ws.measured_ids
+    if measured and writer:
         with watch.part("data_miou"):
-            data = data_miou(ws, show_progress=show_progress)
+            data = data_miou(ws, show_progress=show_progress, images=measured)
+            left_out = [i for i in ws.ground_truth_ids if i in set(ws.seed_image_ids)]
+            if ws.has_ground_truth and left_out:
+                # Every pool image, seed images included: the figure earlier a2lc versions
+                # reported, kept so that benchmarks stay comparable with their results.
+                whole = data_miou(ws, show_progress=False, images=left_out)
+                whole.matrix = whole.matrix + data.matrix
+                values["data_miou_all"] = whole.miou
         values["data_miou"] = data.miou
-        values["data_miou_images"] = float(truth_images)
+        values["data_miou_images"] = float(len(measured))
         values.update(
             {
                 f"data_iou/{c.name}": float(v)
@@ -521,6 +565,8 @@ def _log_round(r: int, m: dict[str, float], *, images: int) -> None:
         scope = int(m.get("data_miou_images", images))
         on = f" (on {scope} of {images} images)" if scope < images else ""
         parts.append(f"data mIoU {100 * m['data_miou']:.2f}{on}")
+    if "label_accuracy_estimate" in m:
+        parts.append(estimate_text(m))
     if "model_miou" in m:
         parts.append(f"model mIoU {100 * m['model_miou']:.2f}")
     if r > 0:

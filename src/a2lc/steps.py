@@ -9,7 +9,7 @@ them, one image at a time, so memory does not grow with the pool's pixels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -325,13 +325,22 @@ def answer_with_oracle(
     return merge_transitions(tables)
 
 
-def data_miou(ws: Workspace, *, show_progress: bool = True) -> ConfusionAccumulator:
+def data_miou(
+    ws: Workspace, *, show_progress: bool = True, images: Sequence[str] | None = None
+) -> ConfusionAccumulator:
     """Label quality of the pool now: current labels vs ground truth (255 on either side skipped).
 
-    Computed on the pool images that have ground truth (:attr:`Workspace.ground_truth_ids`).
+    Computed on ``images``, by default :attr:`Workspace.measured_ids` (ground truth,
+    neither labelled by a person nor trained on by the seed model).
     """
-    ids = ws.ground_truth_ids
+    ids = list(ws.measured_ids if images is None else images)
     if not ids:
+        if ws.ground_truth_ids:
+            raise WorkspaceError(
+                "data mIoU needs ground truth on images that neither a person labelled nor "
+                f"the seed model trained on; the {len(ws.ground_truth_ids)} pool images with "
+                "ground truth are all of those (see the estimated label accuracy instead)"
+            )
         raise WorkspaceError("data mIoU needs ground truth and no pool image has it")
     acc = ConfusionAccumulator(ws.num_classes)
     for image_id in releasing(

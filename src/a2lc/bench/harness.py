@@ -224,6 +224,7 @@ def _round_record(r: int, m: dict[str, float]) -> dict[str, Any]:
         "round": r,
         "budget_spent": int(m.get("segments_queried", 0)),
         "data_miou": m.get("data_miou"),
+        "data_miou_all": m.get("data_miou_all"),
         "model_miou": m.get("model_miou"),
         "lcm_changed": m.get("lcm_changed"),
         "lcm_precision": m.get("lcm_precision"),

@@ -132,3 +132,41 @@ def pool_features(
         return np.zeros((ids.size, 0), dtype=np.float32)
     pooled = np.hstack(parts) / np.maximum(sizes, 1.0)[:, None]
     return pooled.astype(np.float32)
+
+
+REGION_MAX_SIDE = 120
+"""Regions of equal label are cut on a grid of this many pixels (large stuff → several)."""
+
+
+def label_regions(labels: np.ndarray, *, max_side: int = REGION_MAX_SIDE) -> np.ndarray:
+    """``H×W`` int32 segments from ``H×W`` uint8 labels: connected regions of one label
+    (8-connected), cut on a ``max_side`` grid; 255 pixels are in no segment (0).
+
+    For initial labels brought without segments: every segment is one class.
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be H×W, got shape {labels.shape}")
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    height, width = labels.shape
+    cells_x = -(-width // max_side)
+    cell = (np.arange(height)[:, None] // max_side) * cells_x + (
+        np.arange(width)[None, :] // max_side
+    )
+    cells = int(cell.max(initial=0)) + 1
+    key = np.zeros(labels.shape, dtype=np.int64)
+    offset = 0
+    structure = np.ones((3, 3), dtype=bool)
+    for value in np.unique(labels):
+        if value == 255:
+            continue
+        components, count = ndimage.label(labels == value, structure=structure)
+        inside = components > 0
+        key[inside] = offset + (components[inside].astype(np.int64) - 1) * cells + cell[inside] + 1
+        offset += count * cells
+    _, inverse = np.unique(key, return_inverse=True)
+    out = inverse.reshape(labels.shape).astype(np.int32)
+    return out if (key == 0).any() else out + 1

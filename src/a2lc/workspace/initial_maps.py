@@ -10,6 +10,7 @@ import numpy as np
 
 from a2lc.data.maps import read_label_map, read_segment_map
 from a2lc.data.sample import IGNORE_INDEX, Dataset, identity_lut
+from a2lc.data.segments import label_regions
 from a2lc.errors import DataError, Problem
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def iter_initial_maps(
     dataset: Dataset,
-    segments_dir: Path,
+    segments_dir: Path | None,
     labels_dir: Path,
     *,
     problems: list[Problem] | None,
@@ -27,7 +28,9 @@ def iter_initial_maps(
     """Yield each sample's validated ``(id, segments, labels)``, one image at a time.
 
     With a ``problems`` list, problems are appended there and the image is
-    skipped; without one, the first problem raises :class:`DataError`.
+    skipped; without one, the first problem raises :class:`DataError`. Without
+    ``segments_dir`` each image's segments are its regions of one label
+    (:func:`a2lc.data.segments.label_regions`).
     """
     from a2lc._progress import progress
 
@@ -38,14 +41,17 @@ def iter_initial_maps(
     for sample in samples:
         found: list[Problem] = []
         segments = labels = None
-        try:
-            segments = read_segment_map(segments_dir / f"{sample.id}.png", shape=sample.shape)
-        except DataError as exc:
-            found.extend(exc.problems)
+        if segments_dir is not None:
+            try:
+                segments = read_segment_map(segments_dir / f"{sample.id}.png", shape=sample.shape)
+            except DataError as exc:
+                found.extend(exc.problems)
         try:
             labels = read_label_map(labels_dir / f"{sample.id}.png", lut=lut, shape=sample.shape)
         except DataError as exc:
             found.extend(exc.problems)
+        if segments_dir is None and labels is not None:
+            segments = label_regions(labels)
         if found or segments is None or labels is None:
             if problems is None:
                 raise DataError(found)
@@ -65,7 +71,7 @@ def iter_initial_maps(
 
 def load_initial_maps(
     dataset: Dataset,
-    segments_dir: Path,
+    segments_dir: Path | None,
     labels_dir: Path,
     *,
     problems: list[Problem],
@@ -76,7 +82,9 @@ def load_initial_maps(
     The stream is only valid (and should only be consumed) when no problem was found.
     """
     missing = [
-        Problem(f, "folder does not exist") for f in (segments_dir, labels_dir) if not f.is_dir()
+        Problem(f, "folder does not exist")
+        for f in (segments_dir, labels_dir)
+        if f is not None and not f.is_dir()
     ]
     if missing:
         problems.extend(missing)

@@ -308,7 +308,8 @@ class RoundsMixin:
         """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
 
         ``metrics`` (what the corrector measured) go into the same transaction.
-        Manually corrected segments are never touched: such a change is refused.
+        Manually corrected segments and those of hand-labelled images are never
+        touched: such a change is refused.
         """
         now = _now()
         with self.transaction() as db:
@@ -316,12 +317,17 @@ class RoundsMixin:
                 _write_metrics(db, round_index, metrics)
             for image_id, segment_id, after in changes:
                 row = db.execute(
-                    "SELECT label, origin FROM segments WHERE image_id = ? AND segment_id = ?",
+                    "SELECT label, origin, given FROM segments WHERE image_id = ? AND segment_id = ?",
                     (image_id, int(segment_id)),
                 ).fetchone()
                 if row is None:
                     raise WorkspaceError(f"no segment {image_id}/{segment_id}")
                 before, origin = int(row[0]), str(row[1])
+                if int(row[2]):
+                    raise WorkspaceError(
+                        f"segment {image_id}/{segment_id} is in an image a person labelled; "
+                        "automatic corrections may not change it"
+                    )
                 if origin == "manual":
                     raise WorkspaceError(
                         f"segment {image_id}/{segment_id} was corrected manually; automatic corrections may not change it"

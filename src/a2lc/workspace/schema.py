@@ -120,6 +120,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE corrections ADD COLUMN prev_origin TEXT;
     ALTER TABLE corrections ADD COLUMN prev_origin_round INTEGER;
     """,
+    # 5: segments of images a person labelled (ground truth given with a partial dataset):
+    # their labels are the person's, never queried, never changed automatically.
+    """
+    ALTER TABLE segments ADD COLUMN given INTEGER NOT NULL DEFAULT 0 CHECK (given IN (0, 1));
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

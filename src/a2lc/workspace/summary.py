@@ -37,6 +37,8 @@ class SummaryMixin:
         def has_segments(self) -> bool: ...
         @property
         def has_ground_truth(self) -> bool: ...
+        @property
+        def hand_labelled_ids(self) -> list[str]: ...
 
     # ------------------------------------------------------------------ metrics
 
@@ -59,7 +61,10 @@ class SummaryMixin:
         """A JSON-friendly summary of the workspace."""
         db = self._db
         origins = dict(
-            db.execute("SELECT origin, COUNT(*) FROM segments GROUP BY origin").fetchall()
+            db.execute(
+                "SELECT CASE WHEN given = 1 THEN 'given' ELSE origin END, COUNT(*) FROM segments "
+                "GROUP BY 1"
+            ).fetchall()
         )
         rounds = []
         for info in self.rounds():
@@ -104,7 +109,9 @@ class SummaryMixin:
                 "initial": int(origins.get("initial", 0)),
                 "manual": int(origins.get("manual", 0)),
                 "auto": int(origins.get("auto", 0)),
+                "given": int(origins.get("given", 0)),
             },
+            "hand_labelled_images": len(self.hand_labelled_ids),
             "rounds": rounds,
             "metrics": self.metrics(),
         }

@@ -62,7 +62,8 @@ class PoolSegments:
     image_index: np.ndarray  # int64 position of the image in Workspace.samples
     segment_id: np.ndarray  # int64
     label: np.ndarray  # int64 current majority label
-    manual: np.ndarray  # bool: corrected manually (never queried again, never auto-corrected)
+    manual: np.ndarray  # bool: labelled by a person: corrected manually, or in a hand-labelled
+    # image (never queried again, never auto-corrected)
     pixel_count: np.ndarray  # int64
 
     def rows(self, image_index: np.ndarray, segment_id: np.ndarray) -> np.ndarray:

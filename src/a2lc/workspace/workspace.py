@@ -189,8 +189,9 @@ class Workspace(RoundsMixin, SummaryMixin):
     ) -> Workspace:
         """Create a workspace for ``dataset``, optionally with initial segment and label maps.
 
-        ``segments_dir`` / ``labels_dir`` hold ``<image id>.png`` per sample; both or
-        neither must be given. Everything is validated before anything is written
+        ``segments_dir`` / ``labels_dir`` hold ``<image id>.png`` per sample; labels
+        alone give segments of one label each (regions, cut where large), segments
+        need labels. Everything is validated before anything is written
         and the workspace is assembled in a temporary folder that is renamed into
         place at the end, so a failure leaves no half-made workspace and an
         existing one is never touched.
@@ -198,18 +199,21 @@ class Workspace(RoundsMixin, SummaryMixin):
         path = Path(path).expanduser().resolve()
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise WorkspaceError(f"{path} already exists and is not empty; choose a new folder")
-        if (segments_dir is None) != (labels_dir is None):
-            raise WorkspaceError("give both --segments and --labels, or neither")
+        if segments_dir is not None and labels_dir is None:
+            raise WorkspaceError(
+                "--segments needs --labels (the initial labels of those segments); --labels "
+                "alone derives segments from the labels (regions of one label)"
+            )
         # One pass: the layout's problems, the ground truth's and the initial maps' are
         # reported together, so a user fixes everything after one run.
         problems = list(dataset.problems)
         if check_ground_truth:
             validate_dataset(dataset, show_progress=show_progress, problems=problems)
         initial = None
-        if segments_dir is not None and labels_dir is not None:
+        if labels_dir is not None:
             initial = load_initial_maps(
                 dataset,
-                Path(segments_dir),
+                Path(segments_dir) if segments_dir is not None else None,
                 Path(labels_dir),
                 problems=problems,
                 show_progress=show_progress,
@@ -386,18 +390,24 @@ class Workspace(RoundsMixin, SummaryMixin):
     ) -> None:
         """Store validated ``(image id, segments H×W, labels H×W)`` as the initial state.
 
-        Refused once a round has started: the initial labels are what every
-        round builds on.
+        Images a person labelled (:attr:`hand_labelled_ids`) keep their ground truth
+        as their labels, pixel for pixel, whatever ``labels`` says; their segments
+        are marked *given*: never queried, never changed automatically. Refused once
+        a round has started: the initial labels are what every round builds on.
         """
         if self._db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]:
             raise WorkspaceError("initial labels cannot change after the first round started")
         swap = FileSwap(self.path)
         try:
-            rows: list[tuple[str, int, int, int, int]] = []
+            rows: list[tuple[str, int, int, int, int, int]] = []
             files: list[tuple[str, str]] = []
             relatives: list[str] = []
+            hand_labelled = set(self.hand_labelled_ids)
             for image_id, segments, labels in maps:
                 sample = self.sample(image_id)
+                given = image_id in hand_labelled
+                if given and segments.shape == sample.shape:
+                    labels = self.read_ground_truth(image_id)
                 if segments.shape != sample.shape or labels.shape != sample.shape:
                     raise DataError(
                         Problem(
@@ -416,7 +426,7 @@ class Workspace(RoundsMixin, SummaryMixin):
                 ids, sizes = segment_sizes(segments)
                 majority = label_histograms(labels, segments, ids).argmax(axis=1)
                 rows.extend(
-                    (image_id, int(i), int(n), int(m), int(m))
+                    (image_id, int(i), int(n), int(m), int(m), int(given))
                     for i, n, m in zip(ids, sizes, majority, strict=True)
                 )
                 files.append((image_id, lab_path))
@@ -425,7 +435,8 @@ class Workspace(RoundsMixin, SummaryMixin):
                 db.execute("DELETE FROM segments")
                 db.execute("DELETE FROM label_versions")
                 db.executemany(
-                    "INSERT INTO segments(image_id, segment_id, pixel_count, initial_label, label) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO segments(image_id, segment_id, pixel_count, initial_label, label, given) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 db.executemany(
@@ -501,8 +512,35 @@ class Workspace(RoundsMixin, SummaryMixin):
 
     @property
     def ground_truth_ids(self) -> list[str]:
-        """Pool images with ground truth, in pool order (metrics are computed on these)."""
+        """Pool images with ground truth, in pool order."""
         return [s.id for s in self.samples if s.gt_path is not None]
+
+    @property
+    def hand_labelled_ids(self) -> list[str]:
+        """Pool images a person labelled: with ground truth for only part of the pool,
+        the images that have it (their labels are the person's, kept as they are).
+        With ground truth for every image (a benchmark), none: there it stands for the
+        simulated annotator."""
+        return [] if self.has_ground_truth else self.ground_truth_ids
+
+    @property
+    def seed_image_ids(self) -> list[str]:
+        """Pool images the seed model was trained on (``pseudo-label``), in pool order."""
+        try:
+            parameters = json.loads(self.meta("initial_parameters") or "{}")
+            chosen = parameters.get("seed_image_ids") or []
+        except (json.JSONDecodeError, AttributeError):
+            chosen = []
+        wanted = {str(i) for i in chosen} if isinstance(chosen, list) else set()
+        return [s.id for s in self.samples if s.id in wanted]
+
+    @property
+    def measured_ids(self) -> list[str]:
+        """Pool images whose labels data mIoU measures: those with ground truth that a
+        person did not label and the seed model did not train on (on those the labels
+        are the ground truth, or were fitted to it)."""
+        skip = set(self.hand_labelled_ids) | set(self.seed_image_ids)
+        return [i for i in self.ground_truth_ids if i not in skip]
 
     # ------------------------------------------------------------------ segments
 
@@ -523,12 +561,15 @@ class Workspace(RoundsMixin, SummaryMixin):
         )
 
     def manual_segments(self, *, before_round: int | None = None) -> dict[str, np.ndarray]:
-        """Per image, ids of segments corrected manually in rounds ``< before_round`` (all if None)."""
+        """Per image, ids of segments a person labelled: corrected manually in rounds
+        ``< before_round`` (all if None), and the segments of hand-labelled images."""
         limit = before_round if before_round is not None else 1 << 62
         result: dict[str, list[int]] = {}
         for image_id, segment_id in self._db.execute(
-            "SELECT DISTINCT image_id, segment_id FROM corrections "
-            "WHERE source = 'manual' AND round < ? ORDER BY image_id, segment_id",
+            "SELECT image_id, segment_id FROM corrections "
+            "WHERE source = 'manual' AND round < ? "
+            "UNION SELECT image_id, segment_id FROM segments WHERE given = 1 "
+            "ORDER BY image_id, segment_id",
             (limit,),
         ):
             result.setdefault(str(image_id), []).append(int(segment_id))
@@ -540,7 +581,8 @@ class Workspace(RoundsMixin, SummaryMixin):
     def pool_segments(self) -> PoolSegments:
         """Every segment of the pool in one query, as columns (see :class:`PoolSegments`)."""
         rows = self._db.execute(
-            "SELECT s.idx, g.segment_id, g.label, g.origin = 'manual', g.pixel_count FROM segments g "
+            "SELECT s.idx, g.segment_id, g.label, g.origin = 'manual' OR g.given = 1, g.pixel_count "
+            "FROM segments g "
             "JOIN samples s ON s.id = g.image_id ORDER BY s.idx, g.segment_id"
         ).fetchall()
         columns = np.asarray(rows, dtype=np.int64).reshape(-1, 5)
