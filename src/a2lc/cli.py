@@ -295,6 +295,12 @@ def _parser() -> argparse.ArgumentParser:
         default="gt",
         help="gt: simulated annotator; human: stop for people's answers",
     )
+    run.add_argument(
+        "--exact-answers",
+        action="store_true",
+        help="--oracle gt: the simulated annotator also paints the pixels its majority answer "
+        "leaves wrong, as a person splitting mixed segments in the app (default: majority rule)",
+    )
     run.add_argument("--eval-split", help="split for model mIoU (e.g. val)")
     run.add_argument("--seed", type=int, default=0, help="seed of training, LCM and random scores")
     run.add_argument("--epochs", type=int, default=6, help="training epochs per round")
@@ -957,6 +963,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
         train=TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device),
         feature_cache=not args.no_feature_cache,
         learned=_learned_config(args),
+        exact_answers=args.exact_answers,
     )
 
 

@@ -107,6 +107,9 @@ class RunConfig:
     """``label``: scores from label-resolution probabilities; ``paper-cityscapes``: the
     reference's Cityscapes quirk (ABC on a crop/2 view resized back; LCM at label
     resolution)."""
+    exact_answers: bool = False
+    """``--oracle gt``: the simulated annotator also paints every pixel its majority answer
+    leaves wrong (a person who splits mixed segments); default: the majority rule alone."""
     estimate_share: float = 0.1
     """Where no ground truth can judge the labels (:attr:`Workspace.measured_ids` empty),
     this share of each round's budget (at least 5 segments) is a uniform sample whose
@@ -132,7 +135,15 @@ def _config_json(config: RunConfig) -> str:
 
 FREE_ALWAYS = ("rounds", "oracle")
 """Options a resumed run may change at any time (run more rounds, switch annotators)."""
-FREE_BEFORE_ROUND_1 = ("strategy", "budget", "lcm", "checked", "learned", "estimate_share")
+FREE_BEFORE_ROUND_1 = (
+    "strategy",
+    "budget",
+    "lcm",
+    "checked",
+    "learned",
+    "estimate_share",
+    "exact_answers",
+)
 """Options that only matter from round 1 on: free while no correction round has started."""
 
 
@@ -430,7 +441,7 @@ def _finish_round(
                 ws.count_unanswered(r),
             )
             return True
-        answer_with_oracle(ws, r, show_progress=show_progress)
+        answer_with_oracle(ws, r, show_progress=show_progress, exact=config.exact_answers)
         step(r, "answers")
     if strategy.lcm and not ws.step_done(r, "lcm"):
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from a2lc.acquisition.statistics import segment_statistics
 from a2lc.correction import count_transitions, merge_transitions, simulate_annotator
 from a2lc.correction.lcm import segment_features
 from a2lc.data.probs import load_probabilities, probability_path
+from a2lc.data.sample import IGNORE_INDEX
 from a2lc.distributed import Shard, share
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
@@ -290,9 +291,12 @@ def score_round(
 
 
 def answer_with_oracle(
-    ws: Workspace, round_index: int, *, show_progress: bool = True
+    ws: Workspace, round_index: int, *, show_progress: bool = True, exact: bool = False
 ) -> dict[int, dict[int, int]]:
     """Answer the round's open queries with the simulated annotator; return the transitions.
+
+    ``exact``: a person who also paints every pixel the majority answer leaves wrong
+    (pixel-exact answers); by default the majority rule alone, as the benchmarks use.
 
     The answers are committed in one transaction, so an interrupted call has
     either answered everything or nothing.
@@ -313,12 +317,25 @@ def answer_with_oracle(
     for image_id, ids in releasing(iterable):
         segments = ws.read_segments(image_id)
         labels = ws.read_labels(image_id, segments=segments)
-        result = simulate_annotator(labels, segments, ws.read_ground_truth(image_id), ids)
+        truth = ws.read_ground_truth(image_id)
+        result = simulate_annotator(labels, segments, truth, ids)
         for segment_id, relabel, after in zip(
             result.segment_ids, result.relabel, result.after, strict=True
         ):
+            paint = None
+            if exact:  # paint every pixel the majority answer leaves wrong
+                segment = segments == int(segment_id)
+                wrong = segment & (truth != IGNORE_INDEX) & (result.labels != truth)
+                if wrong.any():
+                    paint = np.where(wrong, truth.astype(np.int16), np.int16(-1))
             answers.append(
-                Answer(image_id, int(segment_id), int(after) if relabel else None, "oracle")
+                Answer(
+                    image_id,
+                    int(segment_id),
+                    int(after) if relabel else None,
+                    "oracle",
+                    paint=paint,
+                )
             )
         tables.append(count_transitions(result.before.tolist(), result.after.tolist()))
     ws.record_answers(round_index, answers)

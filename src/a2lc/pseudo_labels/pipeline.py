@@ -66,6 +66,7 @@ from a2lc.pseudo_labels.segments import (
     GtProxyConfig,
     gt_proxy_segments,
     label_segments_by_prediction,
+    split_by_prediction,
     superpixel_segments,
 )
 from a2lc.workspace import Workspace
@@ -99,6 +100,10 @@ class PseudoLabelConfig:
     """Segments whose mean seed-model confidence is below this stay uncovered."""
     seed_epochs: int = 40
     superpixels: int = 150
+    adaptive: bool = True
+    """superpixels: cut each superpixel where the seed model's predicted class changes
+    (parts under ``adaptive_min_area`` pixels stay whole), so that a segment holds one class."""
+    adaptive_min_area: int = 64
     gt_proxy: GtProxyConfig = field(default_factory=GtProxyConfig)
 
 
@@ -234,13 +239,17 @@ def make_pseudo_labels(
     def label(index: int) -> tuple[np.ndarray, np.ndarray, int]:
         """Image ``index``'s kept segments, their labels and how many were dropped."""
         sample = ws.samples[index]
+        probs = seed_runner.predict(model, sample.id)
         if config.source == "gt-proxy":
             segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
         else:
             segments = superpixel_segments(
                 seed_runner.load_image(sample.id), num_segments=config.superpixels
             )
-        probs = seed_runner.predict(model, sample.id)
+            if config.adaptive:
+                segments = split_by_prediction(
+                    segments, probs.argmax(axis=0), min_area=config.adaptive_min_area
+                )
         kept, labels = label_segments_by_prediction(
             probs, segments, min_confidence=config.min_confidence
         )

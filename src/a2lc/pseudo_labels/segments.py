@@ -103,6 +103,36 @@ def superpixel_segments(
     return relabel_consecutive(np.asarray(labels, dtype=np.int64))
 
 
+def split_by_prediction(
+    segments: np.ndarray, prediction: np.ndarray, *, min_area: int = 64
+) -> np.ndarray:
+    """Cut each segment where the predicted class changes (adaptive superpixels).
+
+    ``segments``: ``H×W`` ids (0 = none); ``prediction``: ``H×W`` class ids. Each
+    segment becomes its parts of one predicted class; a part smaller than
+    ``min_area`` pixels stays with the segment's largest part, so edges too small to
+    trust do not multiply the segments. Returns ``H×W`` int32 ids 1..M (0 kept).
+    """
+    segments = np.asarray(segments, dtype=np.int64)
+    prediction = np.asarray(prediction, dtype=np.int64)
+    if segments.shape != prediction.shape or segments.ndim != 2:
+        raise ValueError(
+            f"segments {segments.shape} and prediction {prediction.shape} must be the same H×W"
+        )
+    classes = int(prediction.max(initial=0)) + 1
+    key = segments * classes + prediction
+    keys, inverse, counts = np.unique(key.ravel(), return_inverse=True, return_counts=True)
+    owner = keys // classes
+    # Each segment's largest part absorbs its parts below min_area.
+    order = np.lexsort((-counts, owner))
+    largest = np.empty(int(owner.max(initial=0)) + 1, dtype=np.int64)
+    largest[owner[order][::-1]] = order[::-1]
+    target = np.where(counts >= min_area, np.arange(keys.size), largest[owner])
+    merged = target[inverse].reshape(segments.shape)
+    merged = np.where(segments > 0, merged + 1, 0)
+    return relabel_consecutive(merged)
+
+
 def label_segments_by_prediction(
     probs: np.ndarray, segments: np.ndarray, *, min_confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:

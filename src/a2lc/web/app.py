@@ -5,8 +5,10 @@ Routes (JSON unless said otherwise):
 * ``GET /``: the single-page app; ``GET /static/...``: its script and style.
 * ``GET /api/info``: round, classes (id, name, colour), the void id.
 * ``POST /api/lease`` ``{"annotator"}``: the annotator's query (leased to them).
-* ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label"}``:
-  ``label`` is a class id, 255 (void) or null (keep the current label).
+* ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label", "paint"?}``:
+  ``label`` is a class id, 255 (void) or null (keep the current label); ``paint``, a
+  PNG data URL of the zoomed view whose red channel holds ``class + 1`` where the
+  person painted (255: void, 0: not painted), sets those pixels of the segment.
 * ``POST /api/undo`` ``{"annotator"}``: take back the annotator's last answer.
 * ``POST /api/release`` ``{"annotator"}``: give the annotator's lease back (the page
   calls it when it is closed or hidden).
@@ -26,8 +28,10 @@ app was started on (no DNS rebinding) → 403; a ``POST`` must be
 ``application/json`` (no cross-site form posts) → 415 and come from the app's own
 origin when the browser says where it comes from → 403. An annotator name belongs
 to the first browser session that uses it (header ``X-A2LC-Session``, a random id
-the page keeps), so nobody else can answer or undo as that annotator → 403, and a
-session may hold one name at a time. Bodies over 16 KB are refused while reading → 413.
+the page keeps), so nobody else can answer or undo as that annotator → 403 (which
+says how to go on), and a session may hold one name at a time; a request with
+``"takeover": true`` moves the name (and its leased query) to the new session: the
+same person in another browser. Bodies over 16 KB are refused while reading → 413.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from PIL import Image
 from a2lc.data.images import read_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import A2LCError, MissingDependencyError, WorkspaceError
-from a2lc.web.render import segment_view
+from a2lc.web.render import context_crop, segment_view
 from a2lc.workspace import Workspace
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, AnnotationDesk, Lease, LeaseError
 
@@ -67,6 +71,9 @@ except ImportError:  # pragma: no cover - exercised through the error message
     raise MissingDependencyError(WEB_EXTRA_HELP) from None
 
 MAX_BODY_BYTES = 16_384
+MAX_PAINT_BODY_BYTES = 8 * 1024 * 1024
+"""An answer may carry a painting (a PNG of the zoomed view)."""
+PAINT_PREFIX = "data:image/png;base64,"
 STATIC = resources.files("a2lc.web") / "static"
 TOKEN_META = "annotate_token"
 """Workspace meta key of the app's secret token (created on first use)."""
@@ -151,10 +158,16 @@ def create_app(
             raise RequestError(400, f"missing {SESSION_HEADER} header (a random session id)")
         digest = hashlib.sha256(session.encode()).hexdigest()
         owner = owners.get(annotator)
+        takeover = request.state.body.get("takeover") is True
         if owner is not None and not hmac.compare_digest(owner, digest):
-            raise RequestError(
-                403, f"annotator {annotator!r} is in use in another browser; pick another name"
-            )
+            if not takeover:
+                raise RequestError(
+                    403,
+                    f"annotator {annotator!r} is in use in another browser: continue here as "
+                    f"{annotator!r} (that browser then stops) or pick another name",
+                )
+            owner = None  # the same person in a new browser: the name, and its lease, move here
+            del owners[annotator]
         if owner is None:
             for name, other in list(owners.items()):
                 if other == digest:  # one name per session: the old one and its lease go
@@ -163,7 +176,9 @@ def create_app(
             owners[annotator] = digest
             ws.set_meta({SESSIONS_META: json.dumps(owners, sort_keys=True)})
 
-    def guarded(handler: Callable[[Request], Response]) -> Callable[[Request], Any]:
+    def guarded(
+        handler: Callable[[Request], Response], *, limit: int = MAX_BODY_BYTES
+    ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             def run() -> Response:
                 with lock:
@@ -174,7 +189,9 @@ def create_app(
 
             try:
                 check_request(request)
-                request.state.body = await json_body(request) if request.method == "POST" else {}
+                request.state.body = (
+                    await json_body(request, limit=limit) if request.method == "POST" else {}
+                )
                 return await run_in_threadpool(run)
             except RequestError as exc:
                 return error_response(exc.status, str(exc))
@@ -255,7 +272,12 @@ def create_app(
                 422, f"class {label} is not 0..{ws.num_classes - 1} or {IGNORE_INDEX} (void)"
             )
         known_segment(image_id, segment_id)
-        desk.answer(annotator, image_id, segment_id, label)
+        paint = None
+        if body.get("paint") is not None:
+            paint = decode_paint(body["paint"], ws.read_segments(image_id) == segment_id)
+            if paint.max() < 0:
+                raise RequestError(422, "nothing is painted inside the segment")
+        desk.answer(annotator, image_id, segment_id, label, paint=paint)
         return JSONResponse({"ok": True, "progress": progress_payload()})
 
     def undo(request: Request) -> Response:
@@ -308,7 +330,7 @@ def create_app(
         Route("/", index),
         Route("/api/info", guarded(info)),
         Route("/api/lease", guarded(lease), methods=["POST"]),
-        Route("/api/answer", guarded(answer), methods=["POST"]),
+        Route("/api/answer", guarded(answer, limit=MAX_PAINT_BODY_BYTES), methods=["POST"]),
         Route("/api/undo", guarded(undo), methods=["POST"]),
         Route("/api/release", guarded(release), methods=["POST"]),
         Route("/api/progress", guarded(progress)),
@@ -356,6 +378,41 @@ async def json_body(
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     return body
+
+
+def decode_paint(value: object, segment: np.ndarray) -> np.ndarray:
+    """A painting sent by the page as ``H×W`` int16 over the whole image (``-1``: unpainted).
+
+    ``value``: a PNG data URL the size of the zoomed view (:func:`context_crop` of the
+    ``H×W`` bool ``segment``) whose red channel is 0 (unpainted), ``class + 1``, or 255
+    (void). Pixels painted outside the segment are dropped (the brush may stray over
+    its edge). Raises :class:`RequestError` 400/422 for anything else.
+    """
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or not value.startswith(PAINT_PREFIX):
+        raise RequestError(400, f"'paint' must be a PNG data URL ({PAINT_PREFIX}...)")
+    try:
+        raw = base64.b64decode(value[len(PAINT_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(400, "'paint' is not valid base64") from None
+    y0, x0, y1, x1 = context_crop(segment)
+    try:
+        with Image.open(io.BytesIO(raw)) as picture:
+            if picture.format != "PNG" or picture.size != (x1 - x0, y1 - y0):
+                raise RequestError(
+                    422,
+                    f"'paint' must be a PNG of the zoomed view, {x1 - x0}×{y1 - y0} pixels",
+                )
+            red = np.asarray(picture.convert("RGBA"))[:, :, 0].astype(np.int16)
+    except (OSError, Image.DecompressionBombError, ValueError):
+        raise RequestError(400, "'paint' is not a readable PNG") from None
+    classes = np.where(red == 255, np.int16(IGNORE_INDEX), red - 1)
+    paint = np.full(segment.shape, -1, dtype=np.int16)
+    paint[y0:y1, x0:x1] = classes
+    paint[~segment] = -1
+    return paint
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:

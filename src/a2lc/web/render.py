@@ -8,8 +8,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-DIM = 0.6
+DIM = 0.45
 """Brightness kept outside the segment (dark road scenes stay readable)."""
+DESATURATE = 0.6
+"""Outside the segment, colours move this far toward grey, so the segment stands out on
+bright images too (a white wall outside stays visibly duller than one inside)."""
 EXPOSURE_PERCENTILES = (0.5, 99.5)
 """Auto exposure: these luminance percentiles are stretched to black and white."""
 MIN_EXPOSURE_RANGE = 8.0
@@ -59,7 +62,10 @@ def auto_exposure(image: np.ndarray) -> np.ndarray:
 def highlight(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The image with everything outside ``mask`` dimmed and the mask's boundary outlined."""
     out = image.astype(np.float32)
-    out[~mask] *= DIM
+    outside = out[~mask]
+    grey = outside @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    outside += DESATURATE * (grey[:, None] - outside)
+    out[~mask] = outside * DIM
     width = max(1, round(min(mask.shape) * OUTLINE_FRACTION))
     inner = ndimage.binary_erosion(mask, iterations=width, border_value=0)
     outline = mask & ~inner

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from a2lc.errors import A2LCError
 from a2lc.workspace.workspace import Answer, Query, Workspace
 
@@ -108,12 +110,25 @@ class AnnotationDesk:
             query = _query(db, round_index, row[0], row[1])
         return Lease(query=query, annotator=annotator, expires_at=expires)
 
-    def answer(self, annotator: str, image_id: str, segment_id: int, label: int | None) -> None:
-        """Commit one answer (None = confirm the current label, 255 = void) under a valid lease."""
+    def answer(
+        self,
+        annotator: str,
+        image_id: str,
+        segment_id: int,
+        label: int | None,
+        *,
+        paint: np.ndarray | None = None,
+    ) -> None:
+        """Commit one answer (None = confirm the current label, 255 = void) under a valid lease.
+
+        ``paint``: parts of the segment painted another class (see :class:`Answer`).
+        """
         annotator = _check_name(annotator)
         round_index = self.round_index()
-        answer = Answer(image_id, int(segment_id), label, annotator)
+        answer = Answer(image_id, int(segment_id), label, annotator, paint=paint)
         self.ws.validate_answers(round_index, [answer])
+        self._check_lease(round_index, annotator, image_id, int(segment_id))
+        painted = self.ws.store_paints(round_index, [answer])
         now = self._now()
         with self.ws.transaction() as db:
             row = db.execute(
@@ -126,11 +141,27 @@ class AnnotationDesk:
                 )
             if row[0] != annotator:
                 raise LeaseError(f"{image_id}/{segment_id} is leased to another annotator")
-            Workspace.write_answers(db, round_index, [answer])
+            Workspace.write_answers(db, round_index, [answer], painted=painted)
             db.execute(
                 "DELETE FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
                 (round_index, image_id, int(segment_id)),
             )
+
+    def _check_lease(
+        self, round_index: int, annotator: str, image_id: str, segment_id: int
+    ) -> None:
+        """Refuse early (before a painting is written) when the lease is not the annotator's;
+        the answer's transaction checks again."""
+        row = self.ws.connection.execute(
+            "SELECT annotator, expires_at FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
+            (round_index, image_id, segment_id),
+        ).fetchone()
+        if row is None or row[1] <= self._now():
+            raise LeaseError(
+                f"the lease on {image_id}/{segment_id} expired or was never given; ask for the next query"
+            )
+        if row[0] != annotator:
+            raise LeaseError(f"{image_id}/{segment_id} is leased to another annotator")
 
     def release(self, annotator: str) -> int:
         """Give the annotator's leases of the open round back to the pool; returns how many."""
@@ -151,21 +182,22 @@ class AnnotationDesk:
         expires = self._now() + self.lease_seconds
         with self.ws.transaction() as db:
             row = db.execute(
-                "SELECT id, image_id, segment_id, before, prev_assigned, prev_origin, prev_origin_round "
+                "SELECT id, image_id, segment_id, before, prev_assigned, prev_origin, "
+                "prev_origin_round, prev_paint "
                 "FROM corrections WHERE round = ? AND source = 'manual' AND annotator = ? "
                 "ORDER BY id DESC LIMIT 1",
                 (round_index, annotator),
             ).fetchone()
             if row is None:
                 return None
-            correction_id, image_id, segment_id, before, assigned, origin, origin_round = row
+            correction_id, image_id, segment_id, before, assigned, origin, origin_round, paint = row
             if origin is None:
                 raise LeaseError("this answer predates undo support and cannot be taken back")
             db.execute("DELETE FROM corrections WHERE id = ?", (correction_id,))
             db.execute(
-                "UPDATE segments SET label = ?, assigned = ?, origin = ?, origin_round = ? "
-                "WHERE image_id = ? AND segment_id = ?",
-                (before, assigned, origin, origin_round, image_id, segment_id),
+                "UPDATE segments SET label = ?, assigned = ?, origin = ?, origin_round = ?, "
+                "paint = ? WHERE image_id = ? AND segment_id = ?",
+                (before, assigned, origin, origin_round, paint, image_id, segment_id),
             )
             # Any lease the annotator holds goes back; the undone query is theirs again.
             db.execute(

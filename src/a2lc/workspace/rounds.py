@@ -35,6 +35,7 @@ class RoundsMixin:
         def require_segments(self) -> None: ...
         def manual_segments(self, *, before_round: int | None = None) -> dict[str, np.ndarray]: ...
         def segment_table(self, image_id: str) -> SegmentTable: ...
+        def read_segments(self, image_id: str) -> np.ndarray: ...
         def read_labels(
             self, image_id: str, *, segments: np.ndarray | None = None
         ) -> np.ndarray: ...
@@ -164,8 +165,9 @@ class RoundsMixin:
         an invalid answer rejects the whole batch and changes nothing.
         """
         self.validate_answers(round_index, answers)
+        painted = self.store_paints(round_index, answers)
         with self.transaction() as db:
-            self.write_answers(db, round_index, answers)
+            self.write_answers(db, round_index, answers, painted=painted)
 
     def validate_answers(self, round_index: int, answers: Sequence[Answer]) -> None:
         """Raise :class:`WorkspaceError` unless every answer is for a distinct open query."""
@@ -189,44 +191,103 @@ class RoundsMixin:
                     f"0..{self.num_classes - 1} or {IGNORE_INDEX} (void)"
                 )
 
+    def store_paints(
+        self, round_index: int, answers: Sequence[Answer]
+    ) -> dict[tuple[str, int], tuple[str, int]]:
+        """Check and write the paintings of validated ``answers``, before they are recorded.
+
+        Returns, per painted answer, the painting's file (relative) and the class most
+        of the segment's pixels have once it is applied. Raises before writing anything
+        if a painting is invalid.
+        """
+        from a2lc.workspace.paint import apply_paint, check_paint, majority, store_paint
+
+        checked: list[tuple[Answer, np.ndarray, int]] = []
+        for answer in answers:
+            if answer.paint is None:
+                continue
+            name = f"answer for {answer.image_id}/{answer.segment_id}"
+            segments = self.read_segments(answer.image_id)
+            segment = segments == int(answer.segment_id)
+            paint = check_paint(
+                answer.paint, segment=segment, num_classes=self.num_classes, name=name
+            )
+            labels = self.read_labels(answer.image_id, segments=segments)
+            if answer.label is not None:
+                labels = np.where(segment, np.uint8(answer.label), labels).astype(labels.dtype)
+            checked.append((answer, paint, majority(apply_paint(labels, segment, paint), segment)))
+        return {
+            (a.image_id, int(a.segment_id)): (
+                store_paint(self.path, round_index, a.image_id, int(a.segment_id), paint),
+                after,
+            )
+            for a, paint, after in checked
+        }
+
     @staticmethod
-    def write_answers(db: sqlite3.Connection, round_index: int, answers: Sequence[Answer]) -> None:
+    def write_answers(
+        db: sqlite3.Connection,
+        round_index: int,
+        answers: Sequence[Answer],
+        *,
+        painted: dict[tuple[str, int], tuple[str, int]] | None = None,
+    ) -> None:
         """Insert validated answers inside the caller's transaction.
 
         The segment's state before the answer is kept in the correction row, so
-        an answer can be undone while its round is open.
+        an answer can be undone while its round is open. ``painted``: what
+        :meth:`store_paints` returned for these answers.
         """
         now = _now()
+        painted = painted or {}
         for answer in answers:
-            before, assigned, origin, origin_round = db.execute(
-                "SELECT label, assigned, origin, origin_round FROM segments "
+            before, assigned, origin, origin_round, prev_paint = db.execute(
+                "SELECT label, assigned, origin, origin_round, paint FROM segments "
                 "WHERE image_id = ? AND segment_id = ?",
                 (answer.image_id, answer.segment_id),
             ).fetchone()
-            relabel = answer.label is not None
+            paint, painted_label = painted.get(
+                (answer.image_id, int(answer.segment_id)), (None, None)
+            )
+            if answer.paint is not None and paint is None:
+                raise WorkspaceError(
+                    f"answer for {answer.image_id}/{answer.segment_id}: its painting was not stored"
+                )
+            relabel = answer.label is not None or paint is not None
             after = int(answer.label) if answer.label is not None else int(before)
+            label = painted_label if painted_label is not None else after
             db.execute(
                 "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, "
-                "annotator, created_at, prev_assigned, prev_origin, prev_origin_round) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?)",
+                "annotator, created_at, prev_assigned, prev_origin, prev_origin_round, paint, prev_paint) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, ?, ?, ?, ?)",
                 (
                     round_index,
                     answer.image_id,
                     answer.segment_id,
                     int(before),
-                    after,
+                    label,
                     int(relabel),
                     answer.annotator,
                     now,
                     assigned,
                     origin,
                     origin_round,
+                    paint,
+                    prev_paint,
                 ),
             )
             db.execute(
                 "UPDATE segments SET label = ?, assigned = CASE WHEN ? THEN ? ELSE assigned END, "
-                "origin = 'manual', origin_round = ? WHERE image_id = ? AND segment_id = ?",
-                (after, int(relabel), after, round_index, answer.image_id, answer.segment_id),
+                "origin = 'manual', origin_round = ?, paint = ? WHERE image_id = ? AND segment_id = ?",
+                (
+                    label,
+                    int(answer.label is not None),
+                    after,
+                    round_index,
+                    paint,
+                    answer.image_id,
+                    answer.segment_id,
+                ),
             )
 
     def close_round(self, round_index: int, *, show_progress: bool = False) -> None:

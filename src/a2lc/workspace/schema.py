@@ -125,6 +125,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE segments ADD COLUMN given INTEGER NOT NULL DEFAULT 0 CHECK (given IN (0, 1));
     """,
+    # 6: painted answers: the painting that sets part of a segment's pixels (a file under
+    # paints/), on the segment and on the answer (with the one it replaced, for undo).
+    """
+    ALTER TABLE segments ADD COLUMN paint TEXT;
+    ALTER TABLE corrections ADD COLUMN paint TEXT;
+    ALTER TABLE corrections ADD COLUMN prev_paint TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -23,13 +23,16 @@ class Answer:
     """An annotator's answer for one queried segment.
 
     ``label`` is the class the whole segment should have (255 = void), or None
-    to keep the segment's current labels unchanged.
+    to keep the segment's current labels unchanged. ``paint``: ``H×W`` int16, the
+    classes a person painted over parts of the segment (``-1`` elsewhere; see
+    :mod:`a2lc.workspace.paint`); they override ``label`` pixel by pixel.
     """
 
     image_id: str
     segment_id: int
     label: int | None
     annotator: str | None = None
+    paint: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

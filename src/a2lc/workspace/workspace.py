@@ -481,15 +481,30 @@ class Workspace(RoundsMixin, SummaryMixin):
         )
 
     def read_labels(self, image_id: str, *, segments: np.ndarray | None = None) -> np.ndarray:
-        """Current ``H×W`` uint8 labels: the initial labels with every assigned segment painted."""
+        """Current ``H×W`` uint8 labels: the initial labels with every assigned segment
+        painted, then every painted answer's pixels."""
         table = self.segment_table(image_id)
         labels = self.read_initial_labels(image_id)
         painted = table.assigned >= 0
-        if not painted.any():
+        paintings = self._db.execute(
+            "SELECT segment_id, paint FROM segments WHERE image_id = ? AND paint IS NOT NULL "
+            "ORDER BY segment_id",
+            (image_id,),
+        ).fetchall()
+        if not painted.any() and not paintings:
             return labels
         if segments is None:
             segments = self.read_segments(image_id)
-        return paint_segments(labels, segments, table.ids[painted], table.assigned[painted])
+        if painted.any():
+            labels = paint_segments(labels, segments, table.ids[painted], table.assigned[painted])
+        if paintings:  # parts of segments a person painted another class, pixel by pixel
+            from a2lc.workspace.paint import apply_paint, read_paint
+
+            shape = self.sample(image_id).shape
+            for segment_id, relative in paintings:
+                paint = read_paint(self.path / str(relative), shape=shape)
+                labels = apply_paint(labels, segments == int(segment_id), paint)
+        return labels
 
     def read_ground_truth(self, image_id: str) -> np.ndarray:
         """Ground truth of an image. Only the oracle and metrics call this."""

@@ -21,8 +21,25 @@ async function api(path, body) {
   const options = body === undefined ? { headers } : { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
   const response = await fetch(path, options);
   const data = await response.json();
-  if (!response.ok) throw new Error(data.error || response.statusText);
+  if (!response.ok) {
+    const error = new Error(data.error || response.statusText);
+    error.status = response.status;
+    throw error;
+  }
   return data;
+}
+
+// The same name from another browser: say so on a page that works, and offer to move
+// the name here (the same person on a new machine) or to pick another one.
+function nameTaken(error) {
+  if (error.status !== 403 || !/in use in another browser/.test(error.message)) return false;
+  $("task").hidden = true;
+  $("done").hidden = true;
+  $("login").hidden = true;
+  $("taken").hidden = false;
+  $("taken-message").textContent = error.message;
+  $("taken-name").textContent = state.name;
+  return true;
 }
 
 function className(id) {
@@ -73,6 +90,7 @@ function resetView() {
 }
 
 function showQuery(query) {
+  if (paint.on) stopPainting();
   state.query = query;
   $("task").hidden = !query;
   $("done").hidden = !!query;
@@ -102,8 +120,8 @@ function onVisibility() {
   else if (state.name && state.info) refresh();
 }
 
-async function next() {
-  const data = await api("/api/lease", { annotator: state.name });
+async function next(extra = {}) {
+  const data = await api("/api/lease", { annotator: state.name, ...extra });
   showProgress(data.progress);
   showQuery(data.query);
   // Ready once the segment is on screen; a broken image still leaves the page usable.
@@ -120,7 +138,7 @@ async function exclusive(work) {
   try {
     await work();
   } catch (error) {
-    $("message").textContent = error.message;
+    if (!nameTaken(error)) $("message").textContent = error.message;
   } finally {
     state.busy = false;
     document.body.classList.remove("busy");
@@ -129,6 +147,10 @@ async function exclusive(work) {
 
 function submit(label) {
   if (!state.query) return;
+  if (paint.on) {  // while painting, a class picks the brush
+    if (label !== null) setBrushClass(label);
+    return;
+  }
   const q = state.query;
   return exclusive(async () => {
     try {
@@ -217,7 +239,9 @@ function onPickKey(event) {
 }
 
 function onKey(event) {
-  if (!state.name || event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!state.name || event.target.tagName === "INPUT") return;
+  if (paint.on && onPaintKey(event)) { event.preventDefault(); return; }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
   const key = event.key.toLowerCase();
   const index = KEYS.indexOf(event.key);
   if (key === "enter" || key === " ") submit(null);
@@ -226,6 +250,7 @@ function onKey(event) {
   else if (key === "x") submit(VOID);
   else if (key === "u" || key === "backspace") undo();
   else if (key === "z") { state.zoom = !state.zoom; showQuery(state.query); }
+  else if (key === "p") startPainting();
   else if (key === "r") refresh();
   else if (event.key === "]") adjust("brightness", 1);
   else if (event.key === "[") adjust("brightness", -1);
@@ -257,6 +282,19 @@ async function start() {
   $("void").addEventListener("click", () => submit(VOID));
   $("undo").addEventListener("click", undo);
   $("refresh").addEventListener("click", refresh);
+  $("takeover").addEventListener("click", () => { $("taken").hidden = true; begin({ takeover: true }); });
+  $("other-name").addEventListener("click", () => {
+    $("taken").hidden = true;
+    state.name = "";
+    localStorage.removeItem("a2lc.annotator");
+    $("who").textContent = "";
+    $("login").hidden = false;
+    $("name").value = "";
+    $("name").focus();
+  });
+  $("zoom").addEventListener("load", fitZoom);
+  window.addEventListener("resize", fitZoom);
+  setupPainting();
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     state.name = $("name").value.trim();
@@ -270,16 +308,207 @@ async function start() {
   else { $("login").hidden = false; $("name").focus(); }
 }
 
-function begin() {
+function begin(extra = {}) {
   $("who").textContent = state.name;
   exclusive(async () => {
     try {
-      await next();
+      await next(extra);
     } catch (error) {
-      $("task").hidden = false; // the message is shown inside the task panel
+      if (!nameTaken(error)) $("task").hidden = false; // the message is shown inside the task panel
       throw error;
     }
   });
+}
+
+// The zoomed view fills its box whatever the crop's size (a tiny segment is enlarged).
+function fitZoom() {
+  const img = $("zoom");
+  if (!img.naturalWidth) return;
+  const maxWidth = Math.min(window.innerWidth * 0.56, 720), maxHeight = window.innerHeight * 0.58;
+  const scale = Math.min(maxWidth / img.naturalWidth, maxHeight / img.naturalHeight);
+  img.style.width = `${Math.round(img.naturalWidth * scale)}px`;
+  img.style.height = `${Math.round(img.naturalHeight * scale)}px`;
+}
+
+// Painting: split a mixed segment. The page keeps a class map the size of the zoomed
+// view (0: not painted, class + 1, 255: void), draws it over the view, and sends it as
+// a PNG (red channel) with the answer; the server applies it inside the segment only.
+const paint = { on: false, tool: "brush", size: 8, cls: 0, map: null, width: 0, height: 0, strokes: [], last: null };
+
+function setupPainting() {
+  const canvas = $("paint");
+  canvas.addEventListener("pointerdown", (event) => {
+    if (!paint.on) return;
+    canvas.setPointerCapture(event.pointerId);
+    paint.strokes.push(paint.map.slice());
+    paint.last = null;
+    dab(event);
+  });
+  canvas.addEventListener("pointermove", (event) => { if (paint.on && event.buttons) dab(event); });
+  canvas.addEventListener("pointerup", () => { paint.last = null; showPaintState(); });
+  $("paint-mode").addEventListener("click", startPainting);
+  $("brush").addEventListener("click", () => setTool("brush"));
+  $("eraser").addEventListener("click", () => setTool("eraser"));
+  $("smaller").addEventListener("click", () => resize(-1));
+  $("bigger").addEventListener("click", () => resize(1));
+  $("send-paint").addEventListener("click", sendPainting);
+  $("cancel-paint").addEventListener("click", stopPainting);
+}
+
+function startPainting() {
+  if (!state.query || paint.on) return;
+  if (!state.zoom) { state.zoom = true; showQuery(state.query); }
+  const img = $("zoom");
+  if (!img.naturalWidth) return;
+  paint.on = true;
+  paint.width = img.naturalWidth;
+  paint.height = img.naturalHeight;
+  paint.map = new Uint8Array(paint.width * paint.height);
+  paint.strokes = [];
+  paint.size = Math.max(2, Math.round(Math.min(paint.width, paint.height) / 24));
+  const current = state.query.label;
+  setBrushClass(state.info.classes.some((c) => c.id === current) ? state.info.classes.find((c) => c.id !== current).id : state.info.classes[0].id);
+  const canvas = $("paint");
+  canvas.width = paint.width;
+  canvas.height = paint.height;
+  canvas.hidden = false;
+  $("paint-tools").hidden = false;
+  $("paint-mode").setAttribute("aria-pressed", "true");
+  setTool("brush");
+  render();
+}
+
+function stopPainting() {
+  paint.on = false;
+  paint.map = null;
+  $("paint").hidden = true;
+  $("paint-tools").hidden = true;
+  $("paint-mode").setAttribute("aria-pressed", "false");
+}
+
+function setTool(tool) {
+  paint.tool = tool;
+  $("brush").setAttribute("aria-pressed", String(tool === "brush"));
+  $("eraser").setAttribute("aria-pressed", String(tool === "eraser"));
+  showPaintState();
+}
+
+function setBrushClass(id) {
+  paint.cls = id;
+  for (const li of $("palette").children) li.classList.toggle("picked", Number(li.dataset.id) === id);
+  showPaintState();
+}
+
+function resize(steps) {
+  paint.size = Math.min(200, Math.max(1, Math.round(paint.size * (steps > 0 ? 1.4 : 1 / 1.4))));
+  showPaintState();
+}
+
+function showPaintState() {
+  if (!paint.on) return;
+  $("brush-size").textContent = ` ${paint.size} px `;
+  const painted = paint.map.reduce((n, v) => n + (v ? 1 : 0), 0);
+  $("paint-state").textContent = `${paint.tool === "brush" ? "painting " + className(paint.cls) : "erasing"} · ${painted} pixels painted · ${paint.strokes.length} strokes`;
+}
+
+function dab(event) {
+  const canvas = $("paint");
+  const box = canvas.getBoundingClientRect();
+  const x = (event.clientX - box.left) * paint.width / box.width;
+  const y = (event.clientY - box.top) * paint.height / box.height;
+  const from = paint.last || { x, y };
+  const steps = Math.max(1, Math.ceil(Math.hypot(x - from.x, y - from.y) / Math.max(1, paint.size / 3)));
+  const value = paint.tool === "eraser" ? 0 : (paint.cls === VOID ? 255 : paint.cls + 1);
+  const r = paint.size / 2, r2 = r * r;
+  for (let s = 1; s <= steps; s++) {
+    const cx = from.x + (x - from.x) * s / steps, cy = from.y + (y - from.y) * s / steps;
+    for (let py = Math.max(0, Math.floor(cy - r)); py <= Math.min(paint.height - 1, Math.ceil(cy + r)); py++) {
+      for (let px = Math.max(0, Math.floor(cx - r)); px <= Math.min(paint.width - 1, Math.ceil(cx + r)); px++) {
+        const dx = px + 0.5 - cx, dy = py + 0.5 - cy;
+        if (dx * dx + dy * dy <= r2) paint.map[py * paint.width + px] = value;
+      }
+    }
+  }
+  paint.last = { x, y };
+  render();
+}
+
+function colorOf(value) {
+  if (value === 255) return [20, 20, 20];
+  const c = state.info.classes.find((k) => k.id === value - 1);
+  return c ? c.color : [255, 0, 255];
+}
+
+function render() {
+  const canvas = $("paint");
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(paint.width, paint.height);
+  const colors = new Map();
+  for (let i = 0; i < paint.map.length; i++) {
+    const v = paint.map[i];
+    if (!v) continue;
+    if (!colors.has(v)) colors.set(v, colorOf(v));
+    const [r, g, b] = colors.get(v);
+    image.data.set([r, g, b, 170], i * 4);
+  }
+  context.putImageData(image, 0, 0);
+}
+
+function undoStroke() {
+  if (!paint.strokes.length) return;
+  paint.map = paint.strokes.pop();
+  render();
+  showPaintState();
+}
+
+function paintingPng() {
+  const canvas = document.createElement("canvas");
+  canvas.width = paint.width;
+  canvas.height = paint.height;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(paint.width, paint.height);
+  for (let i = 0; i < paint.map.length; i++) {
+    image.data[i * 4] = paint.map[i];
+    image.data[i * 4 + 3] = 255;
+  }
+  context.putImageData(image, 0, 0);
+  return canvas.toDataURL("image/png");
+}
+
+function sendPainting() {
+  if (!paint.on || !state.query) return;
+  if (!paint.map.some((v) => v)) { $("message").textContent = "nothing painted yet: paint a part, or Esc"; return; }
+  const q = state.query, png = paintingPng();
+  return exclusive(async () => {
+    try {
+      await api("/api/answer", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label: null, paint: png });
+      $("message").textContent = `${q.image_id}/${q.segment_id}: painted`;
+    } catch (error) {
+      if (nameTaken(error)) return;
+      $("message").textContent = error.message;
+      return;  // the painting stays for another try
+    }
+    stopPainting();
+    await next();
+  });
+}
+
+function onPaintKey(event) {
+  const key = event.key.toLowerCase();
+  const index = KEYS.indexOf(event.key);
+  if ((event.ctrlKey || event.metaKey) && key === "z") undoStroke();
+  else if (event.ctrlKey || event.metaKey || event.altKey) return false;
+  else if (key === "escape") stopPainting();
+  else if (key === "enter") sendPainting();
+  else if (key === "b") setTool("brush");
+  else if (key === "e") setTool("eraser");
+  else if (key === "u" || key === "backspace") undoStroke();
+  else if (key === "-") resize(-1);
+  else if (key === "=" || key === "+") resize(1);
+  else if (key === "x") setBrushClass(VOID);
+  else if (index >= 0 && index < state.info.classes.length) setBrushClass(state.info.classes[index].id);
+  else return false;
+  return true;
 }
 
 start().catch((error) => { document.body.textContent = `a2lc: ${error.message}`; });
