@@ -36,6 +36,12 @@ VARIANTS: dict[str, PseudoLabelConfig] = {
         source="superpixels", adaptive=True
     ),
     "gt-proxy (benchmarks only)": PseudoLabelConfig(source="gt-proxy"),
+    "superpixels, adaptive, SLIC 250": PseudoLabelConfig(
+        source="superpixels", adaptive=True, superpixels=250
+    ),
+    "superpixels, adaptive, SLIC 200, compactness 5 (follows edges)": PseudoLabelConfig(
+        source="superpixels", adaptive=True, superpixels=200, compactness=5.0
+    ),
 }
 
 
@@ -77,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     cache = args.work / "cache"
     for name, config in VARIANTS.items():
-        folder = args.work / name.split(" ")[0] / ("adaptive" if config.adaptive else "plain")
+        folder = args.work / (
+            f"{config.source}-{'adaptive' if config.adaptive else 'plain'}"
+            f"-{config.superpixels}-{config.compactness:g}"
+        )
         started = time.perf_counter()
         if not (folder / "done").is_file():
             if folder.exists():
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                     show_progress=False,
                 )
             (folder / "done").write_text("")
-        with Workspace.open(folder, read_only=True) as ws:
+        with Workspace.open(folder) as ws:  # (migrates a workspace an older a2lc made)
             row = {"source": name, **purity(ws), "images": len(ws.samples)}
         row["seconds"] = time.perf_counter() - started
         rows.append(row)

@@ -170,10 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--budget", type=int, required=True, help="segments to query this round")
     score.add_argument(
+        "--acquisition",
         "--strategy",
+        dest="strategy",
         default="abc",
         choices=ACQUISITIONS.names(),
-        help="acquisition function (default: abc)",
+        help="acquisition function, as `a2lc run --acquisition` (--strategy: the old name "
+        "here; in `run` a strategy is an acquisition and a corrector) (default: abc)",
     )
     score.add_argument("--seed", type=int, default=0, help="seed for the random strategy")
 
@@ -450,10 +453,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--eval-split", default="val", help="split for model mIoU")
     bench.add_argument(
+        "--source",
         "--pseudo",
+        dest="pseudo",
         choices=["gt-proxy", "superpixels"],
         default="gt-proxy",
-        help="initial segments",
+        help="where the initial segments come from, as `a2lc pseudo-label --source` "
+        "(--pseudo: the old name)",
     )
     bench.add_argument(
         "--noise",
@@ -1080,6 +1086,12 @@ def _import_answers(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    if summary.get("painted_outside_segments"):
+        print(
+            f"note: {summary['painted_outside_segments']} painted pixels were outside their "
+            "segment and were left out (a2lc answers one segment at a time)",
+            file=sys.stderr,
+        )
     for problem in summary["refused"]:
         print(f"refused: {problem}", file=sys.stderr)
     return 0

@@ -176,7 +176,7 @@ def test_reimporting_a_full_export_is_idempotent_and_conflicts_are_reported(
     assert {c["annotator"] for c in manual} == {"a@x.org", "b@x.org"}
 
 
-def test_repainted_brushes_and_ambiguous_labels_refuse_only_their_task(
+def test_repainted_brushes_become_painted_answers_and_ambiguous_labels_refuse_their_task(
     open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from a2lc.interop.rle import encode_mask
@@ -197,17 +197,42 @@ def test_repainted_brushes_and_ambiguous_labels_refuse_only_their_task(
     # Two labels added beside the pre-filled one: which is meant cannot be told.
     third = current_name(tasks[2])
     annotate(tasks[2], [third, *[n for n in names if n != third][:2]])
+    # A mixed segment split by painting: half of it repainted another class.
+    data3 = tasks[3]["data"]
+    image3, segment3 = data3["image_id"], data3["segment_id"]  # type: ignore[index]
+    with Workspace.open(open_round) as ws:
+        whole = ws.read_segments(image3) == segment3
+        before3 = ws.read_labels(image3)
+    rows, cols = np.nonzero(whole)
+    part = np.zeros_like(whole)
+    part[rows[: rows.size // 2], cols[: rows.size // 2]] = True
+    keep3 = current_name(tasks[3])
+    other3 = next(n for n in names if n != keep3)
+    annotate(tasks[3], [keep3])
+    region = tasks[3]["annotations"][0]["result"][0]  # type: ignore[index]
+    region["value"]["rle"] = encode_mask(whole & ~part)
+    second = {**region, "id": "split", "value": {**region["value"], "rle": encode_mask(part),
+                                                 "brushlabels": [other3]}}  # fmt: skip
+    tasks[3]["annotations"][0]["result"].append(second)  # type: ignore[index]
     assert import_file(open_round, tmp_path, tasks) == 0
     out = capsys.readouterr()
-    assert "recorded 1 answers" in out.out
-    assert "the brush was repainted" in out.err
+    assert "recorded 3 answers" in out.out
     assert "which one is meant?" in out.err
+    assert "painted pixels were outside their segment and were left out" in out.err
     with Workspace.open(open_round) as ws:
-        (answer,) = [c for c in ws.corrections() if c["source"] == "manual"]
-    key = (tasks[1]["data"]["image_id"], tasks[1]["data"]["segment_id"])  # type: ignore[index]
-    assert (answer["image_id"], answer["segment_id"]) == key
-    assert names[answer["after"]] == added
-    assert answer["annotator"] == "label-studio"
+        answers = {(c["image_id"], c["segment_id"]): c for c in ws.corrections()}
+        key = (tasks[1]["data"]["image_id"], tasks[1]["data"]["segment_id"])  # type: ignore[index]
+        assert names[answers[key]["after"]] == added
+        assert answers[key]["annotator"] == "label-studio"
+        # The stripe outside the segment is left out; the segment is names[0] throughout.
+        first = ws.read_labels(image_id)
+        segment0 = ws.read_segments(image_id) == segment_id
+        assert (first[segment0] == 0).all()
+        # The split segment: each part has its painted class, pixel for pixel.
+        after3 = ws.read_labels(image3)
+        assert (after3[part] == names.index(other3)).all()
+        assert (after3[whole & ~part] == names.index(keep3)).all()
+        np.testing.assert_array_equal(after3[~whole], before3[~whole])
 
 
 def test_json_min_exports_and_user_ids(

@@ -13,9 +13,12 @@ What an import does with each task:
 * answers of the open round's unanswered queries are recorded (in one transaction);
 * an answer already recorded with the same class is skipped (re-importing a full
   export is harmless); one recorded with another class is reported, not changed;
-* a task whose brush was repainted (its pixels are not the segment's) is refused
-  with a message: a2lc answers whole segments, and a new segment drawn mid-round
-  would change the segment map every other query and score refers to;
+* a task whose brush was repainted (its pixels are not the segment's: a mixed
+  segment split by painting its parts) becomes a painted answer, as the annotation
+  app gives: each region's class on its pixels inside the segment, pixels of the
+  segment no region covers void; pixels painted outside the segment are left out
+  (a2lc answers one segment at a time, and the segment map every score refers to
+  does not change mid-round) and counted in the import's summary;
 * several labels on one region: the pre-filled current class is dropped (Label
   Studio keeps it when another label is added); one label left is the answer,
   several are refused as ambiguous;
@@ -163,10 +166,12 @@ def export_tasks(
 
 @dataclass(frozen=True)
 class ParsedExport:
-    """What a Label Studio export says: answers, and the tasks refused with why."""
+    """What a Label Studio export says: answers, the tasks refused with why, and how many
+    painted pixels fell outside their segment (left out)."""
 
     answers: list[Answer]
     refused: list[Problem]
+    clipped: int = 0
 
 
 def _tasks(document: object, path: Path) -> list[dict[str, Any]]:
@@ -233,6 +238,7 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
     answers: list[Answer] = []
     problems: list[Problem] = []
     refused: list[Problem] = []
+    clipped = 0
     for n, task in enumerate(tasks):
         where = f"{path} task {n}"
         data = task.get("data") if isinstance(task, dict) else None
@@ -298,11 +304,18 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
             valid = ", ".join([*index, VOID_NAME])
             problems.append(Problem(where, f"unknown label {unknown[0]!r}; valid: {valid}"))
             continue
-        repainted = _repainted(regions, ws.read_segments(image_id) == segment_id)
-        if repainted is not None:
-            refused.append(Problem(where, repainted))
-            continue
+        segment = ws.read_segments(image_id) == segment_id
         current_name = VOID_NAME if current == IGNORE_INDEX else ws.class_names[current]
+        drawn = [r for r in regions if (r.get("value") or {}).get("rle") is not None]
+        split = len(drawn) > 1  # several brush regions: parts of the segment, each its class
+        if split or _repainted(regions, segment):
+            paint, outside, why = _painting(regions, segment, index, current_name)
+            if paint is None:
+                refused.append(Problem(where, why))
+                continue
+            clipped += outside
+            answers.append(Answer(image_id, segment_id, None, annotator_name(latest), paint=paint))
+            continue
         if len(names) > 1:
             # Label Studio keeps the pre-filled label when another one is added.
             names = [name for name in names if name != current_name] or [current_name]
@@ -316,7 +329,7 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
             label = None  # the current class confirmed: keep the segment's pixels as they are
         answers.append(Answer(image_id, segment_id, label, annotator_name(latest)))
     DataError.collect(problems, summary=f"{len(problems)} problem(s) in {where}: nothing recorded")
-    return ParsedExport(answers, refused)
+    return ParsedExport(answers, refused, clipped)
 
 
 def read_answers(ws: Workspace, path: Path) -> list[Answer]:
@@ -324,8 +337,8 @@ def read_answers(ws: Workspace, path: Path) -> list[Answer]:
     return read_export(ws, path).answers
 
 
-def _repainted(regions: list[dict[str, Any]], segment: np.ndarray) -> str | None:
-    """Why the regions' pixels are not the segment's (a repainted brush), or None."""
+def _repainted(regions: list[dict[str, Any]], segment: np.ndarray) -> bool:
+    """Whether the regions' pixels are not the segment's (the brush was repainted)."""
     painted = np.zeros(segment.shape, dtype=bool)
     drawn = False
     for region in regions:
@@ -334,15 +347,31 @@ def _repainted(regions: list[dict[str, Any]], segment: np.ndarray) -> str | None
             continue
         drawn = True
         painted |= decode_mask(rle, height=segment.shape[0], width=segment.shape[1])
-    if not drawn or np.array_equal(painted, segment):
-        return None
-    added = int((painted & ~segment).sum())
-    removed = int((segment & ~painted).sum())
-    return (
-        f"the brush was repainted ({added} pixels added, {removed} removed of the segment's "
-        f"{int(segment.sum())}): a2lc answers whole segments, so keep the region's shape and "
-        "change only its label (or delete it for void)"
-    )
+    return drawn and not np.array_equal(painted, segment)
+
+
+def _painting(
+    regions: list[dict[str, Any]], segment: np.ndarray, index: dict[str, int], current: str
+) -> tuple[np.ndarray | None, int, str]:
+    """A repainted brush as a painting of the segment: (``H×W`` int16 or None, pixels
+    painted outside the segment, why None)."""
+    paint = np.full(segment.shape, -1, dtype=np.int16)
+    outside = 0
+    for region in regions:
+        value = region.get("value") or {}
+        rle = value.get("rle")
+        if rle is None:
+            continue
+        names = list(dict.fromkeys(str(x) for x in value.get("brushlabels") or []))
+        if len(names) > 1:  # Label Studio keeps the pre-filled label when another is added
+            names = [name for name in names if name != current] or [current]
+        if len(names) != 1:
+            return None, 0, f"a painted region has {len(names)} labels {names}: which one is meant?"
+        mask = decode_mask(rle, height=segment.shape[0], width=segment.shape[1])
+        outside += int((mask & ~segment).sum())
+        paint[mask & segment] = IGNORE_INDEX if names[0] == VOID_NAME else index[names[0]]
+    paint[segment & (paint == -1)] = IGNORE_INDEX  # erased from every region: no class
+    return paint, outside, ""
 
 
 def _region_shape_problem(regions: list[dict[str, Any]], height: int, width: int) -> str | None:
@@ -385,6 +414,9 @@ def import_answers(ws: Workspace, path: Path) -> dict[str, Any]:
         if key in open_queries:
             new.append(answer)
             continue
+        if key in recorded and answer.paint is not None:
+            skipped += 1  # a painting already recorded (re-importing the same export)
+            continue
         if key in recorded:
             table = ws.segment_table(answer.image_id)
             row = table.ids.tolist().index(answer.segment_id)
@@ -412,6 +444,7 @@ def import_answers(ws: Workspace, path: Path) -> dict[str, Any]:
         "answers": len(new),
         "already_recorded": skipped,
         "refused": refused,
+        "painted_outside_segments": parsed.clipped,
         "unanswered": ws.count_unanswered(current.round),
     }
 

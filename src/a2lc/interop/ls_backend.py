@@ -9,7 +9,7 @@ Label Studio calls the label-studio-ml HTTP conventions (all JSON):
   (Label Studio's "prediction score" column sorts the tasks as a2lc ranks them);
 * ``POST /webhook`` ``{"action", "annotation", "task"}``: on ``ANNOTATION_CREATED``
   / ``ANNOTATION_UPDATED`` the answer is validated as every answer is (an open
-  query of the round, a known class, the segment's own pixels) and recorded in
+  query of the round, a known class, the segment's own pixels or a painting of them) and recorded in
   the workspace in its own transaction; other actions are acknowledged.
 
 The tasks are those of ``a2lc export-queries`` (their ``data`` carries the image

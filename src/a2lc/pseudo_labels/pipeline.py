@@ -100,6 +100,9 @@ class PseudoLabelConfig:
     """Segments whose mean seed-model confidence is below this stay uncovered."""
     seed_epochs: int = 40
     superpixels: int = 150
+    """superpixels: SLIC superpixels per image (before the adaptive cut)."""
+    compactness: float = 10.0
+    """superpixels: SLIC's compactness (lower follows colour edges more closely)."""
     adaptive: bool = True
     """superpixels: cut each superpixel where the seed model's predicted class changes
     (parts under ``adaptive_min_area`` pixels stay whole), so that a segment holds one class."""
@@ -244,7 +247,9 @@ def make_pseudo_labels(
             segments = _gt_proxy(config, index, ws.read_ground_truth(sample.id))
         else:
             segments = superpixel_segments(
-                seed_runner.load_image(sample.id), num_segments=config.superpixels
+                seed_runner.load_image(sample.id),
+                num_segments=config.superpixels,
+                compactness=config.compactness,
             )
             if config.adaptive:
                 segments = split_by_prediction(

@@ -5,10 +5,11 @@ Routes (JSON unless said otherwise):
 * ``GET /``: the single-page app; ``GET /static/...``: its script and style.
 * ``GET /api/info``: round, classes (id, name, colour), the void id.
 * ``POST /api/lease`` ``{"annotator"}``: the annotator's query (leased to them).
-* ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label", "paint"?}``:
-  ``label`` is a class id, 255 (void) or null (keep the current label); ``paint``, a
-  PNG data URL of the zoomed view whose red channel holds ``class + 1`` where the
-  person painted (255: void, 0: not painted), sets those pixels of the segment.
+* ``POST /api/answer`` ``{"annotator", "image_id", "segment_id", "label"}``:
+  ``label`` is a class id, 255 (void) or null (keep the current label).
+* ``POST /api/paint``: an answer with ``"paint"``, a PNG data URL of the zoomed view
+  whose red channel holds ``class + 1`` where the person painted (255: void, 0: not
+  painted); those pixels of the segment take their class (bodies up to 8 MB).
 * ``POST /api/undo`` ``{"annotator"}``: take back the annotator's last answer.
 * ``POST /api/release`` ``{"annotator"}``: give the annotator's lease back (the page
   calls it when it is closed or hidden).
@@ -273,10 +274,14 @@ def create_app(
             )
         known_segment(image_id, segment_id)
         paint = None
-        if body.get("paint") is not None:
+        if request.url.path == "/api/paint":
+            if "paint" not in body:
+                raise RequestError(400, "missing field 'paint' (a PNG data URL)")
             paint = decode_paint(body["paint"], ws.read_segments(image_id) == segment_id)
             if paint.max() < 0:
                 raise RequestError(422, "nothing is painted inside the segment")
+        elif "paint" in body:
+            raise RequestError(400, "a painted answer goes to /api/paint")
         desk.answer(annotator, image_id, segment_id, label, paint=paint)
         return JSONResponse({"ok": True, "progress": progress_payload()})
 
@@ -330,7 +335,8 @@ def create_app(
         Route("/", index),
         Route("/api/info", guarded(info)),
         Route("/api/lease", guarded(lease), methods=["POST"]),
-        Route("/api/answer", guarded(answer, limit=MAX_PAINT_BODY_BYTES), methods=["POST"]),
+        Route("/api/answer", guarded(answer), methods=["POST"]),
+        Route("/api/paint", guarded(answer, limit=MAX_PAINT_BODY_BYTES), methods=["POST"]),
         Route("/api/undo", guarded(undo), methods=["POST"]),
         Route("/api/release", guarded(release), methods=["POST"]),
         Route("/api/progress", guarded(progress)),

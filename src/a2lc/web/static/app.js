@@ -481,7 +481,7 @@ function sendPainting() {
   const q = state.query, png = paintingPng();
   return exclusive(async () => {
     try {
-      await api("/api/answer", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label: null, paint: png });
+      await api("/api/paint", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label: null, paint: png });
       $("message").textContent = `${q.image_id}/${q.segment_id}: painted`;
     } catch (error) {
       if (nameTaken(error)) return;
