@@ -240,6 +240,41 @@ def markdown(merged: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+README = ROOT / "README.md"
+TABLE_START = "<!-- protocol table: generated from benchmarks/results/protocol/results.json -->"
+TABLE_END = "<!-- end of protocol table -->"
+ORDER = ("alc", "eg+checked", "a2lc", "learned+proven", "hedged+proven", "validated+proven")
+
+
+def readme_table(merged: dict[str, Any], *, seed: int = 1) -> str:
+    """Data mIoU of one seed per cell and strategy; *italics*: below ``alc`` at that round."""
+    curves = {k: v[seed] for k, v in _curves(merged["runs"]).items() if seed in v}
+    lines = [
+        f"| cell (seed {seed}) | strategy | R0 | R1 | R2 | R3 | R4 | R5 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for segments, pool, regime in cells():
+        alc = curves.get((segments, pool, regime, "alc"))
+        names = [k[3] for k in curves if k[:3] == (segments, pool, regime)]
+        for strategy in sorted(names, key=lambda n: (*ORDER, n).index(n)):
+            values = curves[(segments, pool, regime, strategy)]
+            text = [
+                f"*{v:.2f}*" if alc is not None and strategy != "alc" and v < alc[i] - 1e-9
+                else f"{v:.2f}"
+                for i, v in enumerate(values)
+            ]  # fmt: skip
+            lines.append(f"| {segments}/{pool}/{regime} | {strategy} | {' | '.join(text)} |")
+    return "\n".join(lines)
+
+
+def update_readme(merged: dict[str, Any]) -> None:
+    """Replace the README's generated protocol table (between its markers)."""
+    text = README.read_text()
+    start, end = text.index(TABLE_START), text.index(TABLE_END)
+    table = readme_table(merged)
+    atomic_write_text(README, text[: start + len(TABLE_START)] + "\n" + table + "\n" + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     col = sub.add_parser("collect", help="merge the pieces and apply the rule")
     col.add_argument("--work", type=Path, nargs="+", required=True)
     col.add_argument("--markdown", action="store_true", help="also print the README's tables")
+    col.add_argument(
+        "--readme", action="store_true", help="rewrite the README's protocol table (seed 1)"
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
         for piece in args.pieces.split(","):
@@ -263,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         write(merged)
         if args.markdown:
             print(markdown(merged))
+        if args.readme:
+            update_readme(merged)
     print(json.dumps(merged["rule"], indent=1))
     return 0
 

@@ -42,6 +42,12 @@ VARIANTS: dict[str, PseudoLabelConfig] = {
     "superpixels, adaptive, SLIC 200, compactness 5 (follows edges)": PseudoLabelConfig(
         source="superpixels", adaptive=True, superpixels=200, compactness=5.0
     ),
+    "superpixels, adaptive, SLIC 150, cut parts down to 16 px": PseudoLabelConfig(
+        source="superpixels", adaptive=True, adaptive_min_area=16
+    ),
+    "superpixels, adaptive, SLIC 200, cut parts down to 16 px": PseudoLabelConfig(
+        source="superpixels", adaptive=True, superpixels=200, adaptive_min_area=16
+    ),
 }
 
 
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.work / (
             f"{config.source}-{'adaptive' if config.adaptive else 'plain'}"
             f"-{config.superpixels}-{config.compactness:g}"
+            + ("" if config.adaptive_min_area == 64 else f"-min{config.adaptive_min_area}")
         )
         started = time.perf_counter()
         if not (folder / "done").is_file():
