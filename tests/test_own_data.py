@@ -185,3 +185,18 @@ def test_pseudo_label_refuses_before_it_trains(
     code = main(["pseudo-label", "-w", str(tmp_path / "ws"), "--source", "superpixels"])
     assert code == 1
     assert "has correction rounds" in capsys.readouterr().err
+
+
+def test_the_sampled_accuracy_interval() -> None:
+    from a2lc.quality import sampled_accuracy
+
+    every = sampled_accuracy(np.ones(28, bool), np.full(28, 100.0))
+    assert every.estimate == 1.0
+    assert every.high == 1.0
+    assert 0.85 < every.low < 0.95  # 28 of 28 right does not prove 100%
+    mixed = sampled_accuracy(np.array([True, False, True, True]), np.array([10.0, 30, 30, 30]))
+    assert mixed.estimate == pytest.approx(0.7)
+    assert mixed.low < 0.7 < mixed.high
+    empty = sampled_accuracy(np.zeros(0, bool), np.zeros(0))
+    assert empty.samples == 0
+    assert np.isnan(empty.estimate)

@@ -6,7 +6,7 @@ ground truth) and the seed model's training images (fitted to it). Then each rou
 spends a small share of its budget on a uniformly random sample of the segments
 that can still be queried (:func:`draw_estimate_sample`); their answers say which
 labels were right, and :func:`estimate_label_accuracy` turns them into an estimate
-of the pool's pixel accuracy with a 95% interval. It is an estimate, labelled so
+of the pool's pixel accuracy with a 95% interval (Clopper–Pearson). It is an estimate, labelled so
 wherever it is shown.
 """
 
@@ -23,8 +23,6 @@ ESTIMATE_MIN = 5
 """Fewest sampled segments per round (when the budget allows one more query)."""
 ESTIMATE_STREAM = 0xE571
 """Second seed word of the estimate sample's random stream."""
-BOOTSTRAP = 2000
-"""Resamples of the pixel-weighted interval."""
 
 Query = tuple[str, int, float]
 
@@ -67,26 +65,30 @@ class AccuracyInterval(NamedTuple):
     high: float
 
 
-def sampled_accuracy(
-    right: np.ndarray, sizes: np.ndarray, *, rng: np.random.Generator
-) -> AccuracyInterval:
+def sampled_accuracy(right: np.ndarray, sizes: np.ndarray) -> AccuracyInterval:
     """Pixel accuracy from ``(S,)`` bool "label was right" of sampled segments of ``(S,)`` pixels.
 
-    The ratio Σ size·right / Σ size; its interval is the 2.5–97.5 percentiles of a
-    bootstrap over the sampled segments (deterministic with ``rng``). NaN without samples.
+    The ratio Σ size·right / Σ size, with a Clopper–Pearson 95% interval on the
+    sample's effective size ``(Σ size)² / Σ size²`` (segments of unequal size weigh
+    unequally, so they count as fewer independent samples); when every sampled label
+    was right, the interval still says how far the accuracy may be below 100%.
+    NaN without samples.
     """
+    from scipy.stats import beta
+
     right = np.asarray(right, dtype=bool)
     sizes = np.asarray(sizes, dtype=np.float64)
     if right.shape != sizes.shape or right.ndim != 1:
         raise ValueError(f"right {right.shape} and sizes {sizes.shape} must be (S,)")
-    if right.size == 0 or sizes.sum() <= 0:
+    total = float(sizes.sum())
+    if right.size == 0 or total <= 0:
         return AccuracyInterval(0, float("nan"), float("nan"), float("nan"))
-    estimate = float((sizes * right).sum() / sizes.sum())
-    picks = rng.integers(0, right.size, size=(BOOTSTRAP, right.size))
-    weights = sizes[picks]
-    ratios = (weights * right[picks]).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return AccuracyInterval(int(right.size), estimate, float(low), float(high))
+    estimate = float((sizes * right).sum() / total)
+    effective = total**2 / float((sizes**2).sum())
+    k = estimate * effective
+    low = float(beta.ppf(0.025, k, effective - k + 1)) if k > 0 else 0.0
+    high = float(beta.ppf(0.975, k + 1, effective - k)) if k < effective else 1.0
+    return AccuracyInterval(int(right.size), estimate, low, high)
 
 
 def estimate_label_accuracy(ws: Workspace, round_index: int) -> dict[str, float]:
@@ -119,7 +121,7 @@ def estimate_label_accuracy(ws: Workspace, round_index: int) -> dict[str, float]
     keys = [(str(i), int(s)) for i, s in answered]
     right = np.asarray([answers[k]["before"] == answers[k]["after"] for k in keys])
     sizes = np.asarray([size_of.get(k, 0) for k in keys])
-    interval = sampled_accuracy(right, sizes, rng=np.random.default_rng([round_index, 0xB007]))
+    interval = sampled_accuracy(right, sizes)
     person = float(segments.pixel_count[segments.manual].sum())
     total = float(max(segments.pixel_count.sum(), 1))
     rest = total - person

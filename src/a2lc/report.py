@@ -255,9 +255,11 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
     if estimated:
         parts.append(
             "<p><strong>Estimated label accuracy</strong> is an estimate, not ground truth: "
-            "the share of the pool's pixels whose label is right, from the answers to a "
-            "uniformly random sample of each round's queries (segments a person labelled "
-            "count as right), with a 95% bootstrap interval.</p>"
+            "the share of the pool's pixels in segments whose label is right, from the answers "
+            "to a uniformly random sample of each round's queries (segments a person labelled "
+            "count as right), with a 95% Clopper–Pearson interval on the sample's effective "
+            "size. A mixed segment counts as right when its majority is, so the true pixel "
+            "accuracy is lower.</p>"
         )
     missing = never_right(metrics, names)
     if missing:

@@ -198,6 +198,11 @@ def make_pseudo_labels(
             f"{ws.dataset.ground_truth_count} of {len(ws.samples)} pool images have it "
             "(use --source superpixels)"
         )
+    if config.superpixels < 1 or config.adaptive_min_area < 1 or config.compactness <= 0:
+        raise WorkspaceError(
+            "superpixels and adaptive_min_area must be at least 1 and compactness positive, "
+            f"got {config.superpixels}, {config.adaptive_min_area}, {config.compactness}"
+        )
     if config.noise not in NOISE_REGIMES:
         raise WorkspaceError(
             f"unknown noise regime {config.noise!r}; valid: {', '.join(NOISE_REGIMES)}"
