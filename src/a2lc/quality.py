@@ -18,6 +18,7 @@ import numpy as np
 
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.workspace import Workspace
+from a2lc.workspace.types import PoolSegments
 
 ESTIMATE_MIN = 5
 """Fewest sampled segments per round (when the budget allows one more query)."""
@@ -43,17 +44,23 @@ def draw_estimate_sample(
     """``count`` segments drawn uniformly from those a person has not labelled, outside
     ``taken``; each query's score is 0 (it was not ranked)."""
     segments = ws.pool_segments()
-    ids = [s.id for s in ws.samples]
     candidates = [
-        (ids[int(i)], int(s))
-        for i, s, manual in zip(
-            segments.image_index, segments.segment_id, segments.manual, strict=True
-        )
-        if not manual and (ids[int(i)], int(s)) not in taken
+        key
+        for key, manual in zip(_keys(ws, segments), segments.manual, strict=True)
+        if not manual and key not in taken
     ]
     rng = np.random.default_rng([seed, round_index, ESTIMATE_STREAM])
     chosen = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
     return [(*candidates[int(k)], 0.0) for k in np.sort(chosen)]
+
+
+def _keys(ws: Workspace, segments: PoolSegments) -> list[tuple[str, int]]:
+    """``(image id, segment id)`` of every row of ``segments``."""
+    ids = [s.id for s in ws.samples]
+    return [
+        (ids[int(i)], int(s))
+        for i, s in zip(segments.image_index, segments.segment_id, strict=True)
+    ]
 
 
 class AccuracyInterval(NamedTuple):
@@ -108,13 +115,7 @@ def estimate_label_accuracy(ws: Workspace, round_index: int) -> dict[str, float]
         if c["source"] == "manual" and c["after"] != IGNORE_INDEX
     }
     segments = ws.pool_segments()
-    ids = [s.id for s in ws.samples]
-    size_of = {
-        (ids[int(i)], int(s)): int(n)
-        for i, s, n in zip(
-            segments.image_index, segments.segment_id, segments.pixel_count, strict=True
-        )
-    }
+    size_of = dict(zip(_keys(ws, segments), segments.pixel_count.tolist(), strict=True))
     answered = [k for k in sample if (str(k[0]), int(k[1])) in answers]
     if not answered:
         return {}

@@ -520,7 +520,8 @@ def _train_and_evaluate(
     if measured and writer:
         with watch.part("data_miou"):
             data = data_miou(ws, show_progress=show_progress, images=measured)
-            left_out = [i for i in ws.ground_truth_ids if i in set(ws.seed_image_ids)]
+            seed_images = set(ws.seed_image_ids)
+            left_out = [i for i in ws.ground_truth_ids if i in seed_images]
             if ws.has_ground_truth and left_out:
                 # Every pool image, seed images included: the figure earlier a2lc versions
                 # reported, kept so that benchmarks stay comparable with their results.

@@ -96,6 +96,21 @@ class Server:
         self.process.wait()
 
 
+def launch(playwright: Any) -> Any:
+    """Debian's headless Chromium, through Playwright."""
+    return playwright.chromium.launch(
+        executable_path=chromium(), args=["--no-sandbox"], headless=True
+    )
+
+
+def sign_in(page: Any, url: str, name: str) -> None:
+    """Open the app and start as ``name``, as a person does."""
+    page.goto(url)
+    page.wait_for_selector("#name", state="visible")
+    page.keyboard.type(name)
+    page.keyboard.press("Enter")
+
+
 def segment_shown(page: Any) -> str:
     """Wait until the next segment is on screen and the page takes keys; its image/segment."""
     page.wait_for_function(
@@ -123,9 +138,7 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
     server = Server(open_round, port)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium(), args=["--no-sandbox"], headless=True
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1100, "height": 640})
 
         # A slow server (as on a busy CI machine) must not let a key land while the
@@ -143,10 +156,7 @@ def test_answer_a_round_by_keyboard_with_a_reload_and_a_killed_server(open_round
                     timeout=20_000,
                 )
 
-            page.goto(server.url)
-            page.wait_for_selector("#name", state="visible")
-            page.keyboard.type("alice")
-            page.keyboard.press("Enter")
+            sign_in(page, server.url, "alice")
             shown = [segment_shown(page)]
             answered(0)
             page.screenshot(path=str(OUTPUT / "annotate.png"))
@@ -225,19 +235,14 @@ def test_view_controls_type_to_pick_and_a_closed_page_gives_its_lease_back(
     port = free_port()
     server = Server(open_round, port)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium(), args=["--no-sandbox"], headless=True
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1100, "height": 640})
         try:
 
             def style(selector: str) -> str:
                 return str(page.eval_on_selector(selector, "e => e.style.filter"))
 
-            page.goto(server.url)
-            page.wait_for_selector("#name", state="visible")
-            page.keyboard.type("carol")
-            page.keyboard.press("Enter")
+            sign_in(page, server.url, "carol")
             first = segment_shown(page)
             assert style("#zoom") == "brightness(1) contrast(1)"
             # Brightness and contrast by key, on both views at once.

@@ -14,7 +14,7 @@ from a2lc.cli import main
 from a2lc.data.maps import write_segment_map
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.workspace import Workspace
-from tests.web.test_e2e import OUTPUT, Server, chromium, free_port, segment_shown
+from tests.web.test_e2e import OUTPUT, Server, free_port, launch, segment_shown, sign_in
 
 
 def _quadrant_workspace(synthetic: SyntheticPaths, tmp_path: Path) -> Path:
@@ -60,15 +60,10 @@ def test_a_person_paints_a_mixed_segment_to_its_ground_truth(
     server = Server(workspace, port)
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium(), args=["--no-sandbox"], headless=True
-        )
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         try:
-            page.goto(server.url)
-            page.wait_for_selector("#name", state="visible")
-            page.keyboard.type("painter")
-            page.keyboard.press("Enter")
+            sign_in(page, server.url, "painter")
             image_id, segment_id = segment_shown(page).split("/")
             # The locator thumbnail is on screen at 1280×800.
             box = page.locator("#whole").bounding_box()
@@ -122,21 +117,13 @@ def test_the_same_name_in_another_browser_can_continue_there(open_round: Path) -
     port = free_port()
     server = Server(open_round, port)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium(), args=["--no-sandbox"], headless=True
-        )
+        browser = launch(p)
         try:
             first = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-            first.goto(server.url)
-            first.wait_for_selector("#name", state="visible")
-            first.keyboard.type("newcomer")
-            first.keyboard.press("Enter")
+            sign_in(first, server.url, "newcomer")
             held = segment_shown(first)
             second = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-            second.goto(server.url)
-            second.wait_for_selector("#name", state="visible")
-            second.keyboard.type("newcomer")
-            second.keyboard.press("Enter")
+            sign_in(second, server.url, "newcomer")
             second.wait_for_selector("#taken", state="visible")
             assert "in use in another browser" in second.inner_text("#taken-message")
             assert second.is_hidden("#task")  # no half-drawn page

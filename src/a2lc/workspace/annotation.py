@@ -127,20 +127,11 @@ class AnnotationDesk:
         round_index = self.round_index()
         answer = Answer(image_id, int(segment_id), label, annotator, paint=paint)
         self.ws.validate_answers(round_index, [answer])
-        self._check_lease(round_index, annotator, image_id, int(segment_id))
+        # Checked before a painting is written, and again inside the answer's transaction.
+        self._check_lease(self.ws.connection, round_index, annotator, image_id, int(segment_id))
         painted = self.ws.store_paints(round_index, [answer])
-        now = self._now()
         with self.ws.transaction() as db:
-            row = db.execute(
-                "SELECT annotator, expires_at FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
-                (round_index, image_id, int(segment_id)),
-            ).fetchone()
-            if row is None or row[1] <= now:
-                raise LeaseError(
-                    f"the lease on {image_id}/{segment_id} expired or was never given; ask for the next query"
-                )
-            if row[0] != annotator:
-                raise LeaseError(f"{image_id}/{segment_id} is leased to another annotator")
+            self._check_lease(db, round_index, annotator, image_id, int(segment_id))
             Workspace.write_answers(db, round_index, [answer], painted=painted)
             db.execute(
                 "DELETE FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
@@ -148,11 +139,15 @@ class AnnotationDesk:
             )
 
     def _check_lease(
-        self, round_index: int, annotator: str, image_id: str, segment_id: int
+        self,
+        db: sqlite3.Connection,
+        round_index: int,
+        annotator: str,
+        image_id: str,
+        segment_id: int,
     ) -> None:
-        """Refuse early (before a painting is written) when the lease is not the annotator's;
-        the answer's transaction checks again."""
-        row = self.ws.connection.execute(
+        """Raise :class:`LeaseError` unless the annotator holds a live lease on the query."""
+        row = db.execute(
             "SELECT annotator, expires_at FROM leases WHERE round = ? AND image_id = ? AND segment_id = ?",
             (round_index, image_id, segment_id),
         ).fetchone()

@@ -56,6 +56,7 @@ class SegmentTable:
     assigned: np.ndarray  # class painted over the segment, -1 = none
     origin: np.ndarray  # object array of "initial" | "manual" | "auto"
     origin_round: np.ndarray
+    paint: np.ndarray  # object array: a painted answer's file (relative), or None
 
 
 @dataclass(frozen=True)

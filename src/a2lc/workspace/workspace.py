@@ -486,11 +486,9 @@ class Workspace(RoundsMixin, SummaryMixin):
         table = self.segment_table(image_id)
         labels = self.read_initial_labels(image_id)
         painted = table.assigned >= 0
-        paintings = self._db.execute(
-            "SELECT segment_id, paint FROM segments WHERE image_id = ? AND paint IS NOT NULL "
-            "ORDER BY segment_id",
-            (image_id,),
-        ).fetchall()
+        paintings = [
+            (int(i), str(p)) for i, p in zip(table.ids, table.paint, strict=True) if p is not None
+        ]
         if not painted.any() and not paintings:
             return labels
         if segments is None:
@@ -502,8 +500,8 @@ class Workspace(RoundsMixin, SummaryMixin):
 
             shape = self.sample(image_id).shape
             for segment_id, relative in paintings:
-                paint = read_paint(self.path / str(relative), shape=shape)
-                labels = apply_paint(labels, segments == int(segment_id), paint)
+                paint = read_paint(self.path / relative, shape=shape)
+                labels = apply_paint(labels, segments == segment_id, paint)
         return labels
 
     def read_ground_truth(self, image_id: str) -> np.ndarray:
@@ -561,11 +559,11 @@ class Workspace(RoundsMixin, SummaryMixin):
 
     def segment_table(self, image_id: str) -> SegmentTable:
         rows = self._db.execute(
-            "SELECT segment_id, pixel_count, label, COALESCE(assigned, -1), origin, origin_round "
-            "FROM segments WHERE image_id = ? ORDER BY segment_id",
+            "SELECT segment_id, pixel_count, label, COALESCE(assigned, -1), origin, origin_round, "
+            "paint FROM segments WHERE image_id = ? ORDER BY segment_id",
             (image_id,),
         ).fetchall()
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 6
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 7
         return SegmentTable(
             ids=np.asarray(columns[0], dtype=np.int64),
             pixel_count=np.asarray(columns[1], dtype=np.int64),
@@ -573,6 +571,7 @@ class Workspace(RoundsMixin, SummaryMixin):
             assigned=np.asarray(columns[3], dtype=np.int64),
             origin=np.asarray(columns[4], dtype=object),
             origin_round=np.asarray(columns[5], dtype=np.int64),
+            paint=np.asarray(columns[6], dtype=object),
         )
 
     def manual_segments(self, *, before_round: int | None = None) -> dict[str, np.ndarray]:
