@@ -12,6 +12,7 @@ from a2lc.cli import main
 from a2lc.data.maps import read_label_map
 from a2lc.data.readers import load_dataset
 from a2lc.data.sample import identity_lut
+from a2lc.quality import label_accuracy_series
 from a2lc.rounds import RunConfig, run_rounds
 from a2lc.steps import Answer
 from a2lc.workspace import Workspace
@@ -78,9 +79,33 @@ def test_the_person_s_labels_stay_and_the_figures_say_what_they_measure(
         for r in (1, 2):
             m = metrics[r]
             assert "data_miou" not in m  # nothing to measure it on
-            assert m["label_accuracy_samples"] == 5
+            assert m["label_accuracy_samples"] == 5 * r  # every sample so far
             assert m["label_accuracy_low"] <= m["label_accuracy_estimate"]
             assert m["label_accuracy_estimate"] <= m["label_accuracy_high"]
+        # Shown afterwards, every round is re-estimated from all samples: one estimate
+        # of the labels before any answer, plus exactly what the answers fixed.
+        series = label_accuracy_series(ws)
+        assert series[1]["label_accuracy_initial"] == series[2]["label_accuracy_initial"]
+        assert series[2]["label_accuracy_samples"] == 10
+        sizes = {
+            (q.image_id, q.segment_id): int((ws.read_segments(q.image_id) == q.segment_id).sum())
+            for r in (1, 2)
+            for q in ws.queries(r)
+        }
+        total = float(ws.pool_segments().pixel_count.sum())
+        fixed = {
+            r: sum(
+                sizes[(c["image_id"], c["segment_id"])]
+                for c in ws.corrections(r)
+                if c["source"] == "manual" and c["before"] != c["after"]
+            )
+            / total
+            for r in (1, 2)
+        }
+        initial = series[1]["label_accuracy_initial"]
+        for r in (1, 2):
+            so_far = sum(fixed[k] for k in range(1, r + 1))
+            assert series[r]["label_accuracy_estimate"] == pytest.approx(min(1.0, initial + so_far))
         for image_id in hand:  # still the person's labels after two rounds
             np.testing.assert_array_equal(ws.read_labels(image_id), truth[image_id])
         assert not [c for c in ws.corrections() if c["image_id"] in set(hand)]

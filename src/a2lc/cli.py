@@ -613,7 +613,7 @@ def _init(args: argparse.Namespace) -> int:
         print(
             f"created workspace {ws.path}: {len(ws.samples)} images, {ws.num_segments()} segments"
         )
-        _print_status(ws.status())
+        _print_status(_summary(ws))
     return 0
 
 
@@ -659,7 +659,7 @@ def _status(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace, read_only=True) as ws:
-        summary = ws.status()
+        summary = _summary(ws)
         if args.data_miou and not ws.measured_ids and ws.ground_truth_ids:
             from a2lc.report import NO_MEASURE_NOTE
 
@@ -795,7 +795,7 @@ def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
             f"grounded-sam: {result['images']} images ({result['resumed_from']} done before), "
             f"{result['detections']} detections"
         )
-        _print_status(ws.status())
+        _print_status(_summary(ws))
     return 0
 
 
@@ -908,7 +908,7 @@ def _pseudo_label(args: argparse.Namespace, shard: Shard | None) -> int:
         noise = summary.get("noise")
         if isinstance(noise, dict):
             _print_noise(noise)
-        _print_status(ws.status())
+        _print_status(_summary(ws))
     return 0
 
 
@@ -1135,7 +1135,7 @@ def _import_labels(args: argparse.Namespace) -> int:
         ws.set_initial_maps(
             maps(), source=source, parameters={"from": str(args.cvat or args.coco_panoptic)}
         )
-        _print_status(ws.status())
+        _print_status(_summary(ws))
     return 0
 
 
@@ -1247,7 +1247,7 @@ def _demo(args: argparse.Namespace) -> int:
             lcm=LCMConfig(),
         )
         result = run_rounds(ws, config)
-        _print_status(ws.status())
+        _print_status(_summary(ws))
         print()
         _print_metrics(result.metrics, images=len(ws.samples))
         report = workspace_report(ws, out / "report.html")
@@ -1287,6 +1287,15 @@ def _truth_count(dataset: dict[str, Any]) -> str:
     if dataset["ground_truth"]:
         return "every image"
     return f"{with_truth} of {dataset['images']} images" if with_truth else "none"
+
+
+def _summary(ws: Workspace) -> dict[str, Any]:
+    """``ws.status()`` with the label-accuracy estimate re-estimated from every sample."""
+    from a2lc.quality import with_label_accuracy
+
+    summary = ws.status()
+    summary["metrics"] = with_label_accuracy(ws, summary.get("metrics", {}))
+    return summary
 
 
 def _print_status(summary: dict[str, Any]) -> None:
@@ -1346,9 +1355,10 @@ def _print_status(summary: dict[str, Any]) -> None:
         if estimated:
             print(
                 "note: estimated label accuracy is an estimate, not ground truth: the share "
-                "of pixels in segments whose label is right, from the answers to a uniformly "
-                "random sample of each round's queries (a mixed segment counts as right when "
-                "its majority is, so true pixel accuracy is lower)"
+                "of pixels in segments whose label is right: the labels before any answer, "
+                "estimated from every round's uniformly random sample of queries, plus the "
+                "segments the answers fixed (a mixed segment counts as right when its "
+                "majority is, so true pixel accuracy is lower)"
             )
     else:
         print("rounds     none yet")

@@ -5,14 +5,15 @@ the only ground truth is usually the images you labelled (their labels *are* the
 ground truth) and the seed model's training images (fitted to it). Then each round
 spends a small share of its budget on a uniformly random sample of the segments
 that can still be queried (:func:`draw_estimate_sample`); their answers say which
-labels were right, and :func:`estimate_label_accuracy` turns them into an estimate
-of the pool's pixel accuracy with a 95% interval (Clopper–Pearson). It is an estimate, labelled so
+labels were right, and :func:`label_accuracy_series` turns every sample so far,
+and what the answers changed, into an estimate of the share of the pool's pixels
+whose segment has the right class, with an interval. It is an estimate, labelled so
 wherever it is shown.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -99,44 +100,134 @@ def sampled_accuracy(right: np.ndarray, sizes: np.ndarray) -> AccuracyInterval:
 
 
 def estimate_label_accuracy(ws: Workspace, round_index: int) -> dict[str, float]:
-    """The pool's estimated pixel accuracy after round ``round_index`` (metrics to record).
-
-    The sample's answers give the accuracy of the labels no person had given when the
-    round was drawn; segments a person labelled count as right. Empty when the round
-    has no answered sample.
+    """The pool's estimated label accuracy after round ``round_index`` (metrics to record),
+    from the samples of rounds up to it. Empty when no round up to it has an answered sample.
     """
-    info = {i.round: i for i in ws.rounds()}.get(round_index)
-    sample = [tuple(k) for k in (info.config.get("estimate_sample") or [])] if info else []
-    if not sample:
-        return {}
-    answers = {
-        (c["image_id"], int(c["segment_id"])): c
-        for c in ws.corrections(round_index)
-        if c["source"] == "manual" and c["after"] != IGNORE_INDEX
-    }
+    return label_accuracy_series(ws, upto=round_index).get(round_index, {})
+
+
+def label_accuracy_series(ws: Workspace, *, upto: int | None = None) -> dict[int, dict[str, float]]:
+    """The estimated label accuracy after every round (up to ``upto``), from all samples so far.
+
+    What is estimated is what a person's answers can say: the share of the pool's
+    pixels whose segment carries the class a person gives it (pixels of another class
+    inside a mixed segment are not seen by a one-class answer). Segments a person
+    labelled count as right.
+
+    The estimate is the accuracy of the labels before any answer, plus what the
+    answers changed. Every round's uniform sample gives an unbiased estimate of the
+    first: the segments answered outside the sample are known (an answer equal to
+    the label says it was right), the sample stands for the rest, of which it is a
+    uniform draw (:func:`draw_estimate_sample`). The rounds' estimates are combined
+    by inverse variance, so the estimate sharpens as samples accumulate. The second
+    is known: every segment whose answer changed its label counts as fixed. So the
+    series moves with what the answers did, and is re-estimated as a whole with each
+    new sample. Automatic changes count as neither gain nor loss; the interval (about
+    95%: Clopper–Pearson per round, combined as normal) widens by their pixels on
+    both sides.
+    """
+    infos = sorted(ws.rounds(), key=lambda i: i.round)
+    if upto is not None:
+        infos = [i for i in infos if i.round <= upto]
     segments = ws.pool_segments()
-    size_of = dict(zip(_keys(ws, segments), segments.pixel_count.tolist(), strict=True))
-    answered = [k for k in sample if (str(k[0]), int(k[1])) in answers]
-    if not answered:
-        return {}
-    keys = [(str(i), int(s)) for i, s in answered]
-    right = np.asarray([answers[k]["before"] == answers[k]["after"] for k in keys])
-    sizes = np.asarray([size_of.get(k, 0) for k in keys])
-    interval = sampled_accuracy(right, sizes)
-    person = float(segments.pixel_count[segments.manual].sum())
+    keys = _keys(ws, segments)
+    size_of = dict(zip(keys, segments.pixel_count.tolist(), strict=True))
     total = float(max(segments.pixel_count.sum(), 1))
-    rest = total - person
-
-    def pool(value: float) -> float:
-        return (person + rest * value) / total
-
-    return {
-        "label_accuracy_estimate": pool(interval.estimate),
-        "label_accuracy_low": pool(interval.low),
-        "label_accuracy_high": pool(interval.high),
-        "label_accuracy_samples": float(interval.samples),
-        "label_accuracy_sampled": interval.estimate,
+    by_round: dict[int, list[dict[str, Any]]] = {}
+    for c in ws.corrections():
+        by_round.setdefault(int(c["round"]), []).append(c)
+    ever_answered = {
+        _key(c) for changes in by_round.values() for c in changes if c["source"] == "manual"
     }
+    # Segments a person labelled at init (hand-labelled images): right from the start.
+    given = sum(
+        size
+        for key, size, manual in zip(
+            keys, segments.pixel_count.tolist(), segments.manual, strict=True
+        )
+        if manual and key not in ever_answered
+    )
+    right_before: dict[tuple[str, int], bool] = {}  # answered so far: was the label right
+    auto: set[tuple[str, int]] = set()  # changed automatically, not answered since
+    estimates: list[tuple[float, float]] = []  # per sampled round: (initial accuracy, variance)
+    samples = 0
+    sampled = float("nan")
+    # Per round from the first sampled one: (fixed, automatic, floor) shares, sample's accuracy.
+    state: dict[int, tuple[float, float, float, float]] = {}
+    for info in infos:
+        changes = by_round.get(info.round, [])
+        answers = {
+            _key(c): (int(c["before"]), int(c["after"])) for c in changes if c["source"] == "manual"
+        }
+        auto |= {_key(c) for c in changes if c["source"] != "manual"}
+        for key, (before, after) in answers.items():
+            # A void answer (no class) neither confirms nor fixes a label.
+            right_before[key] = after == IGNORE_INDEX or before == after
+            auto.discard(key)
+        drawn = [(str(i), int(s)) for i, s in (info.config.get("estimate_sample") or [])]
+        sample = sorted(k for k in drawn if k in answers and answers[k][1] != IGNORE_INDEX)
+        if sample:
+            interval = sampled_accuracy(
+                np.asarray([right_before[k] for k in sample]),
+                np.asarray([size_of.get(k, 0) for k in sample], dtype=np.float64),
+            )
+            in_sample = set(sample)
+            outside = [k for k in right_before if k not in in_sample]
+            known = given + sum(size_of.get(k, 0) for k in outside if right_before[k])
+            rest = total - given - sum(size_of.get(k, 0) for k in outside)
+            initial = (known + rest * interval.estimate) / total
+            sd = (interval.high - interval.low) / (2 * 1.96) * rest / total
+            estimates.append((initial, max(sd**2, 1e-12)))
+            samples += interval.samples
+            sampled = interval.estimate
+        if estimates:  # from the first round with a sample on
+            state[info.round] = (
+                sum(size_of.get(k, 0) for k, ok in right_before.items() if not ok) / total,
+                sum(size_of.get(k, 0) for k in auto) / total,
+                (given + sum(size_of.get(k, 0) for k in right_before)) / total,
+                sampled if sample else float("nan"),
+            )
+    if not estimates:
+        return {}
+    weights = np.asarray([1 / v for _, v in estimates])
+    initial = float(np.dot(weights, [e for e, _ in estimates]) / weights.sum())
+    spread = 1.96 * float(np.sqrt(1 / weights.sum()))
+    out: dict[int, dict[str, float]] = {}
+    for r, (fixed, unsure, floor, round_sampled) in state.items():
+
+        def bounded(value: float, floor: float = floor) -> float:
+            return float(np.clip(value, floor, 1.0))
+
+        out[r] = {
+            "label_accuracy_estimate": bounded(initial + fixed),
+            "label_accuracy_low": bounded(initial + fixed - spread - unsure),
+            "label_accuracy_high": bounded(initial + fixed + spread + unsure),
+            "label_accuracy_samples": float(samples),
+            "label_accuracy_sampled": round_sampled,
+            "label_accuracy_initial": initial,
+        }
+    return out
+
+
+def _key(change: dict[str, Any]) -> tuple[str, int]:
+    return (str(change["image_id"]), int(change["segment_id"]))
+
+
+def with_label_accuracy(
+    ws: Workspace, metrics: dict[int, dict[str, float]]
+) -> dict[int, dict[str, float]]:
+    """``metrics`` with every round's label-accuracy estimate re-estimated from all samples.
+
+    What a round recorded used the samples up to it; shown afterwards, every round
+    uses them all (:func:`label_accuracy_series`).
+    """
+    series = label_accuracy_series(ws)
+    if not series:
+        return metrics
+    out = {r: dict(m) for r, m in metrics.items()}
+    for r, values in series.items():
+        out.setdefault(r, {}).update(values)
+    return out
 
 
 def estimate_text(m: dict[str, float]) -> str:

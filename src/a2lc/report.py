@@ -198,7 +198,9 @@ def _estimate_cell(m: dict[str, float]) -> str:
 
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
-    metrics = ws.metrics()
+    from a2lc.quality import with_label_accuracy
+
+    metrics = with_label_accuracy(ws, ws.metrics())
     names = [c.name for c in ws.dataset.classes]
     rounds = ws.rounds()
     strategies = sorted({info.strategy for info in rounds})
@@ -255,11 +257,13 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
     if estimated:
         parts.append(
             "<p><strong>Estimated label accuracy</strong> is an estimate, not ground truth: "
-            "the share of the pool's pixels in segments whose label is right, from the answers "
-            "to a uniformly random sample of each round's queries (segments a person labelled "
-            "count as right), with a 95% Clopper–Pearson interval on the sample's effective "
-            "size. A mixed segment counts as right when its majority is, so the true pixel "
-            "accuracy is lower.</p>"
+            "the share of the pool's pixels in segments whose label is right (segments a "
+            "person labelled count as right): the labels before any answer, estimated from "
+            "the answers to a uniformly random sample of each round's queries (every round's "
+            "sample so far, so earlier rounds are re-estimated too), plus the segments whose "
+            "answer changed the label. About 95% interval (Clopper–Pearson per sample); "
+            "automatic changes widen it. A mixed segment counts as right when its majority "
+            "is, so the true pixel accuracy is lower.</p>"
         )
     missing = never_right(metrics, names)
     if missing:
