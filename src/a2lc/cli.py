@@ -8,6 +8,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 import tempfile
@@ -397,6 +398,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="an address Label Studio reaches the backend by (repeatable; needed with --host "
         "0.0.0.0)",
+    )
+    backend.add_argument(
+        "--basic-auth-user",
+        metavar="NAME",
+        help="require basic authentication as NAME, the password read from the "
+        "A2LC_BACKEND_PASSWORD variable (Label Studio: the model's basic auth fields; "
+        "required to listen beyond this machine)",
+    )
+    backend.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser origin (scheme://host:port) whose pages may call the backend "
+        "(repeatable; by default every request from a web page is refused: Label Studio "
+        "calls from its server)",
+    )
+    backend.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="listen beyond this machine without basic authentication (a network you trust)",
     )
 
     export = add_command(
@@ -812,15 +834,44 @@ def _ls_backend(args: argparse.Namespace) -> int:
                 f"{args.workspace} --oracle human`, then `a2lc export-queries` for Label Studio"
             )
         pending = ws.count_unanswered(current.round)
-    from a2lc.interop.ls_backend import serve_backend
+    from a2lc.interop.ls_backend import (
+        PASSWORD_VARIABLE,
+        BackendAccess,
+        check_exposure,
+        serve_backend,
+    )
 
+    basic_auth = None
+    if args.basic_auth_user is not None:
+        password = os.environ.get(PASSWORD_VARIABLE, "")
+        if not password:
+            raise A2LCError(
+                f"--basic-auth-user {args.basic_auth_user!r}: set its password in the "
+                f"{PASSWORD_VARIABLE} variable (not on the command line, where others can read it)"
+            )
+        basic_auth = (args.basic_auth_user, password)
+    for origin in args.allow_origin:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise A2LCError(f"--allow-origin {origin!r}: expected scheme://host[:port]")
+    try:
+        access = BackendAccess(origins=frozenset(args.allow_origin), basic_auth=basic_auth)
+    except ValueError as exc:
+        raise A2LCError(f"--basic-auth-user: {exc}") from None
+    check_exposure(
+        args.host, allow_hosts=tuple(args.allow_host), access=access, without_auth=args.no_auth
+    )
     print(
         f"round {current.round}: {pending} queries open; Label Studio ML backend at "
         f"http://{args.host}:{args.port} (Settings → Model → Connect model). Ctrl-C stops it.",
         flush=True,
     )
     serve_backend(
-        args.workspace, host=args.host, port=args.port, allow_hosts=tuple(args.allow_host)
+        args.workspace,
+        host=args.host,
+        port=args.port,
+        allow_hosts=tuple(args.allow_host),
+        access=access,
+        without_auth=args.no_auth,
     )
     return 0
 
