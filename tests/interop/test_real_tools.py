@@ -125,6 +125,34 @@ def test_pycocotools_agrees_on_areas_and_boxes(corrected: Path, tmp_path: Path) 
     print(run_tool("datumaro", "coco_check.py", json_path, folder))  # datumaro brings pycocotools
 
 
+def test_our_brush_encoding_is_label_studios_byte_for_byte(tmp_path: Path) -> None:
+    """Every mask, runs around the 65,536-value chunk and single values included."""
+    rng = np.random.default_rng(0)
+    height, width = 240, 320
+    masks = {
+        "empty": np.zeros((height, width), bool),
+        "full": np.ones((height, width), bool),
+        "noise": rng.random((height, width)) < 0.3,
+        "tiny": rng.random((3, 2)) < 0.5,
+    }
+    for pixels in (16383, 16384, 16385, 32768, 32769, 50000):  # 4 values a pixel
+        run = np.zeros(height * width, bool)
+        run[7 : 7 + pixels] = True
+        masks[f"run{pixels}"] = run.reshape(height, width)
+    yy, xx = np.mgrid[:height, :width]
+    for k in range(10):
+        cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(1, 200)
+        masks[f"disc{k}"] = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+    np.savez(tmp_path / "masks.npz", **masks)  # type: ignore[arg-type]
+    out = tmp_path / "out.json"
+    print(run_tool("label-studio", "ls_rle_encode.py", tmp_path / "masks.npz", REPO / "src", out))
+    measured = json.loads(out.read_text())
+    assert len(measured["identical"]) == len(masks)
+    assert all(measured["identical"]), [
+        n for n, same in zip(measured["masks"], measured["identical"], strict=True) if not same
+    ]
+
+
 def test_label_studios_converter_reads_and_writes_our_brushes(
     open_round: Path, tmp_path: Path
 ) -> None:

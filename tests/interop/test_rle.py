@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2lc.interop.rle import decode_mask, decode_values, encode_mask
+from a2lc.interop.rle import decode_mask, decode_values, encode_mask, encode_values
 
 
 def test_masks_round_trip() -> None:
@@ -41,3 +41,18 @@ def test_bad_rle_is_refused() -> None:
         decode_values(rle[:6])
     with pytest.raises(ValueError, match="byte values"):
         decode_values([300])
+
+
+def test_values_round_trip_with_single_values_and_chunked_runs() -> None:
+    rng = np.random.default_rng(1)
+    runs = [1, 2, 8, 9, 16, 17, 256, 257, 65_536, 65_537, 131_073, 1]
+    values = np.concatenate([np.full(n, rng.integers(0, 256)) for n in runs])
+    values = np.concatenate([values, rng.integers(0, 256, 50)])  # single values: literals
+    np.testing.assert_array_equal(decode_values(encode_values(values)), values)
+    # The mask encoder writes what the value encoder writes for the RGBA image.
+    mask = rng.random((300, 500)) > 0.5
+    mask[:200] = True  # 100,000 pixels: runs longer than one chunk
+    rgba = np.repeat(np.where(mask, 255, 0).ravel(), 4)
+    assert encode_mask(mask) == encode_values(rgba)
+    with pytest.raises(ValueError, match="bytes"):
+        encode_values(np.array([0, 256]))

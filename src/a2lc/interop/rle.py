@@ -15,52 +15,86 @@ import numpy as np
 
 WORD_BITS = 8
 RUN_FIELD_BITS = (3, 4, 8, 16)
-"""Bits of the four run-length field sizes this encoder writes (the common choice)."""
+"""Bits of the four run-length field sizes this encoder writes (Label Studio's)."""
 CHANNELS = 4
 INSIDE = 255
 
 
-class _BitWriter:
-    def __init__(self) -> None:
-        self.chunks: list[str] = []
+REPEAT_LIMIT = 1 << RUN_FIELD_BITS[-1]
+"""Longest run one chunk holds (a 16-bit length field)."""
 
-    def write(self, value: int, bits: int) -> None:
-        self.chunks.append(format(value, f"0{bits}b"))
 
-    def to_bytes(self) -> list[int]:
-        bits = "".join(self.chunks)
-        # As Label Studio's encoder: always 1..8 zero bits (a whole zero byte when aligned),
-        # so an unchanged brush comes back byte for byte.
-        bits += "0" * (8 - len(bits) % 8)
-        return [int(bits[i : i + 8], 2) for i in range(0, len(bits), 8)]
+def _pack(values: np.ndarray, widths: np.ndarray) -> list[int]:
+    """Bytes of the fields ``values`` (``(F,)`` non-negative ints) of ``widths`` bits each,
+    most significant bit first, then 1..8 zero bits (a whole zero byte when aligned, as
+    Label Studio's encoder writes)."""
+    total = int(widths.sum())
+    field = np.repeat(np.arange(widths.size), widths)
+    # Position of each bit inside its field, counted from the field's last bit.
+    ends = np.cumsum(widths)
+    shift = ends[field] - 1 - np.arange(total)
+    bits = (values[field] >> shift) & 1
+    bits = np.concatenate([bits, np.zeros(8 - total % 8, dtype=bits.dtype)])
+    return np.packbits(bits.astype(np.uint8)).tolist()
+
+
+def encode_values(values: np.ndarray) -> list[int]:
+    """Label Studio ``rle`` of ``(V,)`` byte values, byte for byte as its converter's
+    ``encode_rle`` writes it (a run of one: a literal chunk; longer runs: the smallest
+    length field that holds them, up to 256; longer: 65,536-long chunks, then the rest,
+    all with 16-bit fields)."""
+    flat = np.asarray(values).ravel().astype(np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() > 255):
+        raise ValueError("rle values must be bytes 0..255")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64) if flat.size else np.zeros(0, np.int64)
+    lengths = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64)
+    return _encode_runs(lengths, flat[starts] if flat.size else np.zeros(0, np.int64), flat.size)
+
+
+def _encode_runs(lengths: np.ndarray, run_values: np.ndarray, total: int) -> list[int]:
+    """The rle of runs ``lengths`` of ``run_values`` (``(R,)`` each) over ``total`` values."""
+    # Long runs: 65,536-long chunks first, then the rest (all in 16-bit fields).
+    full = np.where(lengths > 256, (lengths - 1) // REPEAT_LIMIT, 0)
+    chunks = full + 1
+    run = np.repeat(np.arange(lengths.size), chunks)
+    first = np.cumsum(chunks) - chunks
+    index_in_run = np.arange(run.size) - first[run]
+    last = index_in_run == full[run]
+    length = np.where(last, lengths[run] - full[run] * REPEAT_LIMIT, REPEAT_LIMIT)
+    selector = np.select(
+        [lengths[run] > 256, length > 16, length > 8], [3, 2, 1], default=0
+    ).astype(np.int64)
+    field_bits = np.asarray(RUN_FIELD_BITS, dtype=np.int64)[selector]
+    repeat = (length > 1).astype(np.int64)
+    # Per chunk: flag, selector, length − 1, value.
+    fields = np.stack([repeat, selector, length - 1, run_values[run].astype(np.int64)], axis=1)
+    widths = np.stack(
+        [
+            np.ones_like(field_bits),
+            np.full_like(field_bits, 2),
+            field_bits,
+            np.full_like(field_bits, WORD_BITS),
+        ],
+        axis=1,
+    )
+    header = np.asarray([total, WORD_BITS - 1, *[b - 1 for b in RUN_FIELD_BITS]], dtype=np.int64)
+    header_widths = np.asarray([32, 5, 4, 4, 4, 4], dtype=np.int64)
+    return _pack(
+        np.concatenate([header, fields.ravel()]), np.concatenate([header_widths, widths.ravel()])
+    )
 
 
 def encode_mask(mask: np.ndarray) -> list[int]:
-    """Label Studio ``rle`` (list of byte values) for an ``H×W`` bool mask."""
-    flat = np.repeat(np.asarray(mask, dtype=bool).ravel(), CHANNELS)
-    values = np.where(flat, INSIDE, 0).astype(np.int64)
-    writer = _BitWriter()
-    writer.write(values.size, 32)
-    writer.write(WORD_BITS - 1, 5)
-    for bits in RUN_FIELD_BITS:
-        writer.write(bits - 1, 4)
-    if values.size:
-        change = np.flatnonzero(np.diff(values)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [values.size]])
-        limit = (1 << RUN_FIELD_BITS[-1]) - 1
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            value = int(values[start])
-            remaining = end - start
-            while remaining:
-                length = min(remaining, limit + 1)
-                selector = next(i for i, b in enumerate(RUN_FIELD_BITS) if length - 1 < (1 << b))
-                writer.write(1, 1)
-                writer.write(selector, 2)
-                writer.write(length - 1, RUN_FIELD_BITS[selector])
-                writer.write(value, WORD_BITS)
-                remaining -= length
-    return writer.to_bytes()
+    """Label Studio ``rle`` (list of byte values) for an ``H×W`` bool mask: its RGBA
+    image (255 inside, 0 outside), byte for byte as Label Studio's ``mask2rle``."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    # Runs over pixels, four values each: no need to build the H·W·4 array.
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64) if flat.size else np.zeros(0, np.int64)
+    lengths = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64) * CHANNELS
+    values = np.where(flat[starts], INSIDE, 0) if flat.size else np.zeros(0, np.int64)
+    return _encode_runs(lengths, values, flat.size * CHANNELS)
 
 
 def decode_values(
