@@ -176,6 +176,28 @@ def test_reimporting_a_full_export_is_idempotent_and_conflicts_are_reported(
     assert {c["annotator"] for c in manual} == {"a@x.org", "b@x.org"}
 
 
+def test_reimporting_an_added_label_is_no_conflict(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio keeps the pre-filled label when another is added: the added one is
+    the answer, on the first import and on every re-import of the same export."""
+    tasks = exported_tasks(open_round, tmp_path)
+    with Workspace.open(open_round) as ws:
+        names = list(ws.class_names)
+    shown = current_name(tasks[0])
+    added = next(n for n in names if n != shown)
+    annotate(tasks[0], [shown, added], completed_by={"email": "a@x.org"})
+    assert import_file(open_round, tmp_path, tasks) == 0
+    assert "recorded 1 answers" in capsys.readouterr().out
+    assert import_file(open_round, tmp_path, tasks) == 0
+    out = capsys.readouterr()
+    assert "1 already recorded (skipped)" in out.out
+    assert "already answered" not in out.err
+    with Workspace.open(open_round) as ws:
+        (row,) = [c for c in ws.corrections() if c["source"] == "manual"]
+    assert names[row["after"]] == added
+
+
 def test_repainted_brushes_become_painted_answers_and_ambiguous_labels_refuse_their_task(
     open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,6 +301,41 @@ def test_json_min_exports_and_user_ids(
         "label-studio-user-7",
         "ann@x.org",
     ]
+
+
+def test_json_min_deleted_regions_and_several_annotations(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task whose region was deleted is void; a task never annotated stays open; a task
+    with two annotations (two JSON_MIN rows) gives one answer, the latest."""
+    tasks = exported_tasks(open_round, tmp_path)
+    with Workspace.open(open_round) as ws:
+        names = list(ws.class_names)
+
+    def row(n: int, **fields: object) -> dict[str, object]:
+        return {**tasks[n]["data"], "id": n + 1, "annotator": "min@x.org", **fields}  # type: ignore[dict-item]
+
+    region = tasks[2]["predictions"][0]["result"][0]  # type: ignore[index]
+    early = {**region["value"], "brushlabels": [names[0]]}
+    late = {**region["value"], "brushlabels": [names[1]]}
+    rows = [
+        row(0, annotation_id=10, updated_at="2026-01-01T10:00:00"),  # region deleted: void
+        row(1, annotation_id=None),  # not annotated
+        row(2, annotation_id=11, updated_at="2026-01-01T10:00:00", label=[early]),
+        row(2, annotation_id=12, updated_at="2026-01-02T10:00:00", label=[late]),
+    ]
+    assert import_file(open_round, tmp_path, rows, "min.json") == 0
+    assert "recorded 2 answers" in capsys.readouterr().out
+    with Workspace.open(open_round) as ws:
+        after = {
+            (c["image_id"], c["segment_id"]): c["after"]
+            for c in ws.corrections()
+            if c["source"] == "manual"
+        }
+    keys = [(t["data"]["image_id"], t["data"]["segment_id"]) for t in tasks]  # type: ignore[index]
+    assert after[keys[0]] == 255
+    assert keys[1] not in after
+    assert after[keys[2]] == 1
 
 
 def test_image_paths_relative_to_the_document_root(open_round: Path, tmp_path: Path) -> None:

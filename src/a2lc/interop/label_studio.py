@@ -178,10 +178,18 @@ def _tasks(document: object, path: Path) -> list[dict[str, Any]]:
     """Tasks in the JSON layout, from either the JSON or the ``JSON_MIN`` export."""
     if not isinstance(document, list):
         raise DataError(Problem(path, "expected Label Studio's JSON export: a list of tasks"))
-    tasks = []
+    tasks: list[Any] = []
+    by_id: dict[object, dict[str, Any]] = {}  # JSON_MIN: one row per annotation of a task
     for task in document:
         if isinstance(task, dict) and "data" not in task and "image_id" in task:
-            tasks.append(_from_json_min(task))
+            row = _from_json_min(task)
+            key = task.get("id")
+            if isinstance(key, int) and not isinstance(key, bool) and key in by_id:
+                by_id[key]["annotations"].extend(row["annotations"])
+                continue
+            if isinstance(key, int) and not isinstance(key, bool):
+                by_id[key] = row
+            tasks.append(row)
         else:
             tasks.append(task)
     return tasks
@@ -189,7 +197,7 @@ def _tasks(document: object, path: Path) -> list[dict[str, Any]]:
 
 def _from_json_min(task: dict[str, Any]) -> dict[str, Any]:
     """A ``JSON_MIN`` row (data fields at the top, the brush under ``label``) as a JSON task."""
-    labels = task.get("label")
+    labels = task.get(FROM_NAME)
     regions = []
     for value in labels if isinstance(labels, list) else []:
         if isinstance(value, dict):
@@ -205,7 +213,12 @@ def _from_json_min(task: dict[str, Any]) -> dict[str, Any]:
         "completed_by": {"email": annotator} if isinstance(annotator, str) else annotator,
         "result": regions,
     }
-    return {"data": task, "annotations": [annotation] if "label" in task else []}
+    # An annotated task carries its annotation's id, regions or not (a region deleted in
+    # the editor leaves the task with no `label`: the segment has no class, void).
+    annotated = FROM_NAME in task or (
+        isinstance(task.get("annotation_id"), int) and not isinstance(task["annotation_id"], bool)
+    )
+    return {"data": task, "annotations": [annotation] if annotated else []}
 
 
 def annotator_name(annotation: dict[str, Any]) -> str:
@@ -235,6 +248,13 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
     path = Path(where)
     tasks = _tasks(document, path)
     index = {name: i for i, name in enumerate(ws.class_names)}
+    # What Label Studio showed pre-filled: the label before a recorded answer, so that
+    # re-importing the same export reads a region's labels as the first import did.
+    shown = {
+        (str(c["image_id"]), int(c["segment_id"])): int(c["before"])
+        for c in ws.corrections()
+        if c["source"] == "manual"
+    }
     answers: list[Answer] = []
     problems: list[Problem] = []
     refused: list[Problem] = []
@@ -294,6 +314,7 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
             problems.append(Problem(where, f"image {image_id!r} has no segment {segment_id}"))
             continue
         current = int(table.label[ids.index(segment_id)])
+        prefilled = shown.get((image_id, segment_id), current)
         names = list(
             dict.fromkeys(
                 str(x) for r in regions for x in (r.get("value") or {}).get("brushlabels") or []
@@ -305,7 +326,7 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
             problems.append(Problem(where, f"unknown label {unknown[0]!r}; valid: {valid}"))
             continue
         segment = ws.read_segments(image_id) == segment_id
-        current_name = VOID_NAME if current == IGNORE_INDEX else ws.class_names[current]
+        current_name = VOID_NAME if prefilled == IGNORE_INDEX else ws.class_names[prefilled]
         drawn = [r for r in regions if (r.get("value") or {}).get("rle") is not None]
         split = len(drawn) > 1  # several brush regions: parts of the segment, each its class
         if split or _repainted(regions, segment):
