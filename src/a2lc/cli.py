@@ -33,6 +33,7 @@ from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
     from a2lc.correction.learned import LearnedConfig
+    from a2lc.interop.ls_loop import LoopSettings
     from a2lc.rounds import RunConfig
     from a2lc.workspace import Workspace
 
@@ -419,6 +420,27 @@ def _parser() -> argparse.ArgumentParser:
         "--no-auth",
         action="store_true",
         help="listen beyond this machine without basic authentication (a network you trust)",
+    )
+    backend.add_argument(
+        "--label-studio",
+        metavar="URL",
+        help="run the rounds for this Label Studio (with --project; its access token in the "
+        "LABEL_STUDIO_API_KEY variable): each round's queries are put into the project as "
+        "tasks, and when all are answered the next round runs",
+    )
+    backend.add_argument("--project", type=int, metavar="ID", help="the Label Studio project id")
+    backend.add_argument(
+        "--image-root",
+        type=Path,
+        help="with --label-studio: tasks name images relative to this folder (Label Studio's "
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT; default: absolute paths)",
+    )
+    backend.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=30.0,
+        help="with --label-studio: how often to read the round's annotations from Label "
+        "Studio (answers given while the backend was down)",
     )
 
     export = add_command(
@@ -826,14 +848,17 @@ def _ls_backend(args: argparse.Namespace) -> int:
 
     if not 1 <= args.port <= 65535:
         raise A2LCError(f"--port must be 1..65535, got {args.port}")
+    if (args.label_studio is None) != (args.project is None):
+        raise A2LCError("--label-studio URL and --project ID go together")
     with Workspace.open(args.workspace, read_only=True) as ws:
         current = ws.open_round()
-        if current is None:
+        if current is None and args.label_studio is None:
             raise A2LCError(
                 f"{args.workspace} has no open round; start one with `a2lc run -w "
-                f"{args.workspace} --oracle human`, then `a2lc export-queries` for Label Studio"
+                f"{args.workspace} --oracle human`, then `a2lc export-queries` for Label "
+                "Studio (or let the backend run the rounds: --label-studio URL --project ID)"
             )
-        pending = ws.count_unanswered(current.round)
+        pending = ws.count_unanswered(current.round) if current else 0
     from a2lc.interop.ls_backend import (
         PASSWORD_VARIABLE,
         BackendAccess,
@@ -860,9 +885,12 @@ def _ls_backend(args: argparse.Namespace) -> int:
     check_exposure(
         args.host, allow_hosts=tuple(args.allow_host), access=access, without_auth=args.no_auth
     )
+    loop = _loop_settings(args)
+    where = f"round {current.round}: {pending} queries open" if current else "no round open yet"
+    runs = f"; it runs the rounds for project {args.project} at {args.label_studio}" if loop else ""
     print(
-        f"round {current.round}: {pending} queries open; Label Studio ML backend at "
-        f"http://{args.host}:{args.port} (Settings → Model → Connect model). Ctrl-C stops it.",
+        f"{where}; Label Studio ML backend at http://{args.host}:{args.port} (Settings → "
+        f"Model → Connect model){runs}. Ctrl-C stops it.",
         flush=True,
     )
     serve_backend(
@@ -872,8 +900,45 @@ def _ls_backend(args: argparse.Namespace) -> int:
         allow_hosts=tuple(args.allow_host),
         access=access,
         without_auth=args.no_auth,
+        loop=loop,
     )
     return 0
+
+
+TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
+
+
+def _loop_settings(args: argparse.Namespace) -> LoopSettings | None:
+    """``--label-studio`` and ``--project``: the backend runs the rounds (checked first)."""
+    if args.label_studio is None or args.project is None:
+        return None
+    if not args.poll_seconds > 0:
+        raise A2LCError(f"--poll-seconds must be positive, got {args.poll_seconds}")
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise A2LCError(
+            f"--label-studio: set the access token in the {TOKEN_VARIABLE} variable (Label "
+            "Studio: Account & Settings → Personal Access Token)"
+        )
+    from a2lc.interop.ls_api import LabelStudioAPI
+    from a2lc.interop.ls_loop import LoopSettings
+    from a2lc.rounds import stored_run_config
+    from a2lc.workspace import Workspace
+
+    with Workspace.open(args.workspace, read_only=True) as ws:
+        if stored_run_config(ws) is None:
+            raise A2LCError(
+                f"{args.workspace} has no run yet: start it with `a2lc run -w {args.workspace} "
+                "--oracle human [--strategy S] [--rounds N]`; the backend continues it"
+            )
+    api = LabelStudioAPI(args.label_studio, token)
+    api.project(args.project)  # reachable, the token valid, the project there
+    return LoopSettings(
+        api=api,
+        project=args.project,
+        image_root=args.image_root.resolve() if args.image_root else None,
+        poll_seconds=args.poll_seconds,
+    )
 
 
 def _annotate(args: argparse.Namespace) -> int:

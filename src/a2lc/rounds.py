@@ -27,9 +27,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -78,6 +78,7 @@ from a2lc.strategies import (
 from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BUDGET_FRACTION = 0.04
 """Default budget per round: this fraction of the pool's segments."""
@@ -131,6 +132,40 @@ def default_budget(ws: Workspace) -> int:
 
 def _config_json(config: RunConfig) -> str:
     return json.dumps(asdict(config), sort_keys=True, default=list)
+
+
+def stored_run_config(ws: Workspace) -> RunConfig | None:
+    """The options the workspace's run started with (None before any run)."""
+    stored = ws.meta("run_config")
+    if stored is None:
+        return None
+    try:
+        return _dataclass_from(RunConfig, json.loads(stored))
+    except (TypeError, ValueError) as exc:
+        raise WorkspaceError(
+            f"{ws.path}: the stored run options do not read back ({exc})"
+        ) from None
+
+
+def _dataclass_from(cls: type[T], data: object) -> T:
+    """``cls`` from the dict :func:`dataclasses.asdict` made of one (nested dataclasses,
+    tuples from lists); fields it lacks keep their defaults."""
+    import typing
+
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, object] = {}
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name not in data:
+            continue
+        value, hint = data[item.name], hints[item.name]
+        if is_dataclass(hint):
+            value = _dataclass_from(hint, value)  # type: ignore[arg-type]
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[item.name] = value
+    return cls(**values)
 
 
 FREE_ALWAYS = ("rounds", "oracle")

@@ -127,10 +127,35 @@ def export_tasks(
     current = ws.open_round()
     if current is None:
         raise DataError(Problem(ws.path, "no open round: there are no queries to export"))
-    names = list(ws.class_names)
+    tasks = round_tasks(ws, image_prefix=image_prefix, image_root=image_root)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "tasks.json", json.dumps(tasks))
+    atomic_write_text(
+        out / "labeling_config.xml", labeling_config(list(ws.class_names), ws.palette)
+    )
+    return {"round": current.round, "tasks": len(tasks)}
+
+
+def round_tasks(
+    ws: Workspace,
+    *,
+    image_prefix: str = LOCAL_FILES_PREFIX,
+    image_root: Path | None = None,
+    keys: set[tuple[str, int]] | None = None,
+) -> list[dict[str, Any]]:
+    """Label Studio tasks (with a2lc's prediction) of the open round's unanswered queries,
+    in rank order; ``keys``: only these ``(image id, segment id)``. Empty without an
+    open round."""
+    current = ws.open_round()
+    if current is None:
+        return []
     tasks = []
     segments_cache: dict[str, Any] = {}
-    queries = ws.unanswered(current.round)
+    queries = [
+        q
+        for q in ws.unanswered(current.round)
+        if keys is None or (q.image_id, q.segment_id) in keys
+    ]
     top = max((q.score for q in ws.queries(current.round)), default=0.0)
     for query in queries:
         if query.image_id not in segments_cache:
@@ -158,10 +183,7 @@ def export_tasks(
                 ],
             }
         )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "tasks.json", json.dumps(tasks))
-    atomic_write_text(out / "labeling_config.xml", labeling_config(names, ws.palette))
-    return {"round": current.round, "tasks": len(tasks)}
+    return tasks
 
 
 @dataclass(frozen=True)
@@ -417,10 +439,16 @@ def _region_shape_problem(regions: list[dict[str, Any]], height: int, width: int
 
 def import_answers(ws: Workspace, path: Path) -> dict[str, Any]:
     """Record the new answers of a Label Studio export in one transaction; see the module doc."""
+    return import_answer_document(ws, read_json(path), where=str(path))
+
+
+def import_answer_document(ws: Workspace, document: object, *, where: str) -> dict[str, Any]:
+    """:func:`import_answers` of an already decoded export (or Label Studio's task list)."""
+    path = where
     current = ws.open_round()
     if current is None:
         raise DataError(Problem(ws.path, "no open round to take answers"))
-    parsed = read_export(ws, path)
+    parsed = read_export_document(ws, document, where=where)
     open_queries = {(q.image_id, q.segment_id) for q in ws.unanswered(current.round)}
     recorded = {
         (c["image_id"], int(c["segment_id"])): int(c["after"])

@@ -44,6 +44,7 @@ from typing import Any
 from a2lc import __version__
 from a2lc.errors import A2LCError, DataError, MissingDependencyError, WorkspaceError
 from a2lc.interop.label_studio import normalised_score, query_region, read_export_document
+from a2lc.interop.ls_loop import LoopSettings, RoundLoop
 from a2lc.web.app import (
     LOOPBACK,
     MAX_BODY_BYTES,
@@ -67,6 +68,10 @@ except ImportError:  # pragma: no cover - exercised through the error message
 
 ANSWER_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 """Webhook actions that carry an annotation to record."""
+TRAIN_ACTIONS = ("START_TRAINING",)
+"""Label Studio's train action: with the loop, look at the round now."""
+LOCK_WAIT_SECONDS = 10.0
+"""A request waits this long for the workspace while a round runs, then answers 503."""
 MAX_PREDICT_TASKS = 1000
 """Tasks one ``/predict`` may carry (Label Studio asks for one task, or for a page of them)."""
 MAX_PREDICT_BODY_BYTES = 4 * 1024 * 1024
@@ -150,13 +155,16 @@ def create_backend(
     *,
     hosts: set[str] | None = None,
     access: BackendAccess | None = None,
+    loop: LoopSettings | None = None,
 ) -> Starlette:
     """The backend over ``workspace`` (held open until shutdown); ``hosts`` as the web
     app's; ``access``: origins and basic authentication (default: no browser origin, no
-    authentication)."""
+    authentication); ``loop``: run the rounds for this Label Studio project
+    (:mod:`a2lc.interop.ls_loop`)."""
     access = access or BackendAccess()
     ws = Workspace.open(workspace)
     lock = threading.Lock()  # one SQLite connection, shared by the worker threads
+    rounds = RoundLoop(ws, lock, loop) if loop is not None else None
     # /health reads through its own connection, so a long request never holds it up.
     reader = Workspace.open(workspace, read_only=True)
     reader_lock = threading.Lock()
@@ -176,6 +184,11 @@ def create_backend(
                 "version": __version__,
                 "round": current.round if current else None,
                 "unanswered": unanswered,
+                **(
+                    {"loop": {"state": rounds.state, "error": rounds.error}}
+                    if rounds is not None
+                    else {}
+                ),
             }
         )
 
@@ -194,7 +207,9 @@ def create_backend(
             keys = [_task_key(task, n) for n, task in enumerate(tasks)]
         except RequestError as exc:
             return error_response(exc.status, str(exc))
-        with lock:
+        if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            return error_response(503, "a2lc is busy running a round; try again")
+        try:
             current = ws.open_round()
             queries = (
                 {(q.image_id, q.segment_id): q for q in ws.queries(current.round)}
@@ -202,6 +217,8 @@ def create_backend(
                 else {}
             )
             version = model_version()
+        finally:
+            lock.release()
         top = max((q.score for q in queries.values()), default=0.0)
         results = []
         segment_maps: dict[str, Any] = {}
@@ -231,6 +248,9 @@ def create_backend(
     def webhook(request: Request) -> Response:
         body = request.state.body
         action = body.get("action")
+        if action in TRAIN_ACTIONS and rounds is not None:
+            rounds.wake()
+            return JSONResponse({"status": "checking the round", "action": action})
         if action not in ANSWER_ACTIONS:
             return JSONResponse({"status": "ignored", "action": action})
         task, annotation = body.get("task"), body.get("annotation")
@@ -264,6 +284,8 @@ def create_backend(
                 "first answer of a round",
             )
         ws.record_answers(current.round, [answer])
+        if rounds is not None and ws.count_unanswered(current.round) == 0:
+            rounds.wake()  # the round is complete: the next one starts
         return JSONResponse(
             {
                 "status": "recorded",
@@ -297,8 +319,14 @@ def create_backend(
             def run() -> Response:
                 if not locked:  # takes what it needs itself
                     return handler(request)
-                with lock:
+                if not lock.acquire(timeout=LOCK_WAIT_SECONDS):
+                    return error_response(
+                        503, "a2lc is busy running a round (train, score, correct); try again"
+                    )
+                try:
                     return handler(request)
+                finally:
+                    lock.release()
 
             try:
                 return await run_in_threadpool(run)
@@ -321,15 +349,22 @@ def create_backend(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if rounds is not None:
+            rounds.start()
         try:
             yield
         finally:
-            ws.close()
+            if rounds is not None:
+                rounds.stop()
+            if lock.acquire(timeout=LOCK_WAIT_SECONDS):  # a round still running: left to exit
+                ws.close()
+                lock.release()
             reader.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.workspace = ws
     app.state.lock = lock
+    app.state.rounds = rounds
     return app
 
 
@@ -364,6 +399,7 @@ def serve_backend(
     allow_hosts: tuple[str, ...] = (),
     access: BackendAccess | None = None,
     without_auth: bool = False,
+    loop: LoopSettings | None = None,
 ) -> None:
     """Run the backend with uvicorn until interrupted.
 
@@ -376,5 +412,7 @@ def serve_backend(
         raise MissingDependencyError(WEB_EXTRA_HELP) from None
     access = access or BackendAccess()
     check_exposure(host, allow_hosts=allow_hosts, access=access, without_auth=without_auth)
-    app = create_backend(workspace, hosts=allowed_hosts(host, port, allow_hosts), access=access)
+    app = create_backend(
+        workspace, hosts=allowed_hosts(host, port, allow_hosts), access=access, loop=loop
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")

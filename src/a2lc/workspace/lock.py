@@ -46,6 +46,13 @@ def acquire(folder: Path) -> Path:
         except BlockingIOError:
             holder = _describe(fd)
             os.close(fd)
+            if "ls-backend" in holder:
+                raise WorkspaceError(
+                    f"workspace {folder} is served to Label Studio by `a2lc ls-backend` "
+                    f"({holder}): answer the queries in Label Studio (with --label-studio the "
+                    "backend runs the rounds itself), or stop it (Ctrl-C) to run them here; "
+                    "read-only commands (status, export, report) still work"
+                ) from None
             raise WorkspaceError(
                 f"workspace {folder} is in use by another a2lc process ({holder}); one writer "
                 "at a time: wait for it to finish (read-only commands still work)"
