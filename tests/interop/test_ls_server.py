@@ -15,15 +15,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 
 from a2lc.cli import main
+from a2lc.interop.label_studio import labeling_config
 from a2lc.rounds import run_rounds
 from a2lc.workspace import Workspace
 from tests.interop.test_real_tools import TOOLS
@@ -36,35 +38,37 @@ START_TIMEOUT_S = 600.0
 """Label Studio's first start migrates its database: minutes on a busy 2-core machine."""
 
 
-def wait_for(url: str, process: subprocess.Popen[bytes], *, what: str) -> None:
+def wait_for(url: str, process: subprocess.Popen[bytes], *, what: str, log: IO[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            pytest.fail(f"{what} exited: {out[-3000:]}")
+            log.seek(0)
+            pytest.fail(f"{what} exited: {log.read().decode(errors='replace')[-3000:]}")
         time.sleep(1)
     pytest.fail(f"{what} did not answer {url} within {START_TIMEOUT_S:.0f} s")
 
 
 @contextlib.contextmanager
 def running(argv: list[str], *, env: dict[str, str], url: str, what: str) -> Iterator[None]:
-    process = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        wait_for(url, process, what=what)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    # Output to a file, never a pipe nobody reads: a full pipe would stop the server.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            wait_for(url, process, what=what, log=log)
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def label_studio(tmp_path: Path, port: int) -> tuple[list[str], dict[str, str]]:
@@ -194,3 +198,121 @@ def test_label_studio_with_a2lc_as_its_ml_backend(tmp_path: Path) -> None:
         finished = run_rounds(ws, config(rounds=1, oracle="human"), show_progress=False)
         assert finished.finished
         assert [r.status for r in ws.rounds()] == ["closed"]
+
+
+def _wait(condition: Any, *, what: str, timeout: float = 300.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def _answered(workspace: Path, round_index: int) -> dict[tuple[str, int], list[int | None]]:
+    with Workspace.open(workspace, read_only=True) as ws:
+        out: dict[tuple[str, int], list[int | None]] = {}
+        for c in ws.corrections(round_index):
+            if c["source"] == "manual":
+                key = (c["image_id"], int(c["segment_id"]))
+                out.setdefault(key, []).append(c["after"] if c["relabel"] else None)
+        return out
+
+
+def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(tmp_path: Path) -> None:
+    """Two rounds answered only through Label Studio's API, no a2lc command between them;
+    the backend is killed (SIGKILL) mid-round and started again."""
+    with make_workspace(tmp_path / "loop") as ws:
+        assert run_rounds(ws, config(rounds=2, oracle="human"), show_progress=False).waiting_round
+        names = list(ws.class_names)
+        labeling = labeling_config(names, ws.palette)
+        images = Path(ws.samples[0].image_path).resolve().parent
+    workspace = tmp_path / "loop" / "ws"
+    ls_port, backend_port = free_port(), free_port()
+    base, backend = f"http://127.0.0.1:{ls_port}", f"http://127.0.0.1:{backend_port}"
+    ls_argv, ls_env = label_studio(tmp_path, ls_port)
+    ls_env = {
+        **ls_env,
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path),
+    }
+    with (
+        contextlib.ExitStack() as stack,
+        running(ls_argv, env=ls_env, url=f"{base}/health", what="Label Studio"),
+    ):
+        client, headers = login(base)
+        token = client.post("/api/token/", headers=headers).json()["token"]
+        project = client.post(
+            "/api/projects", json={"title": "a2lc loop", "label_config": labeling}, headers=headers
+        ).json()["id"]
+        backend_argv = [
+            *(sys.executable, "-m", "a2lc", "ls-backend", "-w", str(workspace)),
+            *("--port", str(backend_port), "--label-studio", base, "--project", str(project)),
+            *("--poll-seconds", "2"),
+        ]
+        env = {**os.environ, "LABEL_STUDIO_API_KEY": token, "A2LC_THREADS": "1"}
+
+        def tasks_of(round_index: int) -> list[dict[str, Any]]:
+            listing = client.get(f"/api/tasks?project={project}&fields=all&page_size=1000").json()
+            found = listing["tasks"] if isinstance(listing, dict) else listing
+            return [t for t in found if t["data"].get("round") == round_index]
+
+        def annotate(task: dict[str, Any], answer: int | None) -> None:
+            region = json.loads(json.dumps(task["predictions"][0]["result"][0]))
+            if answer is not None:
+                region["value"]["brushlabels"] = ["void" if answer == 255 else names[answer]]
+            reply = client.post(
+                f"/api/tasks/{task['id']}/annotations", json={"result": [region]}, headers=headers
+            )
+            assert reply.status_code == 201, reply.text
+
+        expected: dict[int, dict[tuple[str, int], int | None]] = {}
+        with Workspace.open(workspace, read_only=True) as ws:
+            expected[1] = oracle_answers(ws, 1)
+        log = stack.enter_context(tempfile.TemporaryFile())
+        process = subprocess.Popen(
+            [*backend_argv], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_for(f"{backend}/health", process, what="a2lc ls-backend", log=log)
+            connected = client.post(
+                "/api/ml",
+                json={"project": project, "url": backend, "title": "a2lc"},
+                headers=headers,
+            )
+            assert connected.status_code == 201, connected.text
+            first = _wait(lambda: len(tasks_of(1)) == 20 and tasks_of(1), what="round 1's tasks")
+            storages = client.get(f"/api/storages/localfiles?project={project}").json()
+            assert [s["path"] for s in storages] == [str(images)]
+            key = lambda t: (t["data"]["image_id"], t["data"]["segment_id"])  # noqa: E731
+            for task in first[:10]:  # answered with the backend running: webhooks
+                annotate(task, expected[1][key(task)])
+            _wait(lambda: len(_answered(workspace, 1)) == 10, what="10 answers recorded")
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)  # mid-round, no goodbye
+            process.wait()
+        for task in first[10:]:  # answered while the backend is down
+            annotate(task, expected[1][key(task)])
+        with running(backend_argv, env=env, url=f"{backend}/health", what="a2lc ls-backend"):
+            second = _wait(lambda: len(tasks_of(2)) == 20 and tasks_of(2), what="round 2's tasks")
+            with Workspace.open(workspace, read_only=True) as ws:
+                assert [r.status for r in ws.rounds()] == ["closed", "querying"]
+                expected[2] = oracle_answers(ws, 2)
+            assert all(t["predictions"][0]["model_version"] == "a2lc-round-2" for t in second)
+            for task in second:
+                annotate(task, expected[2][key(task)])
+
+            def finished() -> bool:
+                state = httpx.get(f"{backend}/health", timeout=5).json()["loop"]["state"]
+                return str(state).startswith("finished")
+
+            _wait(finished, what="the run finished")
+        everything = tasks_of(1) + tasks_of(2)  # each query put into the project once
+        assert len({(*key(t), t["data"]["round"]) for t in everything}) == len(everything) == 40
+    for r in (1, 2):
+        answered = _answered(workspace, r)
+        assert all(len(v) == 1 for v in answered.values())  # each answer exactly once
+        assert {k: v[0] for k, v in answered.items()} == expected[r]
+    with Workspace.open(workspace, read_only=True) as ws:
+        assert [r.status for r in ws.rounds()] == ["closed", "closed"]
