@@ -452,9 +452,18 @@ def _parser() -> argparse.ArgumentParser:
         "--format",
         choices=["png", "cvat", "coco-panoptic", "fiftyone"],
         default="png",
-        help="png: palette PNGs + classes.json; cvat: Segmentation mask 1.1; coco-panoptic: "
-        "PNG + segments_info JSON, one segment per mask; fiftyone: ImageSegmentationDirectory "
-        "(class-id PNGs + mask_targets.json)",
+        help="png: palette PNGs + classes.json; cvat: Segmentation mask 1.1 (the folder, its "
+        "upload zip and CVAT for images 1.1 XML with masks); coco-panoptic: PNG + "
+        "segments_info JSON; fiftyone: ImageSegmentationDirectory (class-id PNGs + "
+        "mask_targets.json)",
+    )
+    export.add_argument(
+        "--panoptic-segments",
+        choices=["standard", "segments"],
+        default="standard",
+        help="coco-panoptic: standard (the default) merges each stuff class into one segment "
+        "and splits thing classes into connected regions, as panoptic metrics expect; "
+        "segments writes one panoptic segment per a2lc segment",
     )
 
     queries = add_command("export-queries", help="the open round's queries as Label Studio tasks")
@@ -1152,10 +1161,14 @@ def _export(args: argparse.Namespace) -> int:
     with Workspace.open(args.workspace, read_only=True) as ws:
         ws.require_segments()
         if args.format == "cvat":
-            from a2lc.interop.cvat import export_cvat
+            from a2lc.interop.cvat import MASK_ZIP, UPLOAD, XML_ZIP, export_cvat
 
             count = export_cvat(ws, args.out)
-            print(f"wrote {count} images as CVAT Segmentation mask 1.1 to {args.out}")
+            print(
+                f"wrote {count} images as CVAT Segmentation mask 1.1 to {args.out}; for CVAT's "
+                f"upload dialog: {args.out / UPLOAD / MASK_ZIP} (Segmentation mask 1.1) or "
+                f"{args.out / UPLOAD / XML_ZIP} (CVAT for images 1.1)"
+            )
             return 0
         if args.format == "fiftyone":
             from a2lc.interop.fiftyone import MASK_TARGETS, export_fiftyone
@@ -1169,7 +1182,7 @@ def _export(args: argparse.Namespace) -> int:
         if args.format == "coco-panoptic":
             from a2lc.interop.coco_panoptic import export_panoptic, panoptic_paths
 
-            summary = export_panoptic(ws, args.out)
+            summary = export_panoptic(ws, args.out, units=args.panoptic_segments)
             json_path, folder = panoptic_paths(args.out, ws.dataset.split)
             print(
                 f"wrote {summary['images']} images, {summary['segments']} segments as COCO "

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,13 +37,31 @@ def fresh(synthetic: SyntheticPaths, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fmt", ["cvat", "coco-panoptic"])
+@pytest.mark.parametrize("fmt", ["cvat", "coco-panoptic", "coco-panoptic-standard"])
 def test_export_import_round_trip(
     fmt: str, corrected: Path, synthetic: SyntheticPaths, tmp_path: Path
 ) -> None:
     out = tmp_path / fmt
-    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", fmt]) == 0
+    options = {
+        "coco-panoptic": ["--format", "coco-panoptic", "--panoptic-segments", "segments"],
+        "coco-panoptic-standard": ["--format", "coco-panoptic"],
+    }.get(fmt, ["--format", fmt])
+    assert main(["export", "-w", str(corrected), "--out", str(out), *options]) == 0
     target = fresh(synthetic, tmp_path / "imported")
+    if fmt == "coco-panoptic-standard":
+        # Every pixel keeps its label; the segments are the standard conversion's.
+        from a2lc.interop.coco_panoptic import standard_panoptic
+
+        json_path = panoptic_paths(out, "train")[0]
+        assert main(["import-labels", "-w", str(target), "--coco-panoptic", str(json_path)]) == 0
+        with Workspace.open(corrected) as a, Workspace.open(target) as b:
+            things = np.asarray([c.thing for c in a.dataset.classes])
+            for sample in a.samples:
+                labels_a = a.read_labels(sample.id)
+                np.testing.assert_array_equal(b.read_initial_labels(sample.id), labels_a)
+                standard, _ = standard_panoptic(labels_a, things)
+                assert same_partition(standard, b.read_segments(sample.id))
+        return
     source = (
         ["--cvat", str(out)]
         if fmt == "cvat"
@@ -258,3 +277,83 @@ def test_cvat_refuses_more_segments_than_its_palette_holds(
     assert main(["export", "-w", str(corrected), "--out", str(out), "--format", "cvat"]) == 1
     assert "at most 3 segments per image" in capsys.readouterr().err
     assert not out.exists()
+
+
+def independent_pq(gt_json: Path, pred_json: Path) -> float:
+    """PQ over all categories, written from the definition (Kirillov et al. 2019) with
+    plain loops, sharing no code with a2lc's panoptic_quality."""
+    from a2lc.interop.coco_panoptic import png_folder
+
+    def load(json_path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        document = json.loads(json_path.read_text())
+        maps = {}
+        for annotation in document["annotations"]:
+            with Image.open(png_folder(json_path) / annotation["file_name"]) as image:
+                rgb = np.asarray(image.convert("RGB")).astype(np.int64)
+            maps[annotation["file_name"]] = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+        return document, maps
+
+    gt_doc, gt_maps = load(gt_json)
+    pred_doc, pred_maps = load(pred_json)
+    pred_by_name = {a["file_name"]: a for a in pred_doc["annotations"]}
+    tp: dict[int, int] = {}
+    fp: dict[int, int] = {}
+    fn: dict[int, int] = {}
+    iou_sum: dict[int, float] = {}
+    for gt_ann in gt_doc["annotations"]:
+        name = gt_ann["file_name"]
+        pred_ann = pred_by_name[name]
+        g, p = gt_maps[name], pred_maps[name]
+        gt_cat = {s["id"]: s["category_id"] for s in gt_ann["segments_info"]}
+        pred_cat = {s["id"]: s["category_id"] for s in pred_ann["segments_info"]}
+        void = ~np.isin(g, list(gt_cat))
+        matched_gt, matched_pred = set(), set()
+        for gid, gcat in gt_cat.items():
+            gmask = g == gid
+            for pid, pcat in pred_cat.items():
+                if pcat != gcat:
+                    continue
+                pmask = p == pid
+                inter = int((gmask & pmask).sum())
+                if not inter:
+                    continue
+                union = int(gmask.sum() + pmask.sum() - inter - (pmask & void).sum())
+                if inter / union > 0.5:
+                    matched_gt.add(gid)
+                    matched_pred.add(pid)
+                    tp[gcat] = tp.get(gcat, 0) + 1
+                    iou_sum[gcat] = iou_sum.get(gcat, 0.0) + inter / union
+        for gid, gcat in gt_cat.items():
+            if gid not in matched_gt:
+                fn[gcat] = fn.get(gcat, 0) + 1
+        for pid, pcat in pred_cat.items():
+            pmask = p == pid
+            if pid not in matched_pred and (pmask & void).sum() <= 0.5 * pmask.sum():
+                fp[pcat] = fp.get(pcat, 0) + 1
+    scores = []
+    for cat in set(tp) | set(fp) | set(fn):
+        t, f_p, f_n = tp.get(cat, 0), fp.get(cat, 0), fn.get(cat, 0)
+        scores.append(iou_sum.get(cat, 0.0) / (t + 0.5 * f_p + 0.5 * f_n))
+    return float(np.mean(scores))
+
+
+def test_panoptic_quality_of_the_standard_export_independently_checked(
+    corrected: Path, tmp_path: Path
+) -> None:
+    """Ground truth against itself is 1; a2lc's PQ equals one written from the definition;
+    per-segment panoptic scores far lower than the standard conversion of the same labels."""
+    from a2lc.interop.coco_panoptic import export_panoptic, panoptic_quality
+
+    with Workspace.open(corrected, read_only=True) as ws:
+        export_panoptic(ws, tmp_path / "gt", labels_of=ws.read_ground_truth)
+        export_panoptic(ws, tmp_path / "standard")
+        export_panoptic(ws, tmp_path / "segments", units="segments")
+    gt, standard, segments = (
+        panoptic_paths(tmp_path / name, "train")[0] for name in ("gt", "standard", "segments")
+    )
+    assert panoptic_quality(gt, gt)["All"]["pq"] == pytest.approx(1.0)
+    assert independent_pq(gt, gt) == pytest.approx(1.0)
+    for prediction in (standard, segments):
+        ours = panoptic_quality(gt, prediction)["All"]["pq"]
+        assert ours == pytest.approx(independent_pq(gt, prediction), abs=1e-12)
+    assert panoptic_quality(gt, standard)["All"]["pq"] > panoptic_quality(gt, segments)["All"]["pq"]

@@ -56,7 +56,8 @@ def test_datumaro_reads_the_exports_and_a2lc_reads_datumaros(
     fmt: str, datumaro_format: str, corrected: Path, synthetic: SyntheticPaths, tmp_path: Path
 ) -> None:
     out, dumped, again = tmp_path / "export", tmp_path / "datumaro.npz", tmp_path / "again"
-    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", fmt]) == 0
+    units = ["--panoptic-segments", "segments"] if fmt == "coco-panoptic" else []
+    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", fmt, *units]) == 0
     print(run_tool("datumaro", "datumaro_check.py", datumaro_format, out, dumped, again))
     seen = np.load(dumped)
     names = [str(n) for n in seen["names"]]
@@ -100,6 +101,55 @@ def test_datumaro_reads_the_exports_and_a2lc_reads_datumaros(
                 for v in theirs[known]
             ]
             np.testing.assert_array_equal(b.read_initial_labels(sample.id), expected)
+
+
+def test_datumaro_reads_the_cvat_upload_archives(corrected: Path, tmp_path: Path) -> None:
+    """What CVAT's upload dialog takes: the Segmentation mask 1.1 zip and the CVAT for
+    images 1.1 zip, each read by datumaro (CVAT's importer) as the workspace has them."""
+    import zipfile
+
+    from a2lc.interop.cvat import MASK_ZIP, UPLOAD, XML_ZIP
+
+    out = tmp_path / "cvat"
+    assert main(["export", "-w", str(corrected), "--out", str(out), "--format", "cvat"]) == 0
+    for archive, datumaro_format in ((MASK_ZIP, "voc_segmentation"), (XML_ZIP, "cvat")):
+        unpacked = tmp_path / archive
+        with zipfile.ZipFile(out / UPLOAD / archive) as handle:
+            handle.extractall(unpacked)
+        if archive == XML_ZIP:  # the task's images are in CVAT already; datumaro wants them here
+            with Workspace.open(corrected, read_only=True) as ws:
+                for sample in ws.samples:
+                    image = Path(sample.image_path)
+                    (unpacked / "images").mkdir(exist_ok=True)
+                    (unpacked / "images" / image.name).symlink_to(image.resolve())
+        dumped = tmp_path / f"{archive}.npz"
+        print(
+            run_tool(
+                "datumaro",
+                "datumaro_check.py",
+                datumaro_format,
+                unpacked,
+                dumped,
+                tmp_path / f"{archive}-again",
+            )
+        )
+        seen = np.load(dumped)
+        names = [str(n) for n in seen["names"]]
+        with Workspace.open(corrected, read_only=True) as ws:
+            for sample in ws.samples:
+                segments = ws.read_segments(sample.id)
+                labels = ws.read_labels(sample.id, segments=segments)
+                theirs = seen[f"{sample.id}/labels"]
+                named = np.full(theirs.shape, 255, np.int64)
+                known = theirs >= 0
+                named[known] = [
+                    ws.class_names.index(names[v]) if names[v] in ws.class_names else 255
+                    for v in theirs[known]
+                ]
+                np.testing.assert_array_equal(named, labels, err_msg=f"{archive} {sample.id}")
+                # One mask per segment and class: the segments, split where classes differ.
+                pieces = np.where(labels == 255, 0, segments.astype(np.int64) * 256 + labels + 1)
+                assert same_partition(pieces, seen[f"{sample.id}/instances"]), archive
 
 
 def test_fiftyone_reads_the_export_with_its_own_importer(corrected: Path, tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 The standard layout (what COCO's tools and datumaro's ``coco_panoptic`` read):
 ``annotations/panoptic_<subset>.json`` and the PNGs in
 ``annotations/panoptic_<subset>/``, ``<subset>`` being the workspace's split.
-Each segment is one mask (SAM-style) with one class: the majority of its
-current labels. Segment ids are encoded ``R + 256·G + 256²·B``; id 0 is void.
+By default the labels are converted as COCO panoptic users convert semantic
+labels (each stuff class one segment, each connected region of a thing class one
+segment, every pixel its own class); ``units="segments"`` writes one segment per
+a2lc segment (SAM-style) with the majority of its current labels instead. Segment ids are encoded ``R + 256·G + 256²·B``; id 0 is void.
 Image ids are integers 1..N in pool order; each annotation's PNG is named
 ``<a2lc image id>.png``. Category ids are class id + 1 (COCO keeps 0 for
 "nothing"); categories carry the class names, which is how an import maps them
@@ -16,9 +18,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -79,24 +81,80 @@ def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2])
 
 
-def export_panoptic(ws: Workspace, out: Path) -> dict[str, int]:
+PanopticUnits = Literal["standard", "segments"]
+PANOPTIC_UNITS = ("standard", "segments")
+EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
+
+
+def standard_panoptic(labels: np.ndarray, things: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Panoptic segments of a semantic label map, as its users convert one.
+
+    ``labels``: ``H×W`` class ids (255: void); ``things``: ``(C,)`` bool per class.
+    Each stuff class present is one segment; each thing class gives one segment per
+    connected region (8-neighbour). Returns ``(H×W`` int64 ids, 0 = void; ``(M,)``
+    class of ids 1..M).
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    things = np.asarray(things, dtype=bool)
+    ids = np.zeros(labels.shape, dtype=np.int64)
+    classes: list[int] = []
+    for cls in np.unique(labels):
+        if cls == IGNORE_INDEX or cls >= things.size:
+            continue
+        mask = labels == cls
+        if things[cls]:
+            parts, count = ndimage.label(mask, structure=EIGHT_NEIGHBOURS)
+            ids[mask] = parts[mask] + len(classes)
+            classes.extend([int(cls)] * count)
+        else:
+            classes.append(int(cls))
+            ids[mask] = len(classes)
+    return ids, np.asarray(classes, dtype=np.int64)
+
+
+def export_panoptic(
+    ws: Workspace,
+    out: Path,
+    *,
+    units: PanopticUnits = "standard",
+    labels_of: Callable[[str], np.ndarray] | None = None,
+) -> dict[str, int]:
     """Write :func:`panoptic_paths` (the standard layout) for every image of the pool.
 
-    ``images/<split>/`` links to the images (COCO's layout; datumaro needs it).
+    ``units``: ``standard`` (the default) converts the labels as COCO panoptic users
+    do (:func:`standard_panoptic`: a stuff class is one segment, a thing class one per
+    connected region, every pixel its own label); ``segments`` writes one panoptic
+    segment per a2lc segment with its majority class (what a2lc imports back as its
+    segments). ``images/<split>/`` links to the images (COCO's layout; datumaro needs it).
+    ``labels_of``: an image id's ``H×W`` labels to write instead of the current ones (for
+    instance :meth:`Workspace.read_ground_truth`, to measure against it).
     """
+    if units not in PANOPTIC_UNITS:
+        raise ValueError(f"units must be one of {PANOPTIC_UNITS}, got {units!r}")
     ws.require_segments()
     json_path, folder = panoptic_paths(out, ws.dataset.split)
     num_classes = ws.num_classes
+    things = np.asarray([c.thing for c in ws.dataset.classes], dtype=bool)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     total = 0
     for number, sample in enumerate(ws.samples, start=1):
         segments = ws.read_segments(sample.id)
-        labels = ws.read_labels(sample.id, segments=segments)
-        ids, sizes = segment_sizes(segments)
-        hist = label_histograms(labels, segments, ids)[:, :num_classes]
-        majority = hist.argmax(axis=1)
-        has_class = hist.sum(axis=1) > 0
+        labels = (
+            labels_of(sample.id)
+            if labels_of is not None
+            else ws.read_labels(sample.id, segments=segments)
+        )
+        if units == "standard":
+            segments, per_id = standard_panoptic(labels, things)
+            ids, sizes = segment_sizes(segments)
+            majority = per_id[ids - 1]
+            has_class = np.ones(ids.size, dtype=bool)
+        else:
+            ids, sizes = segment_sizes(segments)
+            hist = label_histograms(labels, segments, ids)[:, :num_classes]
+            majority = hist.argmax(axis=1)
+            has_class = hist.sum(axis=1) > 0
         keep = np.zeros(int(segments.max(initial=0)) + 1, dtype=bool)
         keep[ids[has_class]] = True
         panoptic = np.where(keep[segments], segments, 0)

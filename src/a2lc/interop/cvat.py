@@ -84,7 +84,116 @@ def export_cvat(ws: Workspace, out: Path) -> int:
         out / "ImageSets" / "Segmentation" / "default.txt",
         "".join(f"{s.id}\n" for s in ws.samples),
     )
+    upload = out / UPLOAD
+    files = [
+        out / "labelmap.txt",
+        out / "ImageSets" / "Segmentation" / "default.txt",
+        *(out / "SegmentationClass" / f"{s.id}.png" for s in ws.samples),
+        *(out / "SegmentationObject" / f"{s.id}.png" for s in ws.samples),
+    ]
+    _write_zip(upload / MASK_ZIP, {str(f.relative_to(out)): f.read_bytes() for f in files})
+    _write_zip(upload / XML_ZIP, {"annotations.xml": cvat_for_images_xml(ws).encode()})
     return len(ws.samples)
+
+
+UPLOAD = Path("upload")
+"""Where :func:`export_cvat` puts the archives CVAT's upload dialog takes."""
+MASK_ZIP = "segmentation-mask-1.1.zip"
+XML_ZIP = "cvat-for-images-1.1.zip"
+
+
+def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+    """A zip of ``members`` (name → bytes), written whole or not at all."""
+    import io
+    import zipfile
+
+    from a2lc._atomic import atomic_write
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def mask_rle(mask: np.ndarray) -> list[int]:
+    """CVAT's mask ``rle``: run lengths over the ``H×W`` bool ``mask`` read row by row,
+    starting with a run of outside pixels (0 when it starts inside)."""
+    flat = np.asarray(mask, dtype=bool).ravel()
+    if flat.size == 0:
+        return []
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def cvat_for_images_xml(ws: Workspace) -> str:
+    """CVAT for images 1.1 annotations: every segment's pixels of each class as one mask.
+
+    Pixel for pixel the current labels (void left out); a segment whose pixels hold
+    several classes (a painted answer) gives one mask per class, in the same group.
+    """
+    from xml.sax.saxutils import quoteattr
+
+    from scipy import ndimage
+
+    names = ws.class_names
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        "<annotations>",
+        "  <version>1.1</version>",
+        "  <meta>",
+        "    <task>",
+        f"      <size>{len(ws.samples)}</size>",
+        "      <mode>annotation</mode>",
+        "      <labels>",
+    ]
+    for name, (r, g, b) in zip(names, ws.palette, strict=True):
+        out += [
+            "        <label>",
+            f"          <name>{_text(name)}</name>",
+            f"          <color>#{r:02x}{g:02x}{b:02x}</color>",
+            "          <type>mask</type>",
+            "          <attributes></attributes>",
+            "        </label>",
+        ]
+    out += ["      </labels>", "    </task>", "  </meta>"]
+    classes = len(names)
+    for number, sample in enumerate(ws.samples):
+        segments = ws.read_segments(sample.id).astype(np.int64)
+        labels = ws.read_labels(sample.id, segments=segments).astype(np.int64)
+        name = quoteattr(Path(sample.image_path).name)
+        out.append(
+            f'  <image id="{number}" name={name} width="{sample.width}" height="{sample.height}">'
+        )
+        known = (labels != IGNORE_INDEX) & (segments > 0)
+        key = np.where(known, segments * classes + labels + 1, 0)
+        values, inverse = np.unique(key, return_inverse=True)
+        pieces = inverse.reshape(key.shape)  # position in values: one (segment, class) piece
+        boxes = ndimage.find_objects(pieces + 1)  # find_objects counts labels from 1
+        for index, value in enumerate(values.tolist()):
+            if value == 0:  # void, or no segment
+                continue
+            rows, cols = boxes[index]
+            segment, cls = divmod(int(value) - 1, classes)
+            crop = pieces[rows, cols] == index
+            rle = ",".join(map(str, mask_rle(crop)))
+            out.append(
+                f'    <mask label={quoteattr(names[cls])} source="manual" occluded="0" '
+                f'rle="{rle}" left="{cols.start}" top="{rows.start}" '
+                f'width="{cols.stop - cols.start}" height="{rows.stop - rows.start}" '
+                f'z_order="0" group_id="{segment}"></mask>'
+            )
+        out.append("  </image>")
+    out.append("</annotations>")
+    return "\n".join(out) + "\n"
+
+
+def _text(value: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(value)
 
 
 def read_labelmap(path: Path, class_names: Sequence[str]) -> dict[tuple[int, int, int], int]:
