@@ -458,6 +458,12 @@ def _parser() -> argparse.ArgumentParser:
         "mask_targets.json)",
     )
     export.add_argument(
+        "--scores",
+        action="store_true",
+        help="fiftyone: also each segment's probability that its label is wrong, from the "
+        "latest model (1 − its mean probability of the label), as heatmaps + scores.json",
+    )
+    export.add_argument(
         "--panoptic-segments",
         choices=["standard", "segments"],
         default="standard",
@@ -1158,6 +1164,8 @@ def _export(args: argparse.Namespace) -> int:
     from a2lc.data.maps import write_label_map
     from a2lc.workspace import Workspace
 
+    if args.scores and args.format != "fiftyone":
+        raise A2LCError("--scores goes with --format fiftyone")
     with Workspace.open(args.workspace, read_only=True) as ws:
         ws.require_segments()
         if args.format == "cvat":
@@ -1171,12 +1179,26 @@ def _export(args: argparse.Namespace) -> int:
             )
             return 0
         if args.format == "fiftyone":
-            from a2lc.interop.fiftyone import MASK_TARGETS, export_fiftyone
+            from a2lc.interop.fiftyone import MASK_TARGETS, SCORES, export_fiftyone
 
-            count = export_fiftyone(ws, args.out)
+            if not args.scores:
+                count = export_fiftyone(ws, args.out)
+            else:
+                import tempfile
+
+                from a2lc.rounds import latest_model
+
+                with tempfile.TemporaryDirectory() as cache:  # nothing written in the workspace
+                    found = latest_model(ws, cache_dir=Path(cache))
+                    if found is None:
+                        raise A2LCError(
+                            "--scores needs a trained model: run a round first (`a2lc run`)"
+                        )
+                    count = export_fiftyone(ws, args.out, probabilities=found[1])
             print(
                 f"wrote {count} images as FiftyOne ImageSegmentationDirectory to {args.out} "
-                f"(mask targets in {args.out / MASK_TARGETS})"
+                f"(mask targets in {args.out / MASK_TARGETS}"
+                + (f"; P(label wrong) per segment in {args.out / SCORES}/)" if args.scores else ")")
             )
             return 0
         if args.format == "coco-panoptic":

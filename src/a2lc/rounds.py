@@ -241,6 +241,33 @@ def model_dir(ws: Workspace, round_index: int) -> Path:
     return ws.path / "models" / f"round_{round_index:03d}"
 
 
+def latest_model(
+    ws: Workspace, *, cache_dir: Path | None = None
+) -> tuple[int, Callable[[str], np.ndarray]] | None:
+    """``(round, image id → C×H×W probabilities)`` of the newest trained model, None
+    before any (a run trains one per round)."""
+    from a2lc.models.runner import WEIGHTS_FILE
+
+    config = stored_run_config(ws)
+    trained = [
+        r for r in range(len(ws.rounds()) + 1) if (model_dir(ws, r) / WEIGHTS_FILE).is_file()
+    ]
+    if config is None or not trained:
+        return None
+    configure_threads()
+    runner = ModelRunner(
+        model_config=config.model,
+        train_config=config.train,
+        samples={s.id: s for s in ws.samples},
+        cache_dir=cache_dir if cache_dir is not None else ws.path / "cache",
+        show_progress=False,
+        feature_cache=config.feature_cache,
+    )
+    r = trained[-1]
+    model = runner.load(model_dir(ws, r), seed=_model_seed(config, r))
+    return r, lambda image_id: runner.predict(model, image_id)
+
+
 def run_rounds(
     ws: Workspace,
     config: RunConfig,
