@@ -220,7 +220,9 @@ def _answered(workspace: Path, round_index: int) -> dict[tuple[str, int], list[i
         return out
 
 
-def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(tmp_path: Path) -> None:
+def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Two rounds answered only through Label Studio's API, no a2lc command between them;
     the backend is killed (SIGKILL) mid-round and started again."""
     with make_workspace(tmp_path / "loop") as ws:
@@ -300,6 +302,11 @@ def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(tmp_path
                 assert [r.status for r in ws.rounds()] == ["closed", "querying"]
                 expected[2] = oracle_answers(ws, 2)
             assert all(t["predictions"][0]["model_version"] == "a2lc-round-2" for t in second)
+            # The backend owns the workspace: a run says what to do, reading still works.
+            capsys.readouterr()
+            assert main(["run", "-w", str(workspace), "--oracle", "human", "--rounds", "2"]) == 1
+            assert "served to Label Studio by `a2lc ls-backend`" in capsys.readouterr().err
+            assert main(["status", "-w", str(workspace)]) == 0
             for task in second:
                 annotate(task, expected[2][key(task)])
 
