@@ -449,3 +449,40 @@ def test_file_names_that_are_not_utf8_are_named(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not valid UTF-8"):
         load_dataset(tmp_path / "data", split="train")
     assert main(["init", "-w", str(tmp_path / "ws"), "--data", str(tmp_path / "data")]) == 1
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (SQLite's -wal/-shm files aside)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "sqlite-" not in p.name
+    }
+
+
+def test_outputs_never_land_in_the_workspace_state(
+    open_round: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #24: a typo in --out must not replace the database or the labels."""
+    w = str(open_round)
+    before = _tree(open_round)
+    link = tmp_path / "alias"
+    link.symlink_to(open_round)  # another name for the same folder
+    attempts = [
+        ["report", "-w", w, "--out", f"{w}/a2lc.sqlite"],
+        ["report", "-w", w, "--out", f"{w}/a2lc.lock"],
+        ["report", "-w", w, "--out", str(link / "a2lc.sqlite")],
+        ["export", "-w", w, "--out", f"{w}/labels/round_000"],
+        ["export", "-w", w, "--out", w],
+        ["export", "-w", w, "--out", f"{w}/segments", "--format", "cvat"],
+        ["export-queries", "-w", w, "--out", f"{w}/models"],
+        ["run", "-w", w, "--oracle", "human", "--report", f"{w}/a2lc.sqlite"],
+    ]
+    for argv in attempts:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "inside the workspace's own state" in err, argv
+        assert "Traceback" not in err
+        assert _tree(open_round) == before, argv
+    # A new name directly in the workspace folder is fine.
+    assert main(["report", "-w", w, "--out", f"{w}/report.html"]) == 0

@@ -1131,6 +1131,8 @@ def _run(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun every rank runs the loop; rank 0 alone writes and reports."""
     from a2lc.rounds import run_rounds
 
+    if args.report is not None:
+        _refuse_state(args.workspace, args.report, "--report")
     config = run_config_from_args(args)
     with _rank_workspace(args.workspace, shard) as ws:
         if shard is not None and not shard.writer:
@@ -1166,6 +1168,7 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.scores and args.format != "fiftyone":
         raise A2LCError("--scores goes with --format fiftyone")
+    _refuse_state(args.workspace, args.out, "--out")
     with Workspace.open(args.workspace, read_only=True) as ws:
         ws.require_segments()
         if args.format == "cvat":
@@ -1225,6 +1228,7 @@ def _export_queries(args: argparse.Namespace) -> int:
     from a2lc.interop.label_studio import export_tasks
     from a2lc.workspace import Workspace
 
+    _refuse_state(args.workspace, args.out, "--out")
     with Workspace.open(args.workspace, read_only=True) as ws:
         summary = export_tasks(
             ws, args.out, image_prefix=args.image_prefix, image_root=args.image_root
@@ -1294,6 +1298,7 @@ def _report(args: argparse.Namespace) -> int:
     from a2lc.report import workspace_report
     from a2lc.workspace import Workspace
 
+    _refuse_state(args.workspace, args.out, "--out")
     with Workspace.open(args.workspace, read_only=True) as ws:
         print(f"report: {workspace_report(ws, args.out)}")
     return 0
@@ -1431,6 +1436,18 @@ def _print_metrics(metrics: dict[int, dict[str, float]], *, images: int | None =
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _refuse_state(workspace: Path, out: Path, option: str) -> None:
+    """Refuse an output path inside the workspace's own state (before anything is written)."""
+    from a2lc.workspace.paths import state_entry
+
+    entry = state_entry(workspace, out)
+    if entry is not None:
+        raise A2LCError(
+            f"{option} {out}: that is inside the workspace's own state ({entry}), which it "
+            f"would overwrite; write it outside {workspace} or to a new name in it"
+        )
 
 
 def _truth_count(dataset: dict[str, Any]) -> str:
