@@ -486,3 +486,34 @@ def test_outputs_never_land_in_the_workspace_state(
         assert _tree(open_round) == before, argv
     # A new name directly in the workspace folder is fine.
     assert main(["report", "-w", w, "--out", f"{w}/report.html"]) == 0
+
+
+def test_find_label_issues_refuses_probabilities_that_are_not(tmp_path: Path) -> None:
+    """Issue #24: NaN, inf, negative, unnormalised or non-numeric probabilities."""
+    from a2lc import find_label_issues
+    from a2lc.errors import DataError
+
+    rng = np.random.default_rng(0)
+    labels = [rng.integers(0, 3, (8, 8)), rng.integers(0, 3, (8, 8))]
+    good = rng.random((3, 8, 8)).astype(np.float32)
+    good /= good.sum(axis=0)
+    assert find_label_issues(labels, [good, good])  # the honest case works
+
+    def some_nan() -> np.ndarray:
+        bad = good.copy()
+        bad[0, 0, 0] = np.nan
+        return bad
+
+    cases = {
+        "all NaN": (np.full_like(good, np.nan), "finite"),
+        "some NaN": (some_nan(), "finite"),
+        "inf": (np.where(good > 0.5, np.inf, good).astype(np.float32), "finite"),
+        "negative": (good - 0.1, "≥ 0"),
+        "times five": (good * 5, "sum to 1"),
+        "integers": (np.ones((3, 8, 8), dtype=np.int64), "float"),
+        "objects": (good.astype(object), "float"),
+    }
+    for name, (bad, message) in cases.items():
+        with pytest.raises(DataError, match=message) as caught:
+            find_label_issues(labels, [good, bad])
+        assert "pred_probs[1] (image 1)" in str(caught.value), name

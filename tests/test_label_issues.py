@@ -91,7 +91,9 @@ def test_folders_rank_exactly_as_the_correction_loop(
 
 def test_bad_inputs_name_the_image_and_the_problem(synthetic: SyntheticPaths) -> None:
     labels, probs, _ = two_images()
-    with pytest.raises(DataError, match=r"b: probabilities must be a float C×H×W array"):
+    with pytest.raises(
+        DataError, match=r"pred_probs\[1\] \(image b\): probabilities must be a float C×H×W array"
+    ):
         a2lc.find_label_issues(labels, [probs[0], probs[1][:, :4]], image_ids=["a", "b"])
     with pytest.raises(DataError, match="1 probability maps for 2 label maps"):
         a2lc.find_label_issues(labels, probs[:1])

@@ -24,7 +24,7 @@ from a2lc.acquisition import ACQUISITIONS, class_pixel_counts
 from a2lc.acquisition.functions import PoolTotals
 from a2lc.acquisition.statistics import check_inputs, segment_statistics
 from a2lc.data.maps import read_label_map, read_segment_map
-from a2lc.data.probs import load_probabilities, probability_path
+from a2lc.data.probs import check_probability_values, load_probabilities, probability_path
 from a2lc.data.sample import IGNORE_INDEX, identity_lut, unsafe_id_reason
 from a2lc.data.segments import majority_labels
 from a2lc.errors import DataError, Problem
@@ -290,9 +290,7 @@ def _folder(value: FolderInput, what: str) -> Path:
 
 
 def _arrays(value: ArrayInput, what: str) -> list[np.ndarray]:
-    if isinstance(value, np.ndarray):
-        return list(value)
-    if not isinstance(value, Sequence):
+    if not isinstance(value, np.ndarray | Sequence) or isinstance(value, str | bytes):
         raise TypeError(f"{what} must be a folder or a sequence of arrays, got {type(value)}")
     return [np.asarray(v) for v in value]
 
@@ -382,15 +380,16 @@ class _ProbabilityLoader:
             )
         assert self.arrays is not None
         probs = self.arrays[index]
+        where = f"pred_probs[{index}] (image {self.ids[index]})"
         if probs.ndim != 3 or probs.shape[1:] != tuple(shape) or probs.dtype.kind != "f":
             raise DataError(
                 Problem(
-                    self.ids[index],
+                    where,
                     f"probabilities must be a float C×H×W array with H×W = {tuple(shape)}, "
                     f"got {probs.dtype} {probs.shape}",
                 )
             )
-        return probs
+        return check_probability_values(probs, where=where)
 
 
 def _num_classes(path: Path) -> int:

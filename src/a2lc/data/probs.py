@@ -71,20 +71,28 @@ def load_probabilities(path: Path, *, num_classes: int, shape: tuple[int, int]) 
             array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, BadZipFile, KeyError) as exc:
         raise DataError(Problem(path, f"unreadable probability map ({exc})")) from None
-    probs = np.asarray(array, dtype=np.float32)
+    return check_probability_values(np.asarray(array, dtype=np.float32), where=path)
+
+
+def check_probability_values(probs: np.ndarray, *, where: str | Path) -> np.ndarray:
+    """``probs`` (``C×H×W``, floating point) if every value is finite and ≥ 0 and every
+    pixel's values sum to 1 within :data:`SUM_TOLERANCE` (so each is in [0, 1 + tol]);
+    else :class:`DataError` naming ``where``."""
+    if probs.dtype.kind != "f":
+        raise DataError(Problem(where, f"probabilities must be floating point, got {probs.dtype}"))
     if not np.isfinite(probs).all():
-        raise DataError(Problem(path, "probabilities must be finite (found NaN or inf)"))
+        raise DataError(Problem(where, "probabilities must be finite (found NaN or inf)"))
     if (probs < 0).any():
         raise DataError(
-            Problem(path, f"probabilities must be ≥ 0 (found {float(probs.min()):.3g})")
+            Problem(where, f"probabilities must be ≥ 0 (found {float(probs.min()):.3g})")
         )
     worst = float(np.abs(probs.sum(axis=0, dtype=np.float64) - 1.0).max(initial=0.0))
     if worst > SUM_TOLERANCE:
         raise DataError(
             Problem(
-                path,
-                f"a pixel's probabilities must sum to 1 over the C classes (off by up to {worst:.3g}); "
-                "save softmax outputs, not logits",
+                where,
+                f"a pixel's probabilities must sum to 1 over the C classes (off by up to "
+                f"{worst:.3g}, tolerance {SUM_TOLERANCE:g}); save softmax outputs, not logits",
             )
         )
     return probs
