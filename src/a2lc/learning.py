@@ -259,10 +259,7 @@ def plan_learned(
             metrics["proven_region_floor"] = floor
     taken = np.zeros(labels.size, dtype=bool)
     taken[audits] = True
-    # validated: before any answer model, ALC's ranking as it is (no exploration share
-    # in round 1: its picks are what the hand-over is measured against, and a uniform
-    # sample in their place cost round 1 up to 0.19 points on the protocol, README).
-    explore_count = 0 if handover and not fitted else round(config.explore_share * budget)
+    explore_count = round(config.explore_share * budget)
     explored = uniform_sample(np.flatnonzero(eligible & ~taken), explore_count, rng)
     taken[explored] = True
     needed = budget - audits.size - explored.size

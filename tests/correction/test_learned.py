@@ -339,12 +339,10 @@ def test_the_validated_strategy_starts_as_alc_and_hands_over(tmp_path: Path) -> 
         config = RunConfig(strategy="validated+proven", learned=learned, **common)  # type: ignore[arg-type]
         metrics = run_rounds(ws, config, show_progress=False).metrics
         first = [(q.image_id, q.segment_id) for q in ws.queries(1)]
-        # Round 1 has no answers: ALC's queries exactly, no exploration share.
-        assert first == alc_first
-        assert metrics[1]["learned_explored"] == 0
+        # Round 1 has no answers: ALC's best, less the exploration share (2 of 20).
+        assert first[:18] == [key for key in alc_first if key in set(first)][:18]
+        assert len(set(first[:18]) & set(alc_first)) == 18
         assert "learned_handover_weight" not in metrics[1]
-        # Once the answer model exists, the exploration share is drawn (2 of 20).
-        assert metrics[2]["learned_explored"] == 2
         assert 0.0 <= metrics[2]["learned_handover_weight"] <= 1.0
         assert len(ws.queries(2)) == 20
         assert ws.step_done(2, "proven")

@@ -349,8 +349,8 @@ for _entry in (
     AcquisitionFunction(
         "validated",
         "learned, ranked by a mix of the answer model's and ALC's ranks whose learned share "
-        "is cross-validated on the answers each round (ALC as it is, no exploration, before "
-        "any answer; ALC outside the loop)",
+        "is cross-validated on the answers each round (ALC before any answer and outside "
+        "the loop)",
         alc,
         image_parts=_label_score_parts,
         finish=_finish_alc_sized,
