@@ -18,6 +18,7 @@ from a2lc.data import load_dataset
 from a2lc.data.probs import load_probabilities
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.errors import DataError, WorkspaceError
+from a2lc.interop.coco_panoptic import panoptic_paths
 from a2lc.workspace import Workspace
 from a2lc.workspace.workspace import DB_NAME
 from tests.fakes import make_voc_tree
@@ -517,3 +518,92 @@ def test_find_label_issues_refuses_probabilities_that_are_not(tmp_path: Path) ->
         with pytest.raises(DataError, match=message) as caught:
             find_label_issues(labels, [good, bad])
         assert "pred_probs[1] (image 1)" in str(caught.value), name
+
+
+def test_a_file_size_limit_is_one_line(
+    open_round: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue #24: `ulimit -f` below the largest file written (EFBIG): one line."""
+    import errno
+
+    import a2lc.report
+
+    out = tmp_path / "report.html"
+
+    def too_large(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EFBIG, "File too large", str(out))
+
+    monkeypatch.setattr(a2lc.report, "workspace_report", too_large)
+    assert main(["report", "-w", str(open_round), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {out}: File too large" in err
+    assert "Traceback" not in err
+
+
+def test_more_hostile_inputs_are_one_line(
+    corrected_cvat: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue #24: a labelmap that is only a comment, a panoptic PNG claiming 100000×100000
+    pixels, and --seed-images that is empty or a file that is not an id list."""
+    workspace, cvat = corrected_cvat
+    target = tmp_path / "target"
+    data = Workspace.open(workspace, read_only=True)
+    root = data.meta("dataset_root")
+    data.close()
+    assert main(["init", "-w", str(target), "--data", str(root)]) == 0
+    capsys.readouterr()
+    (cvat / "labelmap.txt").write_text("# label:color_rgb:parts:actions\n")
+    assert main(["import-labels", "-w", str(target), "--cvat", str(cvat)]) == 1
+    err = capsys.readouterr().err
+    assert "labelmap.txt: names no label" in err
+    assert "Traceback" not in err
+    # A panoptic PNG whose header claims 100000×100000 pixels.
+    pan = tmp_path / "pan"
+    assert (
+        main(["export", "-w", str(workspace), "--out", str(pan), "--format", "coco-panoptic"]) == 0
+    )
+    json_path, folder = panoptic_paths(pan, "train")
+    first = sorted(folder.iterdir())[0]
+    first.write_bytes(_png_claiming(100_000, 100_000))
+    capsys.readouterr()
+    assert main(["import-labels", "-w", str(target), "--coco-panoptic", str(json_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{first}: image too large to decode safely" in err
+    assert "Traceback" not in err
+    with Workspace.open(target, read_only=True) as ws:
+        assert not ws.has_segments  # nothing written
+    for value, message in (("", "empty"), (" , ", "empty"), ("@/etc/passwd", "not an image id")):
+        assert main(["pseudo-label", "-w", str(target), "--seed-images", value]) == 2
+        err = capsys.readouterr().err
+        assert message in err, value
+        assert "root:" not in err
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk that claim ``width × height`` pixels, nothing else."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def corrected_cvat(open_round: Path, tmp_path: Path) -> tuple[Path, Path]:
+    out = tmp_path / "cvat"
+    assert main(["export", "-w", str(open_round), "--out", str(out), "--format", "cvat"]) == 0
+    return open_round, out

@@ -39,7 +39,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("a2lc")
 
-FILE_SYSTEM_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.EFBIG,  # a file-size limit (ulimit -f) below what is written
+}
 """OSErrors that are the machine's state, not a bug: reported in one line."""
 MAX_LEASE_SECONDS = 86_400.0
 """A lease longer than a day would lock a query away for good."""
@@ -56,6 +63,7 @@ MAX_ID_LIST_BYTES = 16 * 1024 * 1024
 
 def _seed_images(text: str) -> int | tuple[str, ...] | None:
     """``--seed-images``: a count, comma-separated ids, or ``@FILE`` (one id per line)."""
+    from a2lc.data.sample import unsafe_id_reason
     from a2lc.pseudo_labels.pipeline import parse_seed_images
 
     if text.startswith("@"):
@@ -69,11 +77,22 @@ def _seed_images(text: str) -> int | tuple[str, ...] | None:
         except (OSError, UnicodeDecodeError) as exc:
             raise argparse.ArgumentTypeError(f"{path}: cannot read the id list ({exc})") from None
         # One id per line; every line is an id, even one that looks like a number.
-        ids = tuple(line.strip() for line in text.splitlines() if line.strip())
+        lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+        ids = tuple(line for _, line in lines if line)
         if not ids:
             raise argparse.ArgumentTypeError(f"{path}: no image ids in the file")
+        bad = [n for n, line in lines if line and unsafe_id_reason(line) is not None]
+        if bad:  # (its content is not repeated: the file may not be an id list at all)
+            raise argparse.ArgumentTypeError(
+                f"{path}: line {bad[0]} is not an image id (a path separator or a control "
+                f"character; {len(bad)} such line(s)): one image id per line"
+            )
         return ids
     value = parse_seed_images(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            "empty: give a count, ID,ID,... or @FILE (leave the option out for the default)"
+        )
     if value == 0:
         raise argparse.ArgumentTypeError("a count of seed images must be at least 1")
     return value

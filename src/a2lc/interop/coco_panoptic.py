@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from a2lc._atomic import atomic_write_text
 from a2lc._json import read_json
+from a2lc.data.images import read_image
 from a2lc.data.maps import write_png_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import label_histograms, segment_sizes
@@ -331,11 +332,7 @@ def read_panoptic(path: Path, ws: Workspace) -> Iterator[tuple[str, np.ndarray, 
                 Problem(path, f"file_name {name!r} must be a file name inside {folder}")
             )
         png = folder / name
-        try:
-            with Image.open(png) as image:
-                ids = rgb_to_ids(np.asarray(image.convert("RGB")))
-        except (FileNotFoundError, OSError) as exc:
-            raise DataError(Problem(png, f"missing or unreadable ({exc})")) from None
+        ids = rgb_to_ids(read_image(png))  # (refuses decompression bombs by name)
         if ids.shape != sample.shape:
             raise DataError(
                 Problem(png, f"size {ids.shape} differs from the image's {sample.shape}")
@@ -410,11 +407,7 @@ def panoptic_quality(ground_truth: Path, prediction: Path) -> dict[str, dict[str
 
 
 def _png_ids(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return rgb_to_ids(np.asarray(image.convert("RGB")))
-    except (FileNotFoundError, OSError) as exc:
-        raise DataError(Problem(path, f"missing or unreadable ({exc})")) from None
+    return rgb_to_ids(read_image(path))
 
 
 def _accumulate(

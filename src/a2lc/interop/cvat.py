@@ -242,6 +242,8 @@ def read_labelmap(path: Path, class_names: Sequence[str]) -> dict[tuple[int, int
                 )
             )
     DataError.collect(problems)
+    if not mapping:
+        raise DataError(Problem(path, "names no label (expected lines name:r,g,b::)"))
     return mapping
 
 
