@@ -5,12 +5,14 @@ Every refused request leaves the workspace exactly as it was.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from a2lc.web.app import TOKEN_META, allowed_hosts, create_app
+from a2lc.web.app import SESSIONS_META, TOKEN_META, allowed_hosts, create_app
+from a2lc.workspace import Workspace
 from tests.web.answers import answer_body
 from tests.web.test_app import snapshot
 
@@ -118,6 +120,42 @@ def test_nobody_answers_or_undoes_as_another_annotator(
         ).status_code
         == 400
     )
+
+
+def test_another_spelling_of_a_name_is_the_same_annotator(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    """Issue #24: ownership is checked on the name the desk records, not the raw one."""
+    client, token = app_and_token
+    query = client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).json()[
+        "query"
+    ]
+    assert (
+        client.post(
+            "/api/answer", json=answer_body(query, None, annotator="alice"), headers=headers(token)
+        ).status_code
+        == 200
+    )
+    before = snapshot(open_round)
+    for spelling in (" alice", "alice ", "alice\t", "\u00a0alice", "ａｌｉｃｅ", "alice\u3000"):
+        for path, body in (
+            ("/api/undo", {"annotator": spelling}),
+            ("/api/lease", {"annotator": spelling}),
+            ("/api/answer", answer_body(query, 255, annotator=spelling)),
+        ):
+            reply = client.post(path, json=body, headers=headers(token, SESSION_B))
+            assert reply.status_code == 403, (path, spelling)
+    assert snapshot(open_round) == before  # nothing recorded or removed under alice's name
+    # An invalid name is refused before anything is stored.
+    for bad in ("", "   ", "x" * 15_000, "a\u0000b", 7):
+        reply = client.post(
+            "/api/lease", json={"annotator": bad}, headers=headers(token, SESSION_B)
+        )
+        assert reply.status_code == 409
+        assert "annotator name" in reply.json()["error"]
+    with Workspace.open(open_round, read_only=True) as ws:
+        owners = json.loads(ws.meta(SESSIONS_META) or "{}")
+    assert list(owners) == ["alice"]
 
 
 def test_one_browser_holds_one_name_and_one_lease(

@@ -57,7 +57,13 @@ from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import A2LCError, MissingDependencyError, WorkspaceError
 from a2lc.web.render import context_crop, segment_view
 from a2lc.workspace import Workspace
-from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, AnnotationDesk, Lease, LeaseError
+from a2lc.workspace.annotation import (
+    DEFAULT_LEASE_SECONDS,
+    AnnotationDesk,
+    Lease,
+    LeaseError,
+    canonical_name,
+)
 
 WEB_EXTRA_HELP = 'the annotation app needs starlette and uvicorn: pip install "a2lc[web]"'
 
@@ -184,7 +190,9 @@ def create_app(
             def run() -> Response:
                 with lock:
                     body = request.state.body
-                    if isinstance(body.get("annotator"), str):
+                    if "annotator" in body:
+                        # One form of the name for the owner check and for the desk.
+                        body["annotator"] = canonical_name(body["annotator"])
                         check_owner(request, body["annotator"])
                     return handler(request)
 

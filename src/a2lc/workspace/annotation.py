@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ class AnnotationDesk:
 
     def lease(self, annotator: str) -> Lease | None:
         """The annotator's current lease (renewed), else the best-ranked free query, else None."""
-        annotator = _check_name(annotator)
+        annotator = canonical_name(annotator)
         round_index = self.round_index()
         now = self._now()
         expires = now + self.lease_seconds
@@ -123,7 +124,7 @@ class AnnotationDesk:
 
         ``paint``: parts of the segment painted another class (see :class:`Answer`).
         """
-        annotator = _check_name(annotator)
+        annotator = canonical_name(annotator)
         round_index = self.round_index()
         answer = Answer(image_id, int(segment_id), label, annotator, paint=paint)
         self.ws.validate_answers(round_index, [answer])
@@ -160,7 +161,7 @@ class AnnotationDesk:
 
     def release(self, annotator: str) -> int:
         """Give the annotator's leases of the open round back to the pool; returns how many."""
-        annotator = _check_name(annotator)
+        annotator = canonical_name(annotator)
         current = self.ws.open_round()
         if current is None:
             return 0
@@ -172,7 +173,7 @@ class AnnotationDesk:
 
     def undo(self, annotator: str) -> Query | None:
         """Take back the annotator's last answer of the open round; lease that query to them again."""
-        annotator = _check_name(annotator)
+        annotator = canonical_name(annotator)
         round_index = self.round_index()
         expires = self._now() + self.lease_seconds
         with self.ws.transaction() as db:
@@ -242,10 +243,22 @@ def _query(db: sqlite3.Connection, round_index: int, image_id: str, segment_id: 
     return Query(str(image_id), int(segment_id), float(score), int(rank))
 
 
-def _check_name(annotator: object) -> str:
-    if not isinstance(annotator, str) or not annotator.strip():
+def canonical_name(annotator: object) -> str:
+    """The one form of an annotator name that every check and record uses.
+
+    Unicode NFKC (so look-alike forms such as a no-break space or full-width letters
+    become their plain characters), runs of whitespace collapsed to one space and
+    trimmed. Case is kept and counts ("Alice" and "alice" are two annotators).
+    Raises :class:`LeaseError` for an empty, over-long (:data:`MAX_NAME_LENGTH`) or
+    non-printable name, before anything is stored.
+    """
+    if not isinstance(annotator, str):
         raise LeaseError("give an annotator name")
-    name = annotator.strip()
+    if len(annotator) > 4 * MAX_NAME_LENGTH:  # refused before any work on it
+        raise LeaseError(f"annotator names are printable and at most {MAX_NAME_LENGTH} characters")
+    name = " ".join(unicodedata.normalize("NFKC", annotator).split())
+    if not name:
+        raise LeaseError("give an annotator name")
     if len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise LeaseError(f"annotator names are printable and at most {MAX_NAME_LENGTH} characters")
     return name

@@ -297,7 +297,9 @@ async function start() {
   setupPainting();
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.name = $("name").value.trim();
+    // The server's canonical form of a name (NFKC, whitespace collapsed), so that the
+    // progress it reports per annotator is found under the same name here.
+    state.name = $("name").value.normalize("NFKC").split(/\s+/).filter(Boolean).join(" ");
     if (!state.name) return;
     localStorage.setItem("a2lc.annotator", state.name);
     $("name").blur();
