@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -57,11 +58,20 @@ def _token(workspace: Path) -> str:
 
 
 class Server:
-    """``a2lc annotate`` in its own process, as a user starts it."""
+    """``a2lc annotate`` in its own process, as a user starts it.
+
+    Every server a test starts is killed when the test ends, passed or failed
+    (:func:`_no_server_outlives_its_test`); its output goes to a file, never to a
+    pipe nobody reads (a full pipe would stop it).
+    """
+
+    started: ClassVar[list[Server]] = []
 
     def __init__(self, workspace: Path, port: int) -> None:
         base = f"http://127.0.0.1:{port}/"
         self.url = base
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the autouse fixture
+        Server.started.append(self)
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -73,7 +83,7 @@ class Server:
                 "--port",
                 str(port),
             ],
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
@@ -86,14 +96,25 @@ class Server:
                 return
             except OSError:
                 if self.process.poll() is not None:
-                    out = self.process.stdout.read().decode() if self.process.stdout else ""
-                    pytest.fail(f"a2lc annotate exited: {out}")
+                    self.log.seek(0)
+                    pytest.fail(f"a2lc annotate exited: {self.log.read().decode()[-3000:]}")
                 time.sleep(0.2)
+        self.kill()
         pytest.fail("a2lc annotate did not start within 60 s")
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test() -> Iterator[None]:
+    yield
+    while Server.started:
+        server = Server.started.pop()
+        server.kill()
+        server.log.close()
 
 
 def launch(playwright: Any) -> Any:

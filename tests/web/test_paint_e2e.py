@@ -14,7 +14,15 @@ from a2lc.cli import main
 from a2lc.data.maps import write_segment_map
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.workspace import Workspace
-from tests.web.test_e2e import OUTPUT, Server, free_port, launch, segment_shown, sign_in
+from tests.web.test_e2e import (  # the fixture kills every server a test started
+    OUTPUT,
+    Server,
+    _no_server_outlives_its_test,  # noqa: F401
+    free_port,
+    launch,
+    segment_shown,
+    sign_in,
+)
 
 
 def _quadrant_workspace(synthetic: SyntheticPaths, tmp_path: Path) -> Path:
