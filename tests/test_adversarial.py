@@ -607,3 +607,21 @@ def corrected_cvat(open_round: Path, tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "cvat"
     assert main(["export", "-w", str(open_round), "--out", str(out), "--format", "cvat"]) == 0
     return open_round, out
+
+
+def test_a_label_path_that_is_not_a_file_is_named(
+    synthetic: SyntheticPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #24: a directory or a link loop where a label file goes is not "no ground truth"."""
+    labels = synthetic.root / "labels" / "train"
+    first, second = sorted(labels.iterdir())[:2]
+    first.unlink()
+    first.mkdir()
+    second.unlink()
+    second.symlink_to(second)  # a link to itself
+    assert main(["init", "-w", str(tmp_path / "ws"), "--data", str(synthetic.root)]) == 1
+    err = capsys.readouterr().err
+    assert f"{first}: the label file is a directory" in err
+    assert f"{second}: the label file is a link that leads nowhere (or to itself)" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "ws" / DB_NAME).exists()

@@ -142,7 +142,14 @@ def _make_samples(
             problems.extend(exc.problems)
             continue
         if gt_path is not None and not gt_path.is_file():
-            # Ground truth may exist for any subset of the pool (the seed images, say).
+            # Ground truth may exist for any subset of the pool (the seed images, say);
+            # but something at the label's path that is not a file is a mistake to name.
+            if gt_path.is_symlink() or gt_path.exists():
+                what = "a directory" if gt_path.is_dir() else "not a readable file"
+                if gt_path.is_symlink() and not gt_path.exists():
+                    what = "a link that leads nowhere (or to itself)"
+                problems.append(Problem(gt_path, f"the label file is {what}"))
+                continue
             gt_path = None
         samples.append(Sample(sample_id, image_path, gt_path, width, height))
     return tuple(samples)
