@@ -625,3 +625,27 @@ def test_a_label_path_that_is_not_a_file_is_named(
     assert f"{second}: the label file is a link that leads nowhere (or to itself)" in err
     assert "Traceback" not in err
     assert not (tmp_path / "ws" / DB_NAME).exists()
+
+
+def test_a_shared_feature_cache_keeps_same_id_images_of_two_datasets_apart(
+    tmp_path: Path,
+) -> None:
+    """Issue #24: the library's FeatureCache with default settings."""
+    import torch
+
+    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.training import FeatureCache
+
+    rng = np.random.default_rng(0)
+    first, second = (rng.integers(0, 255, (32, 48, 3)).astype(np.uint8) for _ in range(2))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=2, weights="none"))
+    one = FeatureCache(tmp_path, model, lambda _: first, device=torch.device("cpu"))
+    other = FeatureCache(tmp_path, model, lambda _: second, device=torch.device("cpu"))
+    assert one.path("a") != other.path("a")
+    features_one = one.get("a", shape=(32, 48))
+    features_other = other.get("a", shape=(32, 48))
+    assert not all(torch.equal(x, y) for x, y in zip(features_one, features_other, strict=True))
+    fresh = FeatureCache(tmp_path, model, lambda _: second, device=torch.device("cpu"))
+    for x, y in zip(features_other, fresh.get("a", shape=(32, 48)), strict=True):
+        assert torch.equal(x, y)  # the right file is found again

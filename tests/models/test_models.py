@@ -107,7 +107,9 @@ def test_training_is_deterministic_and_learns(tmp_path: Path, frozen: bool) -> N
         weights.append([p.detach().clone() for p in model.head.parameters()])
         assert history[-1] < history[0]
         if frozen:
-            cached = np.load(tmp_path / f"cache{attempt}" / "im0.npy", mmap_mode="r")
+            assert cache is not None
+            assert cache.path("im0").parent == tmp_path / f"cache{attempt}"
+            cached = np.load(cache.path("im0"), mmap_mode="r")
             assert cached.dtype == np.float16
             assert cached.ndim == 1
     for a, b in zip(*weights, strict=True):
@@ -254,7 +256,7 @@ def test_a_cache_file_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     _, images, _ = _tiny_problem(tmp_path)
     cache, _ = _cache(tmp_path / "c", images)
     (tmp_path / "c").mkdir()
-    np.save(tmp_path / "c" / "im0.npy", np.zeros(7, dtype=np.float16))
+    np.save(cache.path("im0"), np.zeros(7, dtype=np.float16))
     with pytest.raises(ValueError, match="delete the cache folder"):
         cache.get("im0", shape=(32, 48))
 

@@ -90,7 +90,8 @@ def content_key(path: Path) -> str:
 class FeatureCache:
     """Frozen-encoder features per image: float16 ``<id>-<content hash>.npy`` files in ``folder``.
 
-    The file name carries a hash of the image file's bytes (``image_key``), so a
+    The file name carries a hash of the image (``image_key``; the runner hashes the
+    file's bytes; by default the decoded pixels, once per image and process), so a
     replaced image, or another dataset's image with the same id in a shared cache
     folder, never reuses stale features.
 
@@ -115,7 +116,8 @@ class FeatureCache:
         image_key: Callable[[str], str] | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.image_key = image_key
+        self.image_key = image_key if image_key is not None else self._pixel_key
+        self._pixel_keys: dict[str, str] = {}
         self.model = model
         self.load_image = load_image
         self.device = device
@@ -123,8 +125,15 @@ class FeatureCache:
         self.layouts: dict[tuple[int, int], FeatureLayout] = {} if layouts is None else layouts
 
     def path(self, image_id: str) -> Path:
-        key = f"-{self.image_key(image_id)}" if self.image_key is not None else ""
-        return self.folder / f"{image_id}{key}.npy"
+        return self.folder / f"{image_id}-{self.image_key(image_id)}.npy"
+
+    def _pixel_key(self, image_id: str) -> str:
+        """A hash of the image's decoded pixels and shape (the default ``image_key``)."""
+        if image_id not in self._pixel_keys:
+            pixels = np.ascontiguousarray(self.load_image(image_id))
+            digest = hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+            self._pixel_keys[image_id] = digest[:16]
+        return self._pixel_keys[image_id]
 
     @torch.no_grad()
     def _encode(self, image_id: str) -> list[np.ndarray]:
