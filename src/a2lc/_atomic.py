@@ -21,11 +21,12 @@ FILE_MODE = _file_mode()
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, *, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success rename it onto ``path``.
 
     A reader sees either the old file or the complete new one, never a partial
-    write, even if the process is killed in between.
+    write, even if the process is killed in between. ``mode``: the file's
+    permissions (default: as a plain write under the umask would give).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)  # readable by others as a plain write would be
+        os.chmod(tmp, FILE_MODE if mode is None else mode)  # as a plain write would be
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -54,8 +55,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Atomically replace ``path`` with ``text`` (UTF-8); ``mode`` as :func:`atomic_path`."""
+    with atomic_path(path, mode=mode) as tmp:
+        tmp.write_bytes(text.encode("utf-8"))
 
 
 def _fsync_dir(folder: Path) -> None:

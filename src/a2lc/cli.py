@@ -394,6 +394,12 @@ def _parser() -> argparse.ArgumentParser:
         help="an address people open the app with (repeatable; needed with --host 0.0.0.0)",
     )
     annotate.add_argument(
+        "--new-token",
+        action="store_true",
+        help="replace the app's secret token (the URL changes; links with the old one stop "
+        "working): after a URL was shared too widely",
+    )
+    annotate.add_argument(
         "--lease-seconds",
         type=float,
         default=DEFAULT_LEASE_SECONDS,
@@ -1001,7 +1007,9 @@ def _annotate(args: argparse.Namespace) -> int:
             "with --allow-host NAME (the app checks the Host header)"
         )
     with Workspace.open(args.workspace) as ws:
-        token = workspace_token(ws)
+        token = workspace_token(ws, new=args.new_token)
+    if args.new_token:
+        print("a new token: URLs with the old one no longer work", file=sys.stderr)
     if args.host not in LOOPBACK:
         print(
             f"warning: binding {args.host}: other machines can reach this app; anyone with the "

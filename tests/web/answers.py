@@ -22,10 +22,10 @@ class AppClient:
     def __init__(self, app: Any) -> None:
         from starlette.testclient import TestClient
 
-        from a2lc.web.app import TOKEN_META
+        from a2lc.web.app import workspace_token
 
         self.raw = TestClient(app)
-        self.token = app.state.workspace.meta(TOKEN_META)
+        self.token = workspace_token(app.state.workspace)
 
     def _headers(self, body: Any) -> dict[str, str]:
         headers = {"X-A2LC-Token": self.token}

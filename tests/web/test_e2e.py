@@ -8,7 +8,6 @@ Chromium this test fails: it never skips. A screenshot of the page goes to
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -50,11 +49,10 @@ def free_port() -> int:
 
 def _token(workspace: Path) -> str:
     """The app's token, as `a2lc annotate` stored it (empty until it has started)."""
-    import sqlite3
+    from a2lc.web.app import TOKEN_FILE
 
-    with contextlib.closing(sqlite3.connect(workspace / "a2lc.sqlite", timeout=5)) as db:
-        row = db.execute("SELECT value FROM meta WHERE key = 'annotate_token'").fetchone()
-    return str(row[0]) if row else ""
+    path = workspace / TOKEN_FILE
+    return path.read_text().strip() if path.is_file() else ""
 
 
 class Server:

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from a2lc.web.app import SESSIONS_META, TOKEN_META, allowed_hosts, create_app
+from a2lc.web.app import (
+    SESSIONS_META,
+    TOKEN_COOKIE,
+    TOKEN_FILE,
+    TOKEN_META,
+    allowed_hosts,
+    create_app,
+    workspace_token,
+)
 from a2lc.workspace import Workspace
 from tests.web.answers import answer_body
 from tests.web.test_app import snapshot
@@ -24,7 +32,7 @@ SESSION_B = "b" * 32
 def app_and_token(open_round: Path) -> tuple[TestClient, str]:
     app = create_app(open_round, lease_seconds=60, hosts=allowed_hosts("127.0.0.1", 8000))
     client = TestClient(app, base_url="http://127.0.0.1:8000")
-    return client, str(app.state.workspace.meta(TOKEN_META))
+    return client, workspace_token(app.state.workspace)
 
 
 def headers(token: str, session: str = SESSION_A, **extra: str) -> dict[str, str]:
@@ -40,8 +48,8 @@ def test_every_api_route_needs_the_token(
     assert client.get("/api/info", headers={"X-A2LC-Token": "wrong"}).status_code == 401
     assert client.get("/api/progress").status_code == 401
     assert client.post("/api/lease", json={"annotator": "alice"}).status_code == 401
-    # The token in the URL is accepted for GET (image tags), never for a state change.
-    assert client.get(f"/api/info?token={token}").status_code == 200
+    # Never in a URL (issue #24): the query parameter opens nothing.
+    assert client.get(f"/api/info?token={token}").status_code == 401
     reply = client.post(
         f"/api/lease?token={token}",
         json={"annotator": "alice"},
@@ -210,3 +218,55 @@ def test_cli_refuses_a_wildcard_address_without_a_name(open_round: Path) -> None
     from a2lc.cli import main
 
     assert main(["annotate", "-w", str(open_round), "--host", "0.0.0.0"]) == 1
+
+
+def test_the_token_stays_out_of_urls_logs_and_the_database(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    """Issue #24: a cookie for images, no-referrer, a hash in the database, a 0600 file."""
+    client, token = app_and_token
+    reply = client.get("/api/info", headers={"X-A2LC-Token": token})
+    assert reply.headers["referrer-policy"] == "no-referrer"
+    cookie = reply.headers["set-cookie"]
+    assert cookie.startswith(f"{TOKEN_COOKIE}={token};")
+    for part in ("HttpOnly", "SameSite=Strict", "Path=/api/view"):
+        assert part in cookie
+    assert client.get("/").headers["referrer-policy"] == "no-referrer"
+    assert "set-cookie" not in client.get("/api/info").headers  # no token, no cookie
+    lease = client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).json()
+    view = f"/api/view/{lease['query']['image_id']}/{lease['query']['segment_id']}.png"
+    fresh = TestClient(client.app, base_url="http://127.0.0.1:8000")
+    assert fresh.get(view).status_code == 401
+    fresh.cookies.set(TOKEN_COOKIE, token)
+    assert fresh.get(view).status_code == 200  # an <img> needs only the cookie
+    assert fresh.get("/api/info").status_code == 200  # GETs read; nothing changes
+    refused = fresh.post(
+        "/api/lease", json={"annotator": "bob"}, headers={"X-A2LC-Session": SESSION_B}
+    )
+    assert refused.status_code == 401  # a state change needs the header
+    path = open_round / TOKEN_FILE
+    assert path.read_text().strip() == token
+    assert (path.stat().st_mode & 0o777) == 0o600
+    database = (open_round / "a2lc.sqlite").read_bytes()
+    wal = open_round / "a2lc.sqlite-wal"
+    stored = database + (wal.read_bytes() if wal.exists() else b"")
+    assert token.encode() not in stored
+
+
+def test_a_new_token_replaces_the_old_one(
+    open_round: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a2lc.workspace import Workspace as Ws
+
+    with Ws.open(open_round) as ws:
+        ws.set_meta({TOKEN_META: "a-token-an-older-a2lc-stored-in-plain-text"})
+        assert workspace_token(ws) == "a-token-an-older-a2lc-stored-in-plain-text"  # kept
+        assert not ws.meta(TOKEN_META)  # and moved out of the database
+        first = workspace_token(ws)
+        assert workspace_token(ws) == first  # the same at every start
+        second = workspace_token(ws, new=True)
+    assert second != first
+    app = create_app(open_round, hosts=allowed_hosts("127.0.0.1", 8000))
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    assert client.get("/api/info", headers={"X-A2LC-Token": first}).status_code == 401
+    assert client.get("/api/info", headers={"X-A2LC-Token": second}).status_code == 200

@@ -23,8 +23,11 @@ Every request is validated before anything changes: malformed JSON or fields
 that is not open → 409, a class id out of range → 422.
 
 Trust model. Every ``/api`` request needs the workspace's secret token (header
-``X-A2LC-Token``, or ``?token=`` on image URLs; ``a2lc annotate`` prints the URL
-that carries it) → 401 without it; the ``Host`` header must name the address the
+``X-A2LC-Token``; images, which an ``<img>`` fetches without headers, take the
+``HttpOnly; SameSite=Strict`` cookie the app sets on an answer to a request with
+the header; ``a2lc annotate`` prints a URL that carries it once, and the page takes
+it out of the address bar) → 401 without it; every response says
+``Referrer-Policy: no-referrer``; the ``Host`` header must name the address the
 app was started on (no DNS rebinding) → 403; a ``POST`` must be
 ``application/json`` (no cross-site form posts) → 415 and come from the app's own
 origin when the browser says where it comes from → 403. An annotator name belongs
@@ -52,6 +55,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import A2LCError, MissingDependencyError, WorkspaceError
@@ -70,6 +74,7 @@ WEB_EXTRA_HELP = 'the annotation app needs starlette and uvicorn: pip install "a
 try:
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
@@ -91,13 +96,44 @@ SESSION_HEADER = "x-a2lc-session"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def workspace_token(ws: Workspace) -> str:
-    """The workspace's annotation token, created (and stored) on first use."""
-    token = ws.meta(TOKEN_META)
-    if not token:
+TOKEN_FILE = "annotate-token"
+"""The token itself, in a file only its owner may read (the database keeps a hash)."""
+TOKEN_HASH_META = "annotate_token_sha256"
+TOKEN_COOKIE = "a2lc_token"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def workspace_token(ws: Workspace, *, new: bool = False) -> str:
+    """The workspace's annotation token, created on first use or when ``new`` (rotation).
+
+    The database keeps only its SHA-256, so whoever reads the workspace's database
+    (or a copy of it) does not get the token; the token itself is in
+    :data:`TOKEN_FILE`, readable by its owner alone (0600), so a restart prints the
+    same URL. A token stored in the database by an older a2lc moves there.
+    """
+    path = ws.path / TOKEN_FILE
+    old = ws.meta(TOKEN_META)
+    token = None if new else (old or _read_token(path))
+    if token is not None and ws.meta(TOKEN_HASH_META) not in (None, _token_hash(token)):
+        token = None  # the file and the database disagree: start again
+    if token is None:
         token = secrets.token_urlsafe(24)
-        ws.set_meta({TOKEN_META: token})
+    if not path.is_file() or _read_token(path) != token:
+        atomic_write_text(path, token + "\n", mode=0o600)
+    if ws.meta(TOKEN_HASH_META) != _token_hash(token) or old:
+        ws.set_meta({TOKEN_HASH_META: _token_hash(token), TOKEN_META: ""})
     return token
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
 
 
 WILDCARD = ("0.0.0.0", "::", "")
@@ -143,8 +179,10 @@ def create_app(
         """Token, Host, Origin and content type, before the body is read."""
         if hosts is not None and request.headers.get("host", "") not in hosts:
             raise RequestError(403, "this Host is not the app's address")
+        # The header, or (images only: an <img> sends no header) the SameSite=Strict
+        # cookie the app sets on an answer to a request that carried the header.
         given = request.headers.get(TOKEN_HEADER) or (
-            request.query_params.get("token", "") if request.method == "GET" else ""
+            request.cookies.get(TOKEN_COOKIE, "") if request.method == "GET" else ""
         )
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise RequestError(401, "missing or wrong token: open the URL `a2lc annotate` printed")
@@ -359,9 +397,41 @@ def create_app(
         finally:
             ws.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(_Headers, token=token)]
+    )
     app.state.workspace = ws
     return app
+
+
+class _Headers:
+    """Every response: ``Referrer-Policy: no-referrer``; an answer to a request that
+    carried the token header also sets the image cookie (HttpOnly, SameSite=Strict)."""
+
+    def __init__(self, app: Any, *, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(TOKEN_HEADER.encode(), b"")
+        authorised = hmac.compare_digest(given, self.token.encode())
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"referrer-policy", b"no-referrer")]
+                if authorised:
+                    cookie = (
+                        f"{TOKEN_COOKIE}={self.token}; Path=/api/view; HttpOnly; SameSite=Strict"
+                    )
+                    extra.append((b"set-cookie", cookie.encode()))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 async def json_body(

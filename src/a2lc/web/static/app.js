@@ -13,6 +13,9 @@ const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
 // which owns the annotator name it uses (nobody else can answer or undo under it).
 const TOKEN = new URLSearchParams(location.search).get("token") || sessionStorage.getItem("a2lc.token") || "";
 sessionStorage.setItem("a2lc.token", TOKEN);
+// Out of the address bar (and so out of history, bookmarks and screen shares): the
+// page keeps it for this tab; images get the cookie the app sets instead.
+if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
 const SESSION = localStorage.getItem("a2lc.session") || (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + String(Date.now()));
 localStorage.setItem("a2lc.session", SESSION);
 
@@ -61,7 +64,7 @@ function showProgress(p) {
 }
 
 function viewUrl(query, zoom) {
-  return `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${zoom ? 1 : 0}&exposure=${view.exposure}&token=${encodeURIComponent(TOKEN)}`;
+  return `/api/view/${encodeURIComponent(query.image_id)}/${query.segment_id}.png?zoom=${zoom ? 1 : 0}&exposure=${view.exposure}`;
 }
 
 function applyView() {
