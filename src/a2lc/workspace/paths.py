@@ -14,7 +14,17 @@ def round_dir(round_index: int) -> str:
     return f"{LABELS_DIR}/round_{round_index:03d}"
 
 
-STATE = (DB_NAME, "a2lc.lock", SEGMENTS_DIR, LABELS_DIR, "models", "cache", "rounds", "staging")
+STATE = (
+    DB_NAME,
+    "a2lc.lock",
+    SEGMENTS_DIR,
+    LABELS_DIR,
+    "models",
+    "cache",
+    "rounds",
+    "staging",
+    "annotate-token",
+)
 """Top-level entries that hold the workspace's state (the database's ``-wal``/``-shm``
 files and anything else named ``a2lc.*`` too): no command writes an output there."""
 
