@@ -31,22 +31,59 @@ OUT = ROOT / "benchmarks" / "results" / "segment_purity.json"
 PURE = 0.8
 
 VARIANTS: dict[str, PseudoLabelConfig] = {
-    "superpixels (SLIC 150, before)": PseudoLabelConfig(source="superpixels", adaptive=False),
+    "superpixels (SLIC 150, before)": PseudoLabelConfig(
+        source="superpixels", adaptive=False, refine_below=0.0
+    ),
     "superpixels, adaptive (cut where the seed model's class changes)": PseudoLabelConfig(
-        source="superpixels", adaptive=True
+        source="superpixels", adaptive=True, refine_below=0.0
     ),
     "gt-proxy (benchmarks only)": PseudoLabelConfig(source="gt-proxy"),
     "superpixels, adaptive, SLIC 250": PseudoLabelConfig(
-        source="superpixels", adaptive=True, superpixels=250
+        source="superpixels", adaptive=True, superpixels=250, refine_below=0.0
     ),
     "superpixels, adaptive, SLIC 200, compactness 5 (follows edges)": PseudoLabelConfig(
-        source="superpixels", adaptive=True, superpixels=200, compactness=5.0
+        source="superpixels", adaptive=True, superpixels=200, compactness=5.0, refine_below=0.0
     ),
     "superpixels, adaptive, SLIC 150, cut parts down to 16 px": PseudoLabelConfig(
-        source="superpixels", adaptive=True, adaptive_min_area=16
+        source="superpixels", adaptive=True, adaptive_min_area=16, refine_below=0.0
     ),
     "superpixels, adaptive, SLIC 200, cut parts down to 16 px": PseudoLabelConfig(
-        source="superpixels", adaptive=True, superpixels=200, adaptive_min_area=16
+        source="superpixels",
+        adaptive=True,
+        superpixels=200,
+        adaptive_min_area=16,
+        refine_below=0.0,
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.8) cut 4x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.8, refine_factor=4)
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.9) cut 4x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.9, refine_factor=4)
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.8) cut 3x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.8, refine_factor=3)
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.7) cut 4x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.7, refine_factor=4)
+    ),
+    "superpixels, adaptive, SLIC 120, unsure segments (confidence < 0.8) cut 4x finer": (
+        PseudoLabelConfig(
+            source="superpixels",
+            adaptive=True,
+            superpixels=120,
+            refine_below=0.8,
+            refine_factor=4,
+        )
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.8) cut 3.5x finer "
+    "(default)": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.8, refine_factor=3.5)
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.85) cut 3x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.85, refine_factor=3)
+    ),
+    "superpixels, adaptive, SLIC 150, unsure segments (confidence < 0.75) cut 4x finer": (
+        PseudoLabelConfig(source="superpixels", adaptive=True, refine_below=0.75, refine_factor=4)
     ),
 }
 
@@ -93,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{config.source}-{'adaptive' if config.adaptive else 'plain'}"
             f"-{config.superpixels}-{config.compactness:g}"
             + ("" if config.adaptive_min_area == 64 else f"-min{config.adaptive_min_area}")
+            + (
+                ""
+                if not config.refine_below
+                else f"-refine{config.refine_below:g}x{config.refine_factor:g}"
+            )
         )
         started = time.perf_counter()
         if not (folder / "done").is_file():

@@ -299,7 +299,20 @@ def _parser() -> argparse.ArgumentParser:
         "--no-adaptive",
         action="store_true",
         help="superpixels: keep SLIC's superpixels whole (default: cut each where the seed "
-        "model's predicted class changes)",
+        "model's predicted class changes, and cut again finer where it is unsure)",
+    )
+    pseudo.add_argument(
+        "--refine-below",
+        type=float,
+        default=0.8,
+        help="superpixels: a segment whose mean seed-model confidence is below this is cut "
+        "again, finer (0: never)",
+    )
+    pseudo.add_argument(
+        "--refine-factor",
+        type=float,
+        default=3.5,
+        help="superpixels: ... into parts this many times smaller than a superpixel",
     )
     pseudo.add_argument(
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
@@ -1055,6 +1068,8 @@ def _pseudo_label(args: argparse.Namespace, shard: Shard | None) -> int:
             seed_epochs=args.seed_epochs,
             superpixels=args.superpixels,
             adaptive=not args.no_adaptive,
+            refine_below=0.0 if args.no_adaptive else args.refine_below,
+            refine_factor=args.refine_factor,
         )
         summary = make_pseudo_labels(ws, config=config, cache_dir=args.cache, shard=shard)
         if shard is not None and not shard.writer:

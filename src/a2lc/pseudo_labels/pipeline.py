@@ -66,6 +66,7 @@ from a2lc.pseudo_labels.segments import (
     GtProxyConfig,
     gt_proxy_segments,
     label_segments_by_prediction,
+    refine_uncertain,
     split_by_prediction,
     superpixel_segments,
 )
@@ -107,6 +108,12 @@ class PseudoLabelConfig:
     """superpixels: cut each superpixel where the seed model's predicted class changes
     (parts under ``adaptive_min_area`` pixels stay whole), so that a segment holds one class."""
     adaptive_min_area: int = 64
+    refine_below: float = 0.8
+    """superpixels: segments whose mean seed-model confidence is below this are cut again
+    by SLIC into parts ``refine_factor`` times smaller than a superpixel (0: off). With
+    the adaptive cut, it brings the pixel-accuracy ceiling on CamVid train to 95.0% at
+    1.95× the plain superpixels' count (``benchmarks/segment_purity.py``)."""
+    refine_factor: float = 3.5
     gt_proxy: GtProxyConfig = field(default_factory=GtProxyConfig)
 
 
@@ -203,6 +210,11 @@ def make_pseudo_labels(
             "superpixels and adaptive_min_area must be at least 1 and compactness positive, "
             f"got {config.superpixels}, {config.adaptive_min_area}, {config.compactness}"
         )
+    if not 0.0 <= config.refine_below < 1.0 or not config.refine_factor >= 1:
+        raise WorkspaceError(
+            "refine_below must be in [0, 1) and refine_factor at least 1, got "
+            f"{config.refine_below}, {config.refine_factor}"
+        )
     if config.noise not in NOISE_REGIMES:
         raise WorkspaceError(
             f"unknown noise regime {config.noise!r}; valid: {', '.join(NOISE_REGIMES)}"
@@ -259,6 +271,18 @@ def make_pseudo_labels(
             if config.adaptive:
                 segments = split_by_prediction(
                     segments, probs.argmax(axis=0), min_area=config.adaptive_min_area
+                )
+            if config.refine_below > 0:
+                height, width = segments.shape
+                segments = refine_uncertain(
+                    segments,
+                    seed_runner.load_image(sample.id),
+                    probs.max(axis=0),
+                    below=config.refine_below,
+                    pixels_per_part=max(
+                        1, round(height * width / (config.superpixels * config.refine_factor))
+                    ),
+                    compactness=config.compactness,
                 )
         kept, labels = label_segments_by_prediction(
             probs, segments, min_confidence=config.min_confidence

@@ -133,6 +133,56 @@ def split_by_prediction(
     return relabel_consecutive(merged)
 
 
+def refine_uncertain(
+    segments: np.ndarray,
+    image: np.ndarray,
+    confidence: np.ndarray,
+    *,
+    below: float,
+    pixels_per_part: int,
+    compactness: float = 10.0,
+) -> np.ndarray:
+    """Split again, finer, the segments where the seed model is unsure.
+
+    ``segments``: ``H×W`` ids (0 = none); ``image``: ``H×W×3`` uint8;
+    ``confidence``: ``H×W`` the seed model's top probability. A segment whose mean
+    confidence is below ``below`` (the model cannot tell its classes apart, so its
+    cut may miss a boundary) is cut by SLIC, inside its own pixels, into parts of
+    about ``pixels_per_part`` pixels. Returns ``H×W`` int32 ids 1..M (0 kept).
+    """
+    from skimage.segmentation import slic
+
+    segments = np.asarray(segments, dtype=np.int64)
+    if segments.shape != confidence.shape or image.shape[:2] != segments.shape:
+        raise ValueError(
+            f"segments {segments.shape}, image {image.shape} and confidence {confidence.shape} "
+            "must be the same H×W"
+        )
+    flat = segments.ravel()
+    size = np.bincount(flat)
+    mean = np.bincount(flat, weights=confidence.ravel(), minlength=size.size) / np.maximum(size, 1)
+    unsure = np.flatnonzero((mean < below) & (size >= 2 * pixels_per_part))
+    unsure = unsure[unsure > 0]
+    out = segments.copy()
+    next_id = int(segments.max(initial=0)) + 1
+    boxes = ndimage.find_objects(segments)
+    for seg_id in unsure.tolist():
+        rows, cols = boxes[seg_id - 1]
+        mask = segments[rows, cols] == seg_id
+        parts = slic(
+            image[rows, cols],
+            n_segments=max(2, round(int(size[seg_id]) / pixels_per_part)),
+            compactness=compactness,
+            mask=mask,
+            start_label=1,
+        )
+        crop = out[rows, cols]
+        inside = mask & (parts > 0)
+        crop[inside] = parts[inside] + next_id - 1
+        next_id += int(parts.max(initial=0))
+    return relabel_consecutive(out)
+
+
 def label_segments_by_prediction(
     probs: np.ndarray, segments: np.ndarray, *, min_confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
