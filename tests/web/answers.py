@@ -26,11 +26,19 @@ class AppClient:
 
         self.raw = TestClient(app)
         self.token = workspace_token(app.state.workspace)
+        self.sessions: dict[str, str] = {}
+
+    def session(self, annotator: str) -> str:
+        """The browser session of ``annotator``, minted by the app on first use."""
+        if annotator not in self.sessions:
+            reply = self.raw.post("/api/session", json={}, headers={"X-A2LC-Token": self.token})
+            self.sessions[annotator] = reply.json()["session"]
+        return self.sessions[annotator]
 
     def _headers(self, body: Any) -> dict[str, str]:
         headers = {"X-A2LC-Token": self.token}
         if isinstance(body, dict) and isinstance(body.get("annotator"), str):
-            headers["X-A2LC-Session"] = f"test-session-of-{body['annotator']}".ljust(24, "0")
+            headers["X-A2LC-Session"] = self.session(body["annotator"])
         return headers
 
     def get(self, url: str, **kwargs: Any) -> Any:

@@ -81,9 +81,11 @@ def test_a_restarted_server_continues_where_it_stopped(open_round: Path) -> None
         assert first.post("/api/answer", json=body).status_code == 200
         done.append((q["image_id"], q["segment_id"]))
     held = first.post("/api/lease", json={"annotator": "ann"}).json()["query"]
+    browser = first.sessions  # what the page keeps (its session id stays valid)
     del first  # the server goes away without any shutdown
 
     second = AppClient(create_app(open_round))
+    second.sessions = browser
     again = second.post("/api/lease", json={"annotator": "ann"}).json()
     assert again["progress"]["answered"] == 2
     assert (again["query"]["image_id"], again["query"]["segment_id"]) == (

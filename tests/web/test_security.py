@@ -5,14 +5,12 @@ Every refused request leaves the workspace exactly as it was.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from a2lc.web.app import (
-    SESSIONS_META,
     TOKEN_COOKIE,
     TOKEN_FILE,
     TOKEN_META,
@@ -24,19 +22,24 @@ from a2lc.workspace import Workspace
 from tests.web.answers import answer_body
 from tests.web.test_app import snapshot
 
-SESSION_A = "a" * 32
-SESSION_B = "b" * 32
+SESSIONS: dict[str, str] = {}
+"""Two browsers' sessions, minted by the app under test (the fixture fills them)."""
+SESSION_A, SESSION_B = "a", "b"
 
 
 @pytest.fixture
 def app_and_token(open_round: Path) -> tuple[TestClient, str]:
     app = create_app(open_round, lease_seconds=60, hosts=allowed_hosts("127.0.0.1", 8000))
     client = TestClient(app, base_url="http://127.0.0.1:8000")
-    return client, workspace_token(app.state.workspace)
+    token = workspace_token(app.state.workspace)
+    for name in (SESSION_A, SESSION_B):
+        reply = client.post("/api/session", json={}, headers={"X-A2LC-Token": token})
+        SESSIONS[name] = reply.json()["session"]
+    return client, token
 
 
 def headers(token: str, session: str = SESSION_A, **extra: str) -> dict[str, str]:
-    return {"X-A2LC-Token": token, "X-A2LC-Session": session, **extra}
+    return {"X-A2LC-Token": token, "X-A2LC-Session": SESSIONS[session], **extra}
 
 
 def test_every_api_route_needs_the_token(
@@ -53,7 +56,7 @@ def test_every_api_route_needs_the_token(
     reply = client.post(
         f"/api/lease?token={token}",
         json={"annotator": "alice"},
-        headers={"X-A2LC-Session": SESSION_A},
+        headers={"X-A2LC-Session": SESSIONS[SESSION_A]},
     )
     assert reply.status_code == 401
     assert snapshot(open_round) == before
@@ -162,8 +165,8 @@ def test_another_spelling_of_a_name_is_the_same_annotator(
         assert reply.status_code == 409
         assert "annotator name" in reply.json()["error"]
     with Workspace.open(open_round, read_only=True) as ws:
-        owners = json.loads(ws.meta(SESSIONS_META) or "{}")
-    assert list(owners) == ["alice"]
+        owners = ws.connection.execute("SELECT annotator FROM annotator_sessions").fetchall()
+    assert owners == [("alice",)]
 
 
 def test_one_browser_holds_one_name_and_one_lease(
@@ -241,7 +244,7 @@ def test_the_token_stays_out_of_urls_logs_and_the_database(
     assert fresh.get(view).status_code == 200  # an <img> needs only the cookie
     assert fresh.get("/api/info").status_code == 200  # GETs read; nothing changes
     refused = fresh.post(
-        "/api/lease", json={"annotator": "bob"}, headers={"X-A2LC-Session": SESSION_B}
+        "/api/lease", json={"annotator": "bob"}, headers={"X-A2LC-Session": SESSIONS[SESSION_B]}
     )
     assert refused.status_code == 401  # a state change needs the header
     path = open_round / TOKEN_FILE
@@ -270,3 +273,28 @@ def test_a_new_token_replaces_the_old_one(
     client = TestClient(app, base_url="http://127.0.0.1:8000")
     assert client.get("/api/info", headers={"X-A2LC-Token": first}).status_code == 401
     assert client.get("/api/info", headers={"X-A2LC-Token": second}).status_code == 200
+
+
+def test_sessions_are_minted_by_the_app(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    """Issue #24: a made-up session id holds nothing; a minted one comes back as it is."""
+    client, token = app_and_token
+    before = snapshot(open_round)
+    for made_up in ("x" * 32, SESSIONS[SESSION_A] + "0", "nonce.0123", ""):
+        reply = client.post(
+            "/api/lease",
+            json={"annotator": "hoarder"},
+            headers={"X-A2LC-Token": token, "X-A2LC-Session": made_up},
+        )
+        assert reply.status_code == 400
+        assert "/api/session" in reply.json()["error"]
+    assert snapshot(open_round) == before
+    kept = client.post(
+        "/api/session", json={"session": SESSIONS[SESSION_A]}, headers=headers(token)
+    )
+    assert kept.json()["session"] == SESSIONS[SESSION_A]
+    fresh = client.post("/api/session", json={"session": "made.up"}, headers=headers(token))
+    assert fresh.json()["session"] not in (SESSIONS[SESSION_A], "made.up")
+    with Workspace.open(open_round, read_only=True) as ws:
+        assert ws.connection.execute("SELECT COUNT(*) FROM annotator_sessions").fetchone()[0] == 0

@@ -161,6 +161,26 @@ def test_forward_migration_keeps_data(tmp_path: Path) -> None:
     assert migrate(connection) == SCHEMA_VERSION  # idempotent
 
 
+def test_annotator_sessions_move_from_meta_to_their_table(tmp_path: Path) -> None:
+    import json
+
+    connection = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    assert migrate(connection, target=6) == 6
+    owners = {"alice": "a" * 64, "bob": "b" * 64}
+    connection.execute(
+        "INSERT INTO meta(key, value) VALUES ('annotate_sessions', ?)", (json.dumps(owners),)
+    )
+    assert migrate(connection) == SCHEMA_VERSION
+    rows = connection.execute("SELECT annotator, session_sha256 FROM annotator_sessions").fetchall()
+    assert dict(rows) == owners
+    assert (
+        connection.execute("SELECT 1 FROM meta WHERE key = 'annotate_sessions'").fetchone() is None
+    )
+    empty = sqlite3.connect(tmp_path / "empty.sqlite", isolation_level=None)
+    assert migrate(empty) == SCHEMA_VERSION  # no sessions stored before: an empty table
+    assert empty.execute("SELECT COUNT(*) FROM annotator_sessions").fetchone()[0] == 0
+
+
 def test_newer_schema_is_refused(synthetic: SyntheticPaths, tmp_path: Path) -> None:
     create(synthetic, tmp_path / "ws").close()
     connection = sqlite3.connect(tmp_path / "ws" / DB_NAME)

@@ -90,7 +90,8 @@ STATIC = resources.files("a2lc.web") / "static"
 TOKEN_META = "annotate_token"
 """Workspace meta key of the app's secret token (created on first use)."""
 SESSIONS_META = "annotate_sessions"
-"""Workspace meta key: annotator name → hash of the session that owns it."""
+"""Workspace meta key where a2lc before schema 7 kept annotator name → session hash
+(now the ``annotator_sessions`` table)."""
 TOKEN_HEADER = "x-a2lc-token"
 SESSION_HEADER = "x-a2lc-session"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -100,6 +101,18 @@ TOKEN_FILE = "annotate-token"
 """The token itself, in a file only its owner may read (the database keeps a hash)."""
 TOKEN_HASH_META = "annotate_token_sha256"
 TOKEN_COOKIE = "a2lc_token"
+
+
+def _mac(nonce: str, key: bytes) -> str:
+    return hmac.new(key, nonce.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _minted(session: str, key: bytes) -> bool:
+    """Whether ``session`` is ``nonce.mac`` as :func:`create_app`'s ``/api/session`` mints."""
+    nonce, _, mac = session.partition(".")
+    if not nonce or len(session) > 128:
+        return False
+    return hmac.compare_digest(mac.encode(), _mac(nonce, key).encode())
 
 
 def _token_hash(token: str) -> str:
@@ -173,7 +186,7 @@ def create_app(
     image_ids = {s.id for s in ws.samples}
     segment_ids: dict[str, set[int]] = {}  # per image, read on first use
     token = workspace_token(ws)
-    owners: dict[str, str] = json.loads(ws.meta(SESSIONS_META) or "{}")
+    session_key = hashlib.sha256(b"a2lc annotate sessions\0" + token.encode()).digest()
 
     def check_request(request: Request) -> None:
         """Token, Host, Origin and content type, before the body is read."""
@@ -197,12 +210,22 @@ def create_app(
                 raise RequestError(403, f"requests from {origin} are not allowed")
 
     def check_owner(request: Request, annotator: str) -> None:
-        """An annotator name belongs to one browser session (stored, so restarts keep it)."""
+        """An annotator name belongs to one browser session (stored, so restarts keep it).
+
+        Sessions are minted by the app (``/api/session``: a random id and its MAC), so a
+        made-up one is refused; ``annotator`` is already canonical.
+        """
         session = request.headers.get(SESSION_HEADER, "")
-        if len(session) < 16:
-            raise RequestError(400, f"missing {SESSION_HEADER} header (a random session id)")
+        if not _minted(session, session_key):
+            raise RequestError(
+                400, f"missing or unknown {SESSION_HEADER} header (ask /api/session for one)"
+            )
         digest = hashlib.sha256(session.encode()).hexdigest()
-        owner = owners.get(annotator)
+        db = ws.connection
+        row = db.execute(
+            "SELECT session_sha256 FROM annotator_sessions WHERE annotator = ?", (annotator,)
+        ).fetchone()
+        owner = row[0] if row else None
         takeover = request.state.body.get("takeover") is True
         if owner is not None and not hmac.compare_digest(owner, digest):
             if not takeover:
@@ -212,14 +235,33 @@ def create_app(
                     f"{annotator!r} (that browser then stops) or pick another name",
                 )
             owner = None  # the same person in a new browser: the name, and its lease, move here
-            del owners[annotator]
         if owner is None:
-            for name, other in list(owners.items()):
-                if other == digest:  # one name per session: the old one and its lease go
-                    del owners[name]
-                    desk.release(name)
-            owners[annotator] = digest
-            ws.set_meta({SESSIONS_META: json.dumps(owners, sort_keys=True)})
+            # One name per session: the session's old name, and its lease, go.
+            previous = [
+                name
+                for (name,) in db.execute(
+                    "SELECT annotator FROM annotator_sessions WHERE session_sha256 = ? "
+                    "AND annotator != ?",
+                    (digest, annotator),
+                )
+            ]
+            for name in previous:
+                desk.release(name)
+            with db:
+                db.execute("DELETE FROM annotator_sessions WHERE session_sha256 = ?", (digest,))
+                db.execute(
+                    "INSERT OR REPLACE INTO annotator_sessions(annotator, session_sha256) "
+                    "VALUES (?, ?)",
+                    (annotator, digest),
+                )
+
+    def mint_session(request: Request) -> Response:
+        """A session id for this browser: the one it holds if this app minted it, else new."""
+        held = request.state.body.get("session")
+        if isinstance(held, str) and _minted(held, session_key):
+            return JSONResponse({"session": held})
+        nonce = secrets.token_urlsafe(18)
+        return JSONResponse({"session": f"{nonce}.{_mac(nonce, session_key)}"})
 
     def guarded(
         handler: Callable[[Request], Response], *, limit: int = MAX_BODY_BYTES
@@ -380,6 +422,7 @@ def create_app(
     routes = [
         Route("/", index),
         Route("/api/info", guarded(info)),
+        Route("/api/session", guarded(mint_session), methods=["POST"]),
         Route("/api/lease", guarded(lease), methods=["POST"]),
         Route("/api/answer", guarded(answer), methods=["POST"]),
         Route("/api/paint", guarded(answer, limit=MAX_PAINT_BODY_BYTES), methods=["POST"]),

@@ -132,6 +132,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE corrections ADD COLUMN paint TEXT;
     ALTER TABLE corrections ADD COLUMN prev_paint TEXT;
     """,
+    # 7: which browser session owns each annotator name (was one JSON value rewritten
+    # whole on every new name): one row each, so a claim costs the same however many
+    # names were ever used. The session is stored as its SHA-256.
+    """
+    CREATE TABLE annotator_sessions (
+        annotator      TEXT PRIMARY KEY,
+        session_sha256 TEXT NOT NULL
+    );
+    CREATE INDEX annotator_sessions_by_session ON annotator_sessions(session_sha256);
+    INSERT OR REPLACE INTO annotator_sessions(annotator, session_sha256)
+        SELECT key, value FROM json_each(
+            COALESCE((SELECT value FROM meta WHERE key = 'annotate_sessions'), '{}'));
+    DELETE FROM meta WHERE key = 'annotate_sessions';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,10 +16,35 @@ sessionStorage.setItem("a2lc.token", TOKEN);
 // Out of the address bar (and so out of history, bookmarks and screen shares): the
 // page keeps it for this tab; images get the cookie the app sets instead.
 if (new URLSearchParams(location.search).has("token")) history.replaceState(null, "", location.pathname);
-const SESSION = localStorage.getItem("a2lc.session") || (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + String(Date.now()));
-localStorage.setItem("a2lc.session", SESSION);
+// The session id is minted by the app (a made-up one is refused); this browser keeps
+// it, and the app hands it back as it is while it is valid (a new one after the
+// token was replaced).
+let SESSION = localStorage.getItem("a2lc.session") || "";
+let sessionReady = null;
+function ensureSession() {
+  if (!sessionReady) {
+    sessionReady = (async () => {
+      const response = await fetch("/api/session", {
+        method: "POST",
+        headers: { "X-A2LC-Token": TOKEN, "Content-Type": "application/json" },
+        body: JSON.stringify({ session: SESSION }),
+      });
+      const data = await response.json();
+      if (!response.ok) {
+        sessionReady = null;
+        const error = new Error(data.error || response.statusText);
+        error.status = response.status;
+        throw error;
+      }
+      SESSION = data.session;
+      localStorage.setItem("a2lc.session", SESSION);
+    })();
+  }
+  return sessionReady;
+}
 
 async function api(path, body) {
+  await ensureSession();
   const headers = { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION };
   const options = body === undefined ? { headers } : { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
   const response = await fetch(path, options);
