@@ -16,10 +16,12 @@ from a2lc.data.synthetic import SyntheticPaths
 from a2lc.workspace import Workspace
 from tests.web.test_e2e import (  # the fixture kills every server a test started
     OUTPUT,
+    WAIT_MS,
     Server,
     _no_server_outlives_its_test,  # noqa: F401
     free_port,
     launch,
+    new_page,
     segment_shown,
     sign_in,
 )
@@ -69,7 +71,7 @@ def test_a_person_paints_a_mixed_segment_to_its_ground_truth(
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = launch(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = new_page(browser, width=1280, height=800)
         try:
             sign_in(page, server.url, "painter")
             image_id, segment_id = segment_shown(page).split("/")
@@ -104,7 +106,7 @@ def test_a_person_paints_a_mixed_segment_to_its_ground_truth(
             page.keyboard.press("Enter")
             page.wait_for_function(
                 "document.getElementById('progress').textContent.startsWith('1 / ')",
-                timeout=20_000,
+                timeout=WAIT_MS,
             )
         finally:
             browser.close()
@@ -127,10 +129,10 @@ def test_the_same_name_in_another_browser_can_continue_there(open_round: Path) -
     with sync_playwright() as p:
         browser = launch(p)
         try:
-            first = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            first = new_page(browser, width=1280, height=800)
             sign_in(first, server.url, "newcomer")
             held = segment_shown(first)
-            second = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            second = new_page(browser, width=1280, height=800)
             sign_in(second, server.url, "newcomer")
             second.wait_for_selector("#taken", state="visible")
             assert "in use in another browser" in second.inner_text("#taken-message")
