@@ -1,13 +1,13 @@
-"""Training and prediction, with an optional cache of frozen-encoder features.
+"""Training a segmenter, on one process or several (torchrun).
 
 Frozen-encoder mode computes the encoder's multi-scale features once per image
-(float16 files in the workspace) and trains only the head, so a round costs a
-few head epochs instead of full forward/backward passes.
+(:mod:`a2lc.models.feature_cache`) and trains only the head, so a round costs a
+few head epochs instead of full forward/backward passes. Prediction and
+checkpoints are in :mod:`a2lc.models.inference` (their names are re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import random
@@ -25,13 +25,43 @@ from a2lc._atomic import atomic_write_bytes
 from a2lc._progress import progress
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.distributed import Shard, share, synchronise
+from a2lc.models.feature_cache import (  # re-exported: where they were defined before
+    FeatureCache,
+    FeatureLayout,
+    ImageLoader,
+    content_key,
+    image_tensor,
+)
+from a2lc.models.inference import (  # re-exported: where they were defined before
+    PAPER_CITYSCAPES_CROP,
+    load_checkpoint,
+    paper_cityscapes_probabilities,
+    predict_probabilities,
+    save_checkpoint,
+)
 from a2lc.models.segmenter import Segmenter
 from a2lc.runtime import release_free_memory
 
+__all__ = [
+    "PAPER_CITYSCAPES_CROP",
+    "FeatureCache",
+    "FeatureLayout",
+    "ImageLoader",
+    "LabelLoader",
+    "TrainConfig",
+    "content_key",
+    "image_tensor",
+    "load_checkpoint",
+    "paper_cityscapes_probabilities",
+    "predict_probabilities",
+    "resolve_device",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+]
+
 log = logging.getLogger(__name__)
 
-ImageLoader = Callable[[str], np.ndarray]
-"""image id → ``H×W×3`` uint8."""
 LabelLoader = Callable[[str], np.ndarray]
 """image id → ``H×W`` uint8 (255 = ignore)."""
 
@@ -59,178 +89,6 @@ def resolve_device(name: str) -> torch.device:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    """``H×W×3`` uint8 → ``3×H×W`` float32 in [0, 1]."""
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).div_(255.0)
-
-
-FeatureLayout = tuple[tuple[int, int, int], ...]
-"""Shapes ``(C_i, H_i, W_i)`` of an image's encoder features, finest first."""
-
-
-def _hw(shape: Sequence[int]) -> tuple[int, int]:
-    return int(shape[0]), int(shape[1])
-
-
-def _chw(shape: Sequence[int]) -> tuple[int, int, int]:
-    return int(shape[0]), int(shape[1]), int(shape[2])
-
-
-def content_key(path: Path) -> str:
-    """A short hash of a file's bytes: cached features follow the image, not its name."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-class FeatureCache:
-    """Frozen-encoder features per image: float16 ``<id>-<content hash>.npy`` files in ``folder``.
-
-    The file name carries a hash of the image (``image_key``; the runner hashes the
-    file's bytes; by default the decoded pixels, once per image and process), so a
-    replaced image, or another dataset's image with the same id in a shared cache
-    folder, never reuses stale features.
-
-    Each file is one flat array, the scales concatenated (their shapes follow from
-    the image size and the encoder, see :meth:`layout`), so it can be memory-mapped.
-    :meth:`hold` keeps a set of images' features in memory (float16) when they fit in
-    ``memory_budget`` bytes, so training reads each file once per process instead
-    of once per epoch; otherwise every read memory-maps the file and copies out
-    only what it needs, so resident memory does not grow with the pool.
-    ``memory`` may be shared between caches of the same encoder (the runner does).
-    """
-
-    def __init__(
-        self,
-        folder: Path,
-        model: Segmenter,
-        load_image: ImageLoader,
-        *,
-        device: torch.device,
-        memory: dict[str, np.ndarray] | None = None,
-        layouts: dict[tuple[int, int], FeatureLayout] | None = None,
-        image_key: Callable[[str], str] | None = None,
-    ) -> None:
-        self.folder = Path(folder)
-        self.image_key = image_key if image_key is not None else self._pixel_key
-        self._pixel_keys: dict[str, str] = {}
-        self.model = model
-        self.load_image = load_image
-        self.device = device
-        self.memory: dict[str, np.ndarray] = {} if memory is None else memory
-        self.layouts: dict[tuple[int, int], FeatureLayout] = {} if layouts is None else layouts
-
-    def path(self, image_id: str) -> Path:
-        return self.folder / f"{image_id}-{self.image_key(image_id)}.npy"
-
-    def _pixel_key(self, image_id: str) -> str:
-        """A hash of the image's decoded pixels and shape (the default ``image_key``)."""
-        if image_id not in self._pixel_keys:
-            pixels = np.ascontiguousarray(self.load_image(image_id))
-            digest = hashlib.sha256(str(pixels.shape).encode() + pixels.tobytes()).hexdigest()
-            self._pixel_keys[image_id] = digest[:16]
-        return self._pixel_keys[image_id]
-
-    @torch.no_grad()
-    def _encode(self, image_id: str) -> list[np.ndarray]:
-        self.model.encoder.eval()
-        image = self.load_image(image_id)
-        images = image_tensor(image)[None].to(self.device)
-        arrays = [f[0].to("cpu", torch.float16).numpy() for f in self.model.features(images)]
-        self.layouts[_hw(image.shape)] = tuple(_chw(a.shape) for a in arrays)
-        return arrays
-
-    @torch.no_grad()
-    def layout(self, shape: tuple[int, int]) -> FeatureLayout:
-        """Feature shapes for an ``(H, W)`` image (one encoder pass on zeros per new size)."""
-        if shape not in self.layouts:
-            self.model.encoder.eval()
-            zeros = torch.zeros((1, 3, *shape), device=self.device)
-            self.layouts[shape] = tuple(_chw(f.shape[1:]) for f in self.model.features(zeros))
-        return self.layouts[shape]
-
-    def ensure(self, image_id: str) -> None:
-        """Compute and store the image's features unless the file exists."""
-        path = self.path(image_id)
-        if path.is_file():
-            return
-        arrays = self._encode(image_id)
-        buffer = io.BytesIO()
-        np.save(buffer, np.concatenate([a.reshape(-1) for a in arrays]).astype(np.float16))
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def _flat(self, image_id: str) -> np.ndarray:
-        held = self.memory.get(image_id)
-        if held is not None:
-            return held
-        self.ensure(image_id)
-        return self._read(image_id, mmap=True)
-
-    def _read(self, image_id: str, *, mmap: bool) -> np.ndarray:
-        """The image's cache file; a truncated or damaged one is recomputed, once."""
-        path = self.path(image_id)
-        try:
-            return np.asarray(np.load(path, mmap_mode="r" if mmap else None))
-        except (ValueError, OSError, EOFError):
-            log.warning("%s is damaged: recomputing the features", path)
-            path.unlink(missing_ok=True)
-            self.ensure(image_id)
-            return np.asarray(np.load(path, mmap_mode="r" if mmap else None))
-
-    def get(self, image_id: str, *, shape: tuple[int, int] | None = None) -> list[torch.Tensor]:
-        """Features ``[1×C_i×H_i×W_i]`` (float32 on the device), computed once and stored.
-
-        ``shape``: the image's ``(H, W)``; read from the image when not given.
-        """
-        flat = self._flat(image_id)
-        if shape is None:
-            shape = _hw(self.load_image(image_id).shape)
-        layout = self.layout(shape)
-        sizes = [int(np.prod(dims)) for dims in layout]
-        if sum(sizes) != flat.size:
-            raise ValueError(
-                f"{self.path(image_id)}: {flat.size} feature values, the encoder makes "
-                f"{sum(sizes)}; delete the cache folder to recompute it"
-            )
-        tensors = []
-        offset = 0
-        for dims, size in zip(layout, sizes, strict=True):
-            part = np.array(flat[offset : offset + size], dtype=np.float32).reshape(dims)
-            tensors.append(torch.from_numpy(part)[None].to(self.device))
-            offset += size
-        return tensors
-
-    def fill(self, image_ids: Sequence[str], *, show_progress: bool = True) -> None:
-        missing = [i for i in image_ids if not self.path(i).is_file()]
-        for image_id in progress(
-            missing, desc="encoder features", total=len(missing), enabled=show_progress
-        ):
-            self.ensure(image_id)
-
-    def hold(self, image_ids: Sequence[str], *, memory_budget: int) -> bool:
-        """Keep these images' features in memory if they fit in ``memory_budget`` bytes.
-
-        Returns whether they are held; otherwise reads stay memory-mapped.
-        """
-        self.fill(image_ids, show_progress=False)
-        needed = sum(self.path(i).stat().st_size for i in image_ids if i not in self.memory) + sum(
-            a.nbytes for a in self.memory.values()
-        )
-        if needed > memory_budget:
-            log.info(
-                "encoder features (%.0f MB) exceed the in-memory budget (%.0f MB): memory-mapped",
-                needed / 2**20,
-                memory_budget / 2**20,
-            )
-            return False
-        for image_id in image_ids:
-            if image_id not in self.memory:
-                self.memory[image_id] = self._read(image_id, mmap=False)
-        return True
 
 
 def _batches(
@@ -589,74 +447,3 @@ def _at_loss_stride(labels: np.ndarray, stride: int) -> np.ndarray:
     """
     offset = stride // 2
     return np.ascontiguousarray(labels[offset::stride, offset::stride], dtype=np.uint8)
-
-
-@torch.no_grad()
-def predict_probabilities(
-    model: Segmenter,
-    image_id: str,
-    *,
-    shape: tuple[int, int],
-    load_image: ImageLoader,
-    cache: FeatureCache | None = None,
-) -> np.ndarray:
-    """Softmax probabilities ``C×H×W`` float32 of one image at label resolution ``shape``."""
-    model.eval()
-    device = next(model.parameters()).device
-    if cache is not None:
-        features = cache.get(image_id, shape=shape)
-    else:
-        features = model.features(image_tensor(load_image(image_id))[None].to(device))
-    logits = model.logits(features, shape)
-    return np.asarray(logits.softmax(dim=1)[0].float().cpu().numpy(), dtype=np.float32)
-
-
-def save_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
-    """Atomically save the model's weights (only the head when the encoder is frozen)."""
-    module = model.head if trainable_only else model
-    buffer = io.BytesIO()
-    torch.save(module.state_dict(), buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def load_checkpoint(path: Path, model: Segmenter, *, trainable_only: bool) -> None:
-    import pickle
-
-    from a2lc.errors import WorkspaceError
-
-    module = model.head if trainable_only else model
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state)
-    except FileNotFoundError:
-        raise WorkspaceError(f"{path} is missing: the round's model was never saved") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, KeyError) as exc:
-        raise WorkspaceError(
-            f"{path} is truncated or not this model's checkpoint ({str(exc)[:120]})"
-        ) from None
-
-
-PAPER_CITYSCAPES_CROP = 768
-"""The reference's Cityscapes training crop; ABC's probabilities come from half of it."""
-
-
-@torch.no_grad()
-def paper_cityscapes_probabilities(
-    model: Segmenter, image: np.ndarray, *, crop: int = PAPER_CITYSCAPES_CROP
-) -> np.ndarray:
-    """``C×H×W`` probabilities as the reference computes ABC's on Cityscapes.
-
-    The image is shrunk to ``crop/2 × crop/2`` (bilinear), zero-padded to
-    ``crop × crop``, predicted and softmaxed; the ``crop/2`` corner is cropped and
-    resized back to ``H×W`` (bilinear). LCM uses label-resolution probabilities.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    height, width = image.shape[:2]
-    half = crop // 2
-    tensor = image_tensor(image)[None].to(device)
-    small = F.interpolate(tensor, size=(half, half), mode="bilinear", align_corners=False)
-    padded = F.pad(small, (0, crop - half, 0, crop - half))
-    probs = model(padded).softmax(dim=1)[:, :, :half, :half]
-    back = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
-    return np.asarray(back[0].float().cpu().numpy(), dtype=np.float32)
