@@ -106,6 +106,9 @@ class RoundLoop:
             except (A2LCError, OSError) as exc:
                 self.error = str(exc)
                 log.error("the rounds for Label Studio stopped: %s (retrying)", exc)
+            except Exception as exc:  # a worker thread must never die unseen
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("the rounds for Label Studio stopped (retrying)")
             self._wake.wait(self.settings.poll_seconds)
             self._wake.clear()
 
