@@ -28,6 +28,7 @@ from a2lc.data.maps import write_png_image
 from a2lc.data.readers import voc_palette
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
+from a2lc.interop.rle import runs
 from a2lc.pseudo_labels.segments import relabel_consecutive
 from a2lc.workspace import Workspace
 
@@ -122,10 +123,8 @@ def mask_rle(mask: np.ndarray) -> list[int]:
     flat = np.asarray(mask, dtype=bool).ravel()
     if flat.size == 0:
         return []
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    return [0, *runs] if flat[0] else runs
+    lengths = runs(flat)[1].tolist()
+    return [0, *lengths] if flat[0] else lengths
 
 
 def cvat_for_images_xml(ws: Workspace) -> str:

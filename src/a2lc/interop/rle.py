@@ -38,6 +38,16 @@ def _pack(values: np.ndarray, widths: np.ndarray) -> list[int]:
     return np.packbits(bits.astype(np.uint8)).tolist()
 
 
+def runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, lengths)`` (int64, ``(R,)`` each) of the runs of equal values in ``(V,)``
+    ``flat``; both empty for an empty array."""
+    if flat.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    return starts, np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64)
+
+
 def encode_values(values: np.ndarray) -> list[int]:
     """Label Studio ``rle`` of ``(V,)`` byte values, byte for byte as its converter's
     ``encode_rle`` writes it (a run of one: a literal chunk; longer runs: the smallest
@@ -46,10 +56,8 @@ def encode_values(values: np.ndarray) -> list[int]:
     flat = np.asarray(values).ravel().astype(np.int64)
     if flat.size and (flat.min() < 0 or flat.max() > 255):
         raise ValueError("rle values must be bytes 0..255")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64) if flat.size else np.zeros(0, np.int64)
-    lengths = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64)
-    return _encode_runs(lengths, flat[starts] if flat.size else np.zeros(0, np.int64), flat.size)
+    starts, lengths = runs(flat)
+    return _encode_runs(lengths, flat[starts], flat.size)
 
 
 def _encode_runs(lengths: np.ndarray, run_values: np.ndarray, total: int) -> list[int]:
@@ -90,11 +98,9 @@ def encode_mask(mask: np.ndarray) -> list[int]:
     image (255 inside, 0 outside), byte for byte as Label Studio's ``mask2rle``."""
     flat = np.asarray(mask, dtype=bool).ravel()
     # Runs over pixels, four values each: no need to build the H·W·4 array.
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64) if flat.size else np.zeros(0, np.int64)
-    lengths = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64) * CHANNELS
-    values = np.where(flat[starts], INSIDE, 0) if flat.size else np.zeros(0, np.int64)
-    return _encode_runs(lengths, values, flat.size * CHANNELS)
+    starts, lengths = runs(flat)
+    values = np.where(flat[starts], INSIDE, 0).astype(np.int64)
+    return _encode_runs(lengths * CHANNELS, values, flat.size * CHANNELS)
 
 
 def decode_values(
