@@ -243,6 +243,21 @@ def _from_json_min(task: dict[str, Any]) -> dict[str, Any]:
     return {"data": task, "annotations": [annotation] if annotated else []}
 
 
+def task_key(task: object) -> tuple[str, int] | None:
+    """An a2lc task's ``(image id, segment id)`` from its ``data``; None when they are
+    missing or not a string and an integer (not an a2lc task)."""
+    data = task.get("data") if isinstance(task, dict) else None
+    image_id = data.get("image_id") if isinstance(data, dict) else None
+    segment_id = data.get("segment_id") if isinstance(data, dict) else None
+    if (
+        isinstance(image_id, str)
+        and isinstance(segment_id, int)
+        and not isinstance(segment_id, bool)
+    ):
+        return image_id, segment_id
+    return None
+
+
 def annotator_name(annotation: dict[str, Any]) -> str:
     """Who answered: the email where the export carries it, else Label Studio's user id."""
     who = annotation.get("completed_by")
@@ -283,14 +298,8 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
     clipped = 0
     for n, task in enumerate(tasks):
         where = f"{path} task {n}"
-        data = task.get("data") if isinstance(task, dict) else None
-        image_id = data.get("image_id") if isinstance(data, dict) else None
-        segment_id = data.get("segment_id") if isinstance(data, dict) else None
-        if (
-            not isinstance(image_id, str)
-            or isinstance(segment_id, bool)
-            or not isinstance(segment_id, int)
-        ):
+        key = task_key(task)
+        if key is None:
             problems.append(
                 Problem(
                     where,
@@ -299,6 +308,7 @@ def read_export_document(ws: Workspace, document: object, *, where: str) -> Pars
                 )
             )
             continue
+        image_id, segment_id = key
         where = f"{where} ({image_id}/{segment_id})"
         annotations = task.get("annotations")
         if annotations is not None and not isinstance(annotations, list):

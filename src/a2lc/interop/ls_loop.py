@@ -28,7 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from a2lc.errors import A2LCError, DataError
-from a2lc.interop.label_studio import LOCAL_FILES_PREFIX, import_answer_document, round_tasks
+from a2lc.interop.label_studio import (
+    LOCAL_FILES_PREFIX,
+    import_answer_document,
+    round_tasks,
+    task_key,
+)
 from a2lc.interop.ls_api import LabelStudioAPI, LabelStudioError
 from a2lc.rounds import RunConfig, RunResult, run_rounds, stored_run_config
 from a2lc.workspace import Workspace
@@ -188,7 +193,9 @@ class RoundLoop:
     def _push(self, round_index: int, ls_tasks: list[dict[str, Any]]) -> None:
         """Put the round's unanswered queries Label Studio lacks into the project."""
         there = {
-            key for t in ls_tasks if _round_of(t) == round_index and (key := _key_of(t)) is not None
+            key
+            for t in ls_tasks
+            if _round_of(t) == round_index and (key := task_key(t)) is not None
         }
         with self.lock:
             wanted = {(q.image_id, q.segment_id) for q in self.ws.unanswered(round_index)}
@@ -231,17 +238,3 @@ def _round_of(task: dict[str, Any]) -> int | None:
     data = task.get("data")
     value = data.get("round") if isinstance(data, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _key_of(task: dict[str, Any]) -> tuple[str, int] | None:
-    data = task.get("data")
-    if not isinstance(data, dict):
-        return None
-    image_id, segment_id = data.get("image_id"), data.get("segment_id")
-    if (
-        isinstance(image_id, str)
-        and isinstance(segment_id, int)
-        and not isinstance(segment_id, bool)
-    ):
-        return image_id, segment_id
-    return None
