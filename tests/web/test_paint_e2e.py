@@ -137,6 +137,17 @@ def test_the_same_name_in_another_browser_can_continue_there(open_round: Path) -
             second.wait_for_selector("#taken", state="visible")
             assert "in use in another browser" in second.inner_text("#taken-message")
             assert second.is_hidden("#task")  # no half-drawn page
+            # Only the browser that owns the name shows its resume code.
+            code = first.inner_text("#resume-code").removeprefix("resume code ")
+            assert len(code) == 9
+            assert second.inner_text("#resume-code") == ""
+            second.fill("#resume", "AAAA-AAAA" if code != "AAAA-AAAA" else "BBBB-BBBB")
+            second.click("#takeover")
+            second.wait_for_function(
+                "document.querySelector('#taken-message').textContent.includes('not the resume')"
+            )
+            second.wait_for_selector("#taken", state="visible")
+            second.fill("#resume", code.lower())
             second.click("#takeover")
             assert segment_shown(second) == held  # the same person's work, resumed
             # The other browser is told, and may take the name back the same way.

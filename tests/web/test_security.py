@@ -169,7 +169,7 @@ def test_another_spelling_of_a_name_is_the_same_annotator(
     assert owners == [("alice",)]
 
 
-def test_one_browser_holds_one_name_and_one_lease(
+def test_one_browser_holds_one_lease_and_keeps_its_names(
     app_and_token: tuple[TestClient, str], open_round: Path
 ) -> None:
     client, token = app_and_token
@@ -177,11 +177,60 @@ def test_one_browser_holds_one_name_and_one_lease(
         reply = client.post("/api/lease", json={"annotator": f"name{i}"}, headers=headers(token))
         assert reply.status_code == 200
         assert reply.json()["progress"]["leased"] == 1
-    # The names it gave up are free for others.
+    # Issue #24: a name it moved away from stays its own (else anyone could claim it
+    # and undo its answers).
     other = client.post(
         "/api/lease", json={"annotator": "name0"}, headers=headers(token, SESSION_B)
     )
-    assert other.status_code == 200
+    assert other.status_code == 403
+
+
+def test_a_name_moves_to_another_browser_only_with_its_resume_code(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    """Issue #24: after alice switches name, nobody claims "alice" and undoes her answers;
+    alice herself continues in another browser with the code only her browser is shown."""
+    client, token = app_and_token
+    first = client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).json()
+    code = first["resume_code"]
+    assert (
+        client.post(
+            "/api/answer",
+            json=answer_body(first["query"], None, annotator="alice"),
+            headers=headers(token),
+        ).status_code
+        == 200
+    )
+    held = client.post("/api/lease", json={"annotator": "bob"}, headers=headers(token))
+    assert held.status_code == 200  # alice's browser moves on under another name
+    before = snapshot(open_round)
+    for body in (
+        {"annotator": "alice"},
+        {"annotator": "alice", "takeover": True},
+        {"annotator": "alice", "resume": "AAAA-AAAA" if code != "AAAA-AAAA" else "BBBB-BBBB"},
+        {"annotator": "alice", "resume": 12345678},
+        {"annotator": "alice", "resume": ""},
+    ):
+        for path in ("/api/undo", "/api/lease"):
+            reply = client.post(path, json=body, headers=headers(token, SESSION_B))
+            assert reply.status_code == 403, (path, body)
+    assert snapshot(open_round) == before  # nothing removed or recorded under alice's name
+    # Other browsers are not shown the code of a name they do not own.
+    bob = client.post("/api/lease", json={"annotator": "carol"}, headers=headers(token, SESSION_B))
+    assert bob.json()["resume_code"] != code
+    # With the code (typed any case, without the dash), the name moves; the old
+    # browser is refused from then on, and the code it was shown no longer works.
+    moved = client.post(
+        "/api/undo",
+        json={"annotator": "alice", "resume": code.replace("-", "").lower()},
+        headers=headers(token, SESSION_B),
+    )
+    assert moved.status_code == 200
+    assert moved.json()["query"]["segment_id"] == first["query"]["segment_id"]
+    back = client.post(
+        "/api/lease", json={"annotator": "alice", "resume": code}, headers=headers(token)
+    )
+    assert back.status_code == 403
 
 
 def test_a_large_body_is_refused_before_it_is_read(

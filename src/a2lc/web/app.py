@@ -31,15 +31,18 @@ it out of the address bar) → 401 without it; every response says
 app was started on (no DNS rebinding) → 403; a ``POST`` must be
 ``application/json`` (no cross-site form posts) → 415 and come from the app's own
 origin when the browser says where it comes from → 403. An annotator name belongs
-to the first browser session that uses it (header ``X-A2LC-Session``, a random id
-the page keeps), so nobody else can answer or undo as that annotator → 403 (which
-says how to go on), and a session may hold one name at a time; a request with
-``"takeover": true`` moves the name (and its leased query) to the new session: the
-same person in another browser. Bodies over 16 KB are refused while reading → 413.
+to the first browser session that uses it (header ``X-A2LC-Session``, an id the
+app mints) and stays with it, so nobody else can answer or undo as that annotator
+→ 403 (which says how to go on); a session holds one lease at a time whatever
+names it used. The same person in another browser moves the name (and its leased
+query) there with the name's *resume code*, which only the owning browser is shown
+(``"resume": CODE``; a wrong code → 403). Bodies over 16 KB are refused while
+reading → 413.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -113,6 +116,11 @@ def _minted(session: str, key: bytes) -> bool:
     if not nonce or len(session) > 128:
         return False
     return hmac.compare_digest(mac.encode(), _mac(nonce, key).encode())
+
+
+def _normal_code(code: str) -> str:
+    """A resume code as typed (any case, with or without the dash or spaces), compared."""
+    return "".join(code.split()).replace("-", "").upper()
 
 
 def _token_hash(token: str) -> str:
@@ -226,17 +234,23 @@ def create_app(
             "SELECT session_sha256 FROM annotator_sessions WHERE annotator = ?", (annotator,)
         ).fetchone()
         owner = row[0] if row else None
-        takeover = request.state.body.get("takeover") is True
         if owner is not None and not hmac.compare_digest(owner, digest):
-            if not takeover:
+            code = request.state.body.get("resume")
+            if code is None:
                 raise RequestError(
                     403,
-                    f"annotator {annotator!r} is in use in another browser: continue here as "
-                    f"{annotator!r} (that browser then stops) or pick another name",
+                    f"annotator {annotator!r} is in use in another browser: enter the resume "
+                    f"code shown there to continue here as {annotator!r} (that browser then "
+                    "stops), or pick another name",
                 )
+            if not isinstance(code, str) or not hmac.compare_digest(
+                _normal_code(code), _normal_code(resume_code(annotator, owner))
+            ):
+                raise RequestError(403, f"that is not the resume code of annotator {annotator!r}")
             owner = None  # the same person in a new browser: the name, and its lease, move here
         if owner is None:
-            # One name per session: the session's old name, and its lease, go.
+            # One lease per session: the leases of the other names it used go back (the
+            # names stay its own, so nobody can claim them and undo their answers).
             previous = [
                 name
                 for (name,) in db.execute(
@@ -248,12 +262,27 @@ def create_app(
             for name in previous:
                 desk.release(name)
             with db:
-                db.execute("DELETE FROM annotator_sessions WHERE session_sha256 = ?", (digest,))
                 db.execute(
                     "INSERT OR REPLACE INTO annotator_sessions(annotator, session_sha256) "
                     "VALUES (?, ?)",
                     (annotator, digest),
                 )
+
+    def resume_code(annotator: str, owner_sha256: str) -> str:
+        """The code that moves ``annotator`` away from the session whose hash is given."""
+        mac = hmac.new(
+            session_key, f"resume\0{annotator}\0{owner_sha256}".encode(), hashlib.sha256
+        ).digest()
+        text = base64.b32encode(mac).decode()[:8]
+        return f"{text[:4]}-{text[4:]}"
+
+    def owned_code(request: Request) -> str | None:
+        """The resume code of the request's annotator, for the browser that owns the name."""
+        annotator = request.state.body.get("annotator")
+        if not isinstance(annotator, str):
+            return None
+        digest = hashlib.sha256(request.headers.get(SESSION_HEADER, "").encode()).hexdigest()
+        return resume_code(annotator, digest)
 
     def mint_session(request: Request) -> Response:
         """A session id for this browser: the one it holds if this app minted it, else new."""
@@ -342,7 +371,9 @@ def create_app(
     def lease(request: Request) -> Response:
         annotator = _field(request.state.body, "annotator", str)
         payload = query_payload(desk.lease(annotator))
-        return JSONResponse({"query": payload, "progress": progress_payload()})
+        return JSONResponse(
+            {"query": payload, "progress": progress_payload(), "resume_code": owned_code(request)}
+        )
 
     def answer(request: Request) -> Response:
         body = request.state.body

@@ -58,15 +58,17 @@ async function api(path, body) {
 }
 
 // The same name from another browser: say so on a page that works, and offer to move
-// the name here (the same person on a new machine) or to pick another one.
+// the name here with its resume code (the same person on a new machine) or to pick
+// another one.
 function nameTaken(error) {
-  if (error.status !== 403 || !/in use in another browser/.test(error.message)) return false;
+  if (error.status !== 403 || !/in use in another browser|not the resume code/.test(error.message)) return false;
   $("task").hidden = true;
   $("done").hidden = true;
   $("login").hidden = true;
   $("taken").hidden = false;
   $("taken-message").textContent = error.message;
   $("taken-name").textContent = state.name;
+  $("resume").focus();
   return true;
 }
 
@@ -150,6 +152,9 @@ function onVisibility() {
 
 async function next(extra = {}) {
   const data = await api("/api/lease", { annotator: state.name, ...extra });
+  // Only the browser that owns the name is shown its resume code: typed in another
+  // browser, it moves the name there (the same person on another machine).
+  if (data.resume_code) $("resume-code").textContent = `resume code ${data.resume_code}`;
   showProgress(data.progress);
   showQuery(data.query);
   // Ready once the segment is on screen; a broken image still leaves the page usable.
@@ -310,10 +315,18 @@ async function start() {
   $("void").addEventListener("click", () => submit(VOID));
   $("undo").addEventListener("click", undo);
   $("refresh").addEventListener("click", refresh);
-  $("takeover").addEventListener("click", () => { $("taken").hidden = true; begin({ takeover: true }); });
+  $("resume-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("resume").value.trim();
+    if (!code) return;
+    $("taken").hidden = true;
+    $("resume").value = "";
+    begin({ resume: code });
+  });
   $("other-name").addEventListener("click", () => {
     $("taken").hidden = true;
     state.name = "";
+    $("resume-code").textContent = "";
     localStorage.removeItem("a2lc.annotator");
     $("who").textContent = "";
     $("login").hidden = false;
