@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -489,3 +492,39 @@ def test_every_option_has_help_and_shows_its_default() -> None:
 
     walk(parser, "a2lc")
     assert missing == []
+
+
+def test_every_command_has_a_summary_and_an_example_that_parses() -> None:
+    """Issue #25: each command lists a one-line summary and an example that is valid."""
+    import shlex
+
+    from a2lc.cli import ALL, build_parser, commands
+
+    parser = build_parser(ALL)
+    listed = commands()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subparsers.choices) == list(listed)
+    for name, (summary, example) in listed.items():
+        assert summary, name
+        assert "\n" not in summary, name
+        assert not summary.endswith("."), name
+        assert "example:" in subparsers.choices[name].format_help(), name
+        for line in example.splitlines():
+            words = shlex.split(line, comments=True)
+            words = words[words.index("a2lc") + 1 :]  # `a2lc ...` or `torchrun ... -m a2lc ...`
+            assert words[0] == name, line
+            parser.parse_args(words)  # exits (fails the test) if the example is not valid
+
+
+def test_help_builds_no_command_options_and_imports_no_numpy() -> None:
+    """Issue #25: `a2lc --help` lists the commands without importing their registries."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from a2lc.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    assert main(['--help']) == 0\n"
+        "assert 'demo' in out.getvalue() and 'ls-backend' in out.getvalue()\n"
+        "print(sorted(m for m in ('numpy', 'torch', 'a2lc.workspace') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -2,8 +2,11 @@
 
 ``main(argv)`` is a plain function, so tests call the real CLI. Each group module
 (:mod:`~a2lc.cli.workspace`, :mod:`~a2lc.cli.loop`, :mod:`~a2lc.cli.annotation`,
-:mod:`~a2lc.cli.exports`, :mod:`~a2lc.cli.bench`) declares its commands' arguments in
-``register`` and their handlers, which import what they need when they run.
+:mod:`~a2lc.cli.exports`, :mod:`~a2lc.cli.bench`) lists its commands in ``COMMANDS``
+(a one-line summary and an example each) and declares their options in
+``register``, which imports the registries it offers as choices; handlers import
+what they need when they run. As in pip, only the group of the command being run
+builds its options, so ``a2lc --help`` imports no numpy.
 """
 
 from __future__ import annotations
@@ -19,26 +22,49 @@ from typing import Any
 from a2lc import __version__
 from a2lc.cli import annotation, bench, exports, loop, workspace
 from a2lc.cli._base import (
+    EXAMPLE_HEADING,
     EXIT_ERROR,
     FILE_SYSTEM_ERRORS,
+    Command,
     _HelpFormatter,
     _print_metrics,
     run_config_from_args,
     strategy_from_args,
 )
 from a2lc.errors import A2LCError, missing_extra
-from a2lc.runtime import request_threads
 
-__all__ = ["_print_metrics", "main", "run_config_from_args", "strategy_from_args"]
+__all__ = ["_print_metrics", "build_parser", "main", "run_config_from_args", "strategy_from_args"]
 
 GROUPS = (workspace, loop, annotation, exports, bench)
 """The command groups, in the order ``a2lc --help`` lists them."""
 
+ALL = "*"
+"""``build_parser(ALL)``: every command's options (the CLI reference, tests)."""
 
-def _parser() -> argparse.ArgumentParser:
+
+def commands() -> dict[str, Command]:
+    """Every command's summary and example, in ``a2lc --help``'s order."""
+    return {name: command for group in GROUPS for name, command in group.COMMANDS.items()}
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (after the global options), if any."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--threads":
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s group gets its options (``ALL``: every group's)."""
     parser = argparse.ArgumentParser(
         prog="a2lc",
         description="Active and automated label correction for semantic segmentation.",
+        epilog=f"{EXAMPLE_HEADING}\n  a2lc demo --temporary\n  a2lc run -w work --rounds 5 "
+        "--oracle human\n\n`a2lc COMMAND --help` shows a command's options and an example.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"a2lc {__version__}")
@@ -49,13 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         help="CPU threads for torch (default: A2LC_THREADS or OMP_NUM_THREADS if set, else "
         "half the CPUs, fewer when the machine is busy)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    summaries = commands()
 
     def add_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        if "description" not in kwargs and "help" in kwargs:
-            text = str(kwargs["help"])
-            kwargs["description"] = text[0].upper() + text[1:] + "."
-        sub = commands.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+        summary, example = summaries[name]
+        kwargs.setdefault("description", summary[0].upper() + summary[1:] + ".")
+        sub = subparsers.add_parser(
+            name,
+            help=summary,
+            epilog=EXAMPLE_HEADING + "\n" + "\n".join(f"  {line}" for line in example.splitlines()),
+            formatter_class=_HelpFormatter,
+            **kwargs,
+        )
         # The global options also work after the command (`a2lc run ... --threads 2`).
         sub.add_argument(
             "-v",
@@ -72,17 +104,25 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
     for group in GROUPS:
-        handlers.update(group.register(add_command))
-    for name, handler in handlers.items():
-        commands.choices[name].set_defaults(handler=handler)
+        if command == ALL or command in group.COMMANDS:
+            for name, handler in group.register(add_command).items():
+                subparsers.choices[name].set_defaults(handler=handler)
+        else:  # listed with its summary; its options are built only when it runs
+            for name, (summary, _) in group.COMMANDS.items():
+                subparsers.add_parser(name, help=summary)
     return parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Every command's parser (as :func:`build_parser` with ``ALL``)."""
+    return build_parser(ALL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 error, 2 usage)."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
@@ -93,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
+        from a2lc.runtime import request_threads
+
         request_threads(args.threads)
         handler: Callable[[argparse.Namespace], int] = args.handler
         code = handler(args)

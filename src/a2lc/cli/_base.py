@@ -8,15 +8,13 @@ import errno
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from a2lc.acquisition import ACQUISITIONS
-from a2lc.distributed import Shard
 from a2lc.errors import A2LCError
-from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, PRESETS, STRATEGIES
 
 if TYPE_CHECKING:
     from a2lc.correction.learned import LearnedConfig
+    from a2lc.distributed import Shard
     from a2lc.workspace import Workspace
 
 log = logging.getLogger("a2lc")
@@ -91,8 +89,25 @@ def _seed_images(text: str) -> int | tuple[str, ...] | None:
     return value
 
 
+class Command(NamedTuple):
+    """A command as ``a2lc --help`` lists it, before its module builds its options."""
+
+    summary: str
+    """One line, lower case, no full stop: ``a2lc --help``'s list and the help's first line."""
+    example: str
+    """One or more command lines, shown under ``example:`` at the end of its help."""
+
+
+EXAMPLE_HEADING = "example:"
+
+
 class _HelpFormatter(argparse.HelpFormatter):
-    """Shows every option's default, unless its help already says it."""
+    """Shows every option's default, unless its help already says it; keeps examples as typed."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(EXAMPLE_HEADING):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -109,6 +124,9 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _strategy_options(parser: argparse.ArgumentParser) -> None:
+    from a2lc.acquisition import ACQUISITIONS
+    from a2lc.strategies import CORRECTORS, DEFAULT_STRATEGY, STRATEGIES
+
     parser.add_argument(
         "--strategy",
         default=DEFAULT_STRATEGY,
@@ -213,6 +231,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
     from a2lc.models.segmenter import ModelConfig
     from a2lc.models.training import TrainConfig
     from a2lc.rounds import RunConfig
+    from a2lc.strategies import PRESETS
 
     config = RunConfig()
     if args.preset:

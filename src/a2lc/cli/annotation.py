@@ -10,26 +10,45 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from a2lc.cli._base import (
+    MAX_LEASE_SECONDS,
+    WORKSPACE_HELP,
+    Command,
+    _refuse_state,
+)
 from a2lc.errors import A2LCError
-from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
 
 if TYPE_CHECKING:
     from a2lc.interop.ls_loop import LoopSettings
 
-from a2lc.cli._base import (
-    MAX_LEASE_SECONDS,
-    WORKSPACE_HELP,
-    _refuse_state,
-)
+COMMANDS = {
+    "annotate": Command(
+        "a local web app where people answer the open round's queries",
+        "a2lc annotate -w work --port 8000    # open the URL it prints",
+    ),
+    "ls-backend": Command(
+        "serve the open round to Label Studio as its ML backend (pre-filled queries in, "
+        "answers recorded as they are submitted)",
+        "a2lc ls-backend -w work --port 9090 --label-studio http://localhost:8080 --project 1",
+    ),
+    "export-queries": Command(
+        "the open round's queries as Label Studio tasks", "a2lc export-queries -w work --out ls/"
+    ),
+    "import-answers": Command(
+        "record answers from a Label Studio JSON export",
+        "a2lc import-answers -w work --label-studio export.json",
+    ),
+}
+"""This group's commands, as ``a2lc --help`` lists them."""
 
 
 def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
-    annotate = add_command(
-        "annotate", help="a local web app where people answer the open round's queries"
-    )
+    from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS
+
+    annotate = add_command("annotate")
     annotate.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     annotate.add_argument(
         "--host",
@@ -58,11 +77,7 @@ def register(
         "closed or hidden gives its query back at once)",
     )
 
-    backend = add_command(
-        "ls-backend",
-        help="serve the open round to Label Studio as its ML backend (pre-filled queries in, "
-        "answers recorded as they are submitted)",
-    )
+    backend = add_command("ls-backend")
     backend.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     backend.add_argument(
         "--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
@@ -119,7 +134,7 @@ def register(
         "Studio (answers given while the backend was down)",
     )
 
-    queries = add_command("export-queries", help="the open round's queries as Label Studio tasks")
+    queries = add_command("export-queries")
     queries.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     queries.add_argument(
         "--out", type=Path, required=True, help="folder for tasks.json and labeling_config.xml"
@@ -136,7 +151,7 @@ def register(
         "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
     )
 
-    answers = add_command("import-answers", help="record answers from a Label Studio JSON export")
+    answers = add_command("import-answers")
     answers.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     answers.add_argument(
         "--label-studio",

@@ -6,29 +6,35 @@ import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from a2lc.data.readers import load_dataset
-from a2lc.errors import A2LCError
-
-if TYPE_CHECKING:
-    pass
 
 from a2lc.cli._base import (
     DEMO_SEED_IMAGES,
+    Command,
     _print_metrics,
     _print_status,
     _strategy_options,
     _summary,
     strategy_from_args,
 )
+from a2lc.errors import A2LCError
+
+COMMANDS = {
+    "bench": Command(
+        "benchmark strategies × seeds on a dataset, with a report",
+        "a2lc bench --data camvid/ --noise seed --strategies a2lc,alc --seeds 1,2,3 --out bench/",
+    ),
+    "demo": Command(
+        "run the whole loop on a small example and write a report", "a2lc demo --temporary"
+    ),
+}
+"""This group's commands, as ``a2lc --help`` lists them."""
 
 
 def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
-    bench = add_command("bench", help="benchmark strategies × seeds on a dataset, with a report")
+    bench = add_command("bench")
     bench.add_argument("--data", type=Path, required=True, help="dataset root folder")
     bench.add_argument("--pool-split", default="train", help="split to correct")
     bench.add_argument(
@@ -75,7 +81,7 @@ def register(
         "--out", type=Path, required=True, help="results folder (a rerun resumes it)"
     )
 
-    demo = add_command("demo", help="run the whole loop on a small example and write a report")
+    demo = add_command("demo")
     demo.add_argument(
         "--out",
         type=Path,
@@ -104,6 +110,7 @@ def register(
 def _bench(args: argparse.Namespace) -> int:
     from a2lc.bench import BenchConfig, run_benchmark
     from a2lc.bench.report import markdown_table
+    from a2lc.data.readers import load_dataset
     from a2lc.pseudo_labels.noise import load_target
     from a2lc.pseudo_labels.pipeline import NOISE_REGIMES
 
@@ -158,6 +165,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from a2lc.correction.lcm import LCMConfig
+    from a2lc.data.readers import load_dataset
     from a2lc.data.synthetic import make_synthetic_dataset
     from a2lc.models.training import TrainConfig
     from a2lc.report import workspace_report

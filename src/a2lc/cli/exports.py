@@ -6,26 +6,31 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from a2lc.errors import A2LCError
-
-if TYPE_CHECKING:
-    pass
 
 from a2lc.cli._base import (
     WORKSPACE_HELP,
+    Command,
     _refuse_state,
 )
+from a2lc.errors import A2LCError
+
+COMMANDS = {
+    "export": Command(
+        "write the corrected dataset: palette PNGs, CVAT masks, COCO panoptic or FiftyOne",
+        "a2lc export -w work --out corrected/\na2lc export -w work --out cvat/ --format cvat",
+    ),
+    "report": Command(
+        "write an HTML report of a workspace", "a2lc report -w work --out report.html"
+    ),
+}
+"""This group's commands, as ``a2lc --help`` lists them."""
 
 
 def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
-    export = add_command(
-        "export", help="write the corrected dataset: palette PNGs, CVAT masks or COCO panoptic"
-    )
+    export = add_command("export")
     export.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     export.add_argument("--out", type=Path, required=True, help="folder for the exported labels")
     export.add_argument(
@@ -52,7 +57,7 @@ def register(
         "segments writes one panoptic segment per a2lc segment",
     )
 
-    report = add_command("report", help="write an HTML report of a workspace")
+    report = add_command("report")
     report.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     report.add_argument("--out", type=Path, required=True, help="the HTML file to write")
 

@@ -8,18 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from a2lc.acquisition import ACQUISITIONS
-from a2lc.distributed import Shard
-from a2lc.models.config import MODELS
-from a2lc.strategies import PRESETS
-
-if TYPE_CHECKING:
-    from a2lc.rounds import RunConfig
-    from a2lc.workspace import Workspace
-
 from a2lc.cli._base import (
     EXIT_ERROR,
     WORKSPACE_HELP,
+    Command,
     _distributed,
     _print_metrics,
     _rank_workspace,
@@ -28,14 +20,37 @@ from a2lc.cli._base import (
     run_config_from_args,
 )
 
+if TYPE_CHECKING:
+    from a2lc.distributed import Shard
+    from a2lc.rounds import RunConfig
+    from a2lc.workspace import Workspace
+
+COMMANDS = {
+    "score": Command(
+        "score the pool from saved probabilities and record the queries",
+        "a2lc score -w work --probs probs/ --budget 500 --acquisition abc",
+    ),
+    "correct": Command(
+        "answer the open round's queries and close it", "a2lc correct -w work --oracle gt"
+    ),
+    "run": Command(
+        "run or resume the correction loop",
+        "a2lc run -w work --rounds 5 --oracle human --report work/report.html\n"
+        "torchrun --nproc-per-node 8 -m a2lc run -w work --rounds 5",
+    ),
+}
+"""This group's commands, as ``a2lc --help`` lists them."""
+
 
 def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
-    score = add_command(
-        "score", help="score the pool from saved probabilities and record the queries"
-    )
+    from a2lc.acquisition import ACQUISITIONS
+    from a2lc.models.config import MODELS
+    from a2lc.strategies import PRESETS
+
+    score = add_command("score")
     score.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     score.add_argument(
         "--probs", type=Path, required=True, help="folder of <image id>.npy/.npz C×H×W maps"
@@ -52,7 +67,7 @@ def register(
     )
     score.add_argument("--seed", type=int, default=0, help="seed for the random strategy")
 
-    correct = add_command("correct", help="answer the open round's queries and close it")
+    correct = add_command("correct")
     correct.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     correct.add_argument(
         "--oracle", choices=["gt"], default="gt", help="gt: simulated annotator from ground truth"
@@ -60,7 +75,6 @@ def register(
 
     run = add_command(
         "run",
-        help="run or resume the correction loop",
         description="Run or resume the correction loop. Under torchrun "
         "(`torchrun --nproc-per-node N -m a2lc run ...`) the ranks share prediction, "
         "scoring and training (DDP); rank 0 alone writes the workspace.",

@@ -8,20 +8,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from a2lc.data.readers import FORMATS, load_dataset
-from a2lc.distributed import Shard, share
-from a2lc.errors import A2LCError
-from a2lc.pseudo_labels.grounded_sam import (
-    DEFAULT_BOX_BATCH,
-    DEFAULT_TEXT_THRESHOLD,
-    PAPER_BOX_THRESHOLD,
-)
-
-if TYPE_CHECKING:
-    pass
-
 from a2lc.cli._base import (
     WORKSPACE_HELP,
+    Command,
     _distributed,
     _noise_target,
     _print_noise,
@@ -30,13 +19,42 @@ from a2lc.cli._base import (
     _seed_images,
     _summary,
 )
+from a2lc.errors import A2LCError
+
+if TYPE_CHECKING:
+    from a2lc.distributed import Shard
+
+COMMANDS = {
+    "init": Command(
+        "create a workspace from a dataset (and initial maps)",
+        "a2lc init -w work --data /data/mine --split train --labels pseudo/",
+    ),
+    "status": Command("summarise a workspace", "a2lc status -w work --data-miou"),
+    "pseudo-label": Command(
+        "make initial segments and labels (Grounded SAM, or offline sources with a seed model)",
+        "a2lc pseudo-label -w work --source superpixels --seed-images 5",
+    ),
+    "import-labels": Command(
+        "initial segments and labels from CVAT masks or COCO panoptic",
+        "a2lc import-labels -w work --cvat cvat/\n"
+        "a2lc import-labels -w work --coco-panoptic pan/annotations/panoptic_train.json",
+    ),
+}
+"""This group's commands, as ``a2lc --help`` lists them."""
 
 
 def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
-    init = add_command("init", help="create a workspace from a dataset (and initial maps)")
+    from a2lc.data.readers import FORMATS
+    from a2lc.pseudo_labels.grounded_sam import (
+        DEFAULT_BOX_BATCH,
+        DEFAULT_TEXT_THRESHOLD,
+        PAPER_BOX_THRESHOLD,
+    )
+
+    init = add_command("init")
     init.add_argument("--workspace", "-w", type=Path, required=True, help="new workspace folder")
     init.add_argument("--data", type=Path, required=True, help="dataset root folder")
     init.add_argument("--split", default="train", help="split to correct (default: train)")
@@ -59,17 +77,14 @@ def register(
         "--source", default="user", help="where the initial labels come from (recorded)"
     )
 
-    status = add_command("status", help="summarise a workspace")
+    status = add_command("status")
     status.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument(
         "--data-miou", action="store_true", help="also measure label quality (needs ground truth)"
     )
 
-    pseudo = add_command(
-        "pseudo-label",
-        help="make initial segments and labels (Grounded SAM, or offline sources with a seed model)",
-    )
+    pseudo = add_command("pseudo-label")
     pseudo.add_argument(
         "--workspace",
         "-w",
@@ -177,9 +192,7 @@ def register(
         "--cache", type=Path, help="folder for cached encoder features (default: in the workspace)"
     )
 
-    labels = add_command(
-        "import-labels", help="initial segments and labels from CVAT masks or COCO panoptic"
-    )
+    labels = add_command("import-labels")
     labels.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     source = labels.add_mutually_exclusive_group(required=True)
     source.add_argument("--cvat", type=Path, metavar="DIR", help="a Segmentation mask 1.1 export")
@@ -196,6 +209,7 @@ def register(
 
 
 def _init(args: argparse.Namespace) -> int:
+    from a2lc.data.readers import load_dataset
     from a2lc.workspace import Workspace
 
     dataset = load_dataset(args.data, split=args.split, format=args.format, strict=False)
@@ -272,6 +286,8 @@ def _grounded_sam_config(args: argparse.Namespace, class_names: Sequence[str]) -
 def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun each rank runs the models on images ``i mod world``."""
     if args.workspace is None:
+        from a2lc.data.readers import load_dataset
+        from a2lc.distributed import share
         from a2lc.pseudo_labels.grounded_sam import RunSummary, run_grounded_sam
 
         if args.data is None or args.out is None:
