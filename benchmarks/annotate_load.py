@@ -25,7 +25,8 @@ from starlette.testclient import TestClient
 from a2lc._atomic import atomic_write_text
 from a2lc.cli import main as cli
 from a2lc.data.synthetic import make_synthetic_dataset
-from a2lc.web.app import create_app, workspace_token
+from a2lc.web.access import workspace_token
+from a2lc.web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "annotate_load.json"

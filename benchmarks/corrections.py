@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2lc.correctors import ground_truth_majority
+from a2lc.steps.correctors import ground_truth_majority
 from a2lc.workspace import Workspace
 
 

@@ -58,8 +58,8 @@ def prepare(args: argparse.Namespace, folder: Path) -> Path:
 
 
 def _runner(ws: Any, args: argparse.Namespace) -> Any:
+    from a2lc.models.config import ModelConfig
     from a2lc.models.runner import ModelRunner
-    from a2lc.models.segmenter import ModelConfig
     from a2lc.models.training import TrainConfig
 
     return ModelRunner(
@@ -83,7 +83,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     from a2lc.distributed import init_from_environment, shutdown, synchronise
     from a2lc.runtime import configure_threads
-    from a2lc.steps import ScoreConfig, select_queries
+    from a2lc.steps.scoring import ScoreConfig, select_queries
     from a2lc.workspace import Workspace
 
     configure_threads(1)

@@ -119,7 +119,7 @@ def machine() -> dict[str, Any]:
 
 def _initial_workspace(data: Path, work: Path, sizes: Sizes) -> Path:
     from a2lc.data.readers import load_dataset
-    from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+    from a2lc.steps.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
     from a2lc.workspace import Workspace
 
     dataset = load_dataset(data, split="train")
@@ -162,7 +162,7 @@ def run_loop(
     """The default strategy's loop; wall time of every step (``rN/step``)."""
     import shutil
 
-    from a2lc.models.segmenter import ModelConfig
+    from a2lc.models.config import ModelConfig
     from a2lc.models.training import TrainConfig
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.strategies import DEFAULT_STRATEGY
@@ -216,7 +216,8 @@ def paper_model(sizes: Sizes) -> dict[str, Any]:
     """DeepLabV3+ ResNet-101, random init: training it/s and peak memory; prediction images/s."""
     import torch
 
-    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.config import ModelConfig
+    from a2lc.models.zoo import build_model
 
     device = _device()
     torch.manual_seed(0)

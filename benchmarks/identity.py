@@ -97,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 **{key: [r.get(key) for r in run["rounds"]] for key in ("data_miou", "model_miou")},
             }
         )
-    path = ROOT / "benchmarks" / "results" / f"identity_{args.label}_{args.regime}_seed{args.seed}.json"
+    path = (
+        ROOT
+        / "benchmarks"
+        / "results"
+        / f"identity_{args.label}_{args.regime}_seed{args.seed}.json"
+    )
     atomic_write_text(path, json.dumps(out, indent=1) + "\n")
     print(json.dumps(out["runs"], indent=1))
     return 0 if same else 1

@@ -28,7 +28,7 @@ from a2lc.cli import main as cli
 from a2lc.data.maps import read_label_map
 from a2lc.data.sample import identity_lut
 from a2lc.metrics import ConfusionAccumulator
-from a2lc.quality import with_label_accuracy
+from a2lc.steps.quality import with_label_accuracy
 from a2lc.workspace import Answer, Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

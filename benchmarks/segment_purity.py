@@ -23,7 +23,7 @@ from typing import Any
 from a2lc._atomic import atomic_write_text
 from a2lc.data.readers import load_dataset
 from a2lc.data.segments import label_histograms
-from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+from a2lc.steps.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 from a2lc.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -189,7 +189,7 @@ def test_exports_are_readable_by_others(synthetic: SyntheticPaths, tmp_path: Pat
 
 
 def test_automatic_changes_and_their_metrics_are_one_transaction(open_round: Path) -> None:
-    from a2lc.steps import answer_with_oracle
+    from a2lc.steps.answers import answer_with_oracle
 
     with Workspace.open(open_round) as ws:
         answer_with_oracle(ws, 1, show_progress=False)
@@ -275,8 +275,9 @@ def test_segment_ids_beyond_16_bits_are_a_clear_error(open_round: Path) -> None:
 
 
 def test_a_damaged_checkpoint_is_named(tmp_path: Path) -> None:
-    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.config import ModelConfig
     from a2lc.models.training import load_checkpoint, save_checkpoint
+    from a2lc.models.zoo import build_model
 
     model = build_model(ModelConfig(num_classes=3, weights="none"))
     save_checkpoint(tmp_path / "weights.pt", model, trainable_only=True)
@@ -289,8 +290,9 @@ def test_a_damaged_checkpoint_is_named(tmp_path: Path) -> None:
 def test_a_damaged_feature_cache_file_is_recomputed(tmp_path: Path) -> None:
     import torch
 
-    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.config import ModelConfig
     from a2lc.models.training import FeatureCache
+    from a2lc.models.zoo import build_model
 
     image = np.random.default_rng(0).integers(0, 255, (32, 48, 3)).astype(np.uint8)
     torch.manual_seed(0)
@@ -633,8 +635,9 @@ def test_a_shared_feature_cache_keeps_same_id_images_of_two_datasets_apart(
     """Issue #24: the library's FeatureCache with default settings."""
     import torch
 
-    from a2lc.models.config import ModelConfig, build_model
+    from a2lc.models.config import ModelConfig
     from a2lc.models.training import FeatureCache
+    from a2lc.models.zoo import build_model
 
     rng = np.random.default_rng(0)
     first, second = (rng.integers(0, 255, (32, 48, 3)).astype(np.uint8) for _ in range(2))

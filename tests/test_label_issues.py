@@ -12,7 +12,7 @@ from a2lc.data.readers import load_dataset
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.errors import DataError, UnknownNameError
 from a2lc.label_issues import label_segments
-from a2lc.steps import ScoreConfig, probability_folder_loader, select_queries
+from a2lc.steps.scoring import ScoreConfig, probability_folder_loader, select_queries
 from a2lc.workspace import Workspace
 
 

@@ -12,10 +12,9 @@ from a2lc.cli import main
 from a2lc.data.maps import read_label_map
 from a2lc.data.readers import load_dataset
 from a2lc.data.sample import identity_lut
-from a2lc.quality import label_accuracy_series
 from a2lc.rounds import RunConfig, run_rounds
-from a2lc.steps import Answer
-from a2lc.workspace import Workspace
+from a2lc.steps.quality import label_accuracy_series
+from a2lc.workspace import Answer, Workspace
 from tests.test_rounds import TINY_TRAIN, make_data
 
 HAND = 3
@@ -130,7 +129,7 @@ def test_the_person_s_labels_stay_and_the_figures_say_what_they_measure(
 def test_seed_images_are_left_out_of_data_miou_in_a_benchmark(tmp_path: Path) -> None:
     """With ground truth everywhere, data mIoU skips the seed model's training images
     (``data_miou_all`` keeps them, as earlier versions measured)."""
-    from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+    from a2lc.steps.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
     data = make_data(tmp_path / "data")
     with Workspace.create(
@@ -213,7 +212,7 @@ def test_pseudo_label_refuses_before_it_trains(
 
 
 def test_the_sampled_accuracy_interval() -> None:
-    from a2lc.quality import sampled_accuracy
+    from a2lc.steps.quality import sampled_accuracy
 
     every = sampled_accuracy(np.ones(28, bool), np.full(28, 100.0))
     assert every.estimate == 1.0

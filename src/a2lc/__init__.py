@@ -8,12 +8,11 @@ by ``(image id, segment id)``.
 
 from typing import TYPE_CHECKING, Any
 
+from a2lc._version import __version__
 from a2lc.errors import A2LCError
 
 if TYPE_CHECKING:
     from a2lc.label_issues import LabelIssue, find_label_issues
-
-__version__ = "0.1.0"
 
 _LAZY = {"find_label_issues": "a2lc.label_issues", "LabelIssue": "a2lc.label_issues"}
 """Names imported on first use, so ``import a2lc`` stays light (no numba compile)."""

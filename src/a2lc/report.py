@@ -114,7 +114,7 @@ def _percent(value: float | None) -> str:
 
 UNCHECKED_NOTE = (
     "LCM's changes are unchecked: it makes no estimate of its precision, and on the "
-    "CamVid benchmark it often lowered label quality (see the README's benchmark)"
+    "CamVid benchmark it often lowered label quality (see docs/benchmark.md)"
 )
 
 
@@ -146,35 +146,6 @@ def never_right(metrics: dict[int, dict[str, float]], names: list[str]) -> list[
     return [n for n in names if last.get(f"model_iou/{n}") == 0.0]
 
 
-def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
-    """(changed, estimated precision, true precision) of a round's automatic changes, as text.
-
-    The checked and proven correctors report their audited estimate with the 95% lower bound;
-    the reference LCM has none ("unchecked"). True precision needs ground truth.
-    """
-    if "proven_changed" in m:
-        estimate = m.get("proven_estimated_precision")
-        lower = m.get("proven_precision_lower")
-        text = (
-            f"{_percent(estimate)} (≥ {_percent(lower)})"
-            if "proven_threshold" in m
-            else "no slice proven"
-        )
-        return f"{int(m['proven_changed'])}", text, _percent(m.get("proven_true_precision"))
-    if "checked_changed" in m:
-        estimate = m.get("checked_estimated_precision")
-        lower = m.get("checked_precision_lower")
-        text = (
-            f"{_percent(estimate)} (≥ {_percent(lower)})"
-            if estimate is not None
-            else "no group proven"
-        )
-        return f"{int(m['checked_changed'])}", text, _percent(m.get("checked_true_precision"))
-    if "lcm_changed" in m:
-        return f"{int(m['lcm_changed'])}", "unchecked", _percent(m.get("lcm_precision"))
-    return "–", "–", "–"
-
-
 def _corrector_ran(metrics: dict[int, dict[str, float]]) -> str:
     """Which automatic corrector ran, from what the rounds recorded."""
     for key, name in (
@@ -198,7 +169,7 @@ def _estimate_cell(m: dict[str, float]) -> str:
 
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
-    from a2lc.quality import with_label_accuracy
+    from a2lc.steps.quality import automatic_changes, with_label_accuracy
 
     metrics = with_label_accuracy(ws, ws.metrics())
     names = [c.name for c in ws.dataset.classes]

@@ -75,7 +75,7 @@ class Strategy:
 
     @property
     def learns(self) -> bool:
-        """Whether the queries come from a model of the answers (:mod:`a2lc.learning`)."""
+        """Whether the queries come from a model of the answers (:mod:`a2lc.steps.learning`)."""
         return self.acquisition in LEARNING_ACQUISITIONS or self.corrector == "proven"
 
     @property
@@ -104,7 +104,7 @@ for _s in (
 DEFAULT_STRATEGY = "eg+checked"
 """What `a2lc run` and `a2lc demo` use without --strategy: expected-IoU-gain acquisition
 with the checked corrector, the best of the CamVid method benchmark over its three noise
-regimes and three seeds, and at or above ALC at every round of every regime (README;
+regimes and three seeds, and at or above ALC at every round of every regime (docs/benchmark.md;
 `tests/test_benchmark_results.py` checks the committed results). The paper's method
 stays `a2lc`, unchanged."""
 

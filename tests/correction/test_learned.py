@@ -258,8 +258,8 @@ def test_the_cli_sets_the_precision_target(tmp_path: Path) -> None:
 
 
 def test_blended_rank_and_the_hedged_strategy(tmp_path: Path) -> None:
-    from a2lc.learning import blended_rank
     from a2lc.rounds import RunConfig, run_rounds
+    from a2lc.steps.learning import blended_rank
     from tests.test_rounds import TINY_TRAIN, make_workspace
 
     ranks = blended_rank(np.array([5.0, 1.0, 3.0, 9.0]), np.array([True, True, True, False]))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from a2lc.distributed import init_from_environment, shutdown
-from a2lc.steps import ScoreConfig, probability_folder_loader, select_queries
+from a2lc.steps.scoring import ScoreConfig, probability_folder_loader, select_queries
 from a2lc.workspace import Workspace
 
 workspace, probs, strategy, budget, out = sys.argv[1:6]

@@ -10,7 +10,7 @@ import pytest
 
 from a2lc.data.readers import load_dataset
 from a2lc.data.synthetic import SyntheticPaths
-from a2lc.steps import ScoreConfig, probability_folder_loader, select_queries
+from a2lc.steps.scoring import ScoreConfig, probability_folder_loader, select_queries
 from a2lc.workspace import Workspace
 from tests.distributed.launch import torchrun
 

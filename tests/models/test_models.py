@@ -10,7 +10,7 @@ import torch
 
 from a2lc.data.sample import Sample
 from a2lc.errors import UnknownNameError
-from a2lc.models.config import MODELS, ModelConfig, build_model
+from a2lc.models.config import ModelConfig
 from a2lc.models.efficientnet_lite import EfficientNetLite0Encoder, pretrained_weights_path
 from a2lc.models.runner import ModelRunner
 from a2lc.models.training import (
@@ -21,6 +21,7 @@ from a2lc.models.training import (
     save_checkpoint,
     train,
 )
+from a2lc.models.zoo import MODELS, build_model
 
 
 def test_lite0_loads_every_encoder_tensor_from_the_wheel() -> None:

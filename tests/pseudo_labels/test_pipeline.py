@@ -11,13 +11,13 @@ from a2lc.data.readers import load_dataset
 from a2lc.data.synthetic import SyntheticPaths
 from a2lc.errors import DataError, WorkspaceError
 from a2lc.metrics import ConfusionAccumulator
-from a2lc.pseudo_labels.pipeline import (
+from a2lc.pseudo_labels.segments import GtProxyConfig
+from a2lc.steps.pseudo_labels import (
     PseudoLabelConfig,
     choose_seed_images,
     make_pseudo_labels,
     parse_seed_images,
 )
-from a2lc.pseudo_labels.segments import GtProxyConfig
 from a2lc.workspace import Workspace
 
 SMALL_SEGMENTS = GtProxyConfig(min_area=4, max_side=16, jitter=1.0, jitter_smoothness=2.0)

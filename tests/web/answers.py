@@ -22,7 +22,7 @@ class AppClient:
     def __init__(self, app: Any) -> None:
         from starlette.testclient import TestClient
 
-        from a2lc.web.app import workspace_token
+        from a2lc.web.access import workspace_token
 
         self.raw = TestClient(app)
         self.token = workspace_token(app.state.workspace)

@@ -49,7 +49,7 @@ def free_port() -> int:
 
 def _token(workspace: Path) -> str:
     """The app's token, as `a2lc annotate` stored it (empty until it has started)."""
-    from a2lc.web.app import TOKEN_FILE
+    from a2lc.web.access import TOKEN_FILE
 
     path = workspace / TOKEN_FILE
     return path.read_text().strip() if path.is_file() else ""

@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from a2lc.web.app import (
-    TOKEN_COOKIE,
-    TOKEN_FILE,
-    TOKEN_META,
-    allowed_hosts,
-    create_app,
-    workspace_token,
-)
+from a2lc.web.access import TOKEN_COOKIE, TOKEN_FILE, TOKEN_META, allowed_hosts, workspace_token
+from a2lc.web.app import create_app
 from a2lc.workspace import Workspace
 from tests.web.answers import answer_body
 from tests.web.test_app import snapshot

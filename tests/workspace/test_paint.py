@@ -82,7 +82,7 @@ def test_bad_paintings_change_nothing(open_round: Path, change: str, message: st
 
 
 def test_the_pixel_exact_simulated_annotator(open_round: Path) -> None:
-    from a2lc.steps import answer_with_oracle
+    from a2lc.steps.answers import answer_with_oracle
 
     with Workspace.open(open_round) as ws:
         queries = ws.unanswered(1)

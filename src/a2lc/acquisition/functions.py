@@ -128,10 +128,11 @@ def expected_gain_fp(
 
 
 def _cleanlab_scores(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> SegmentScores:
-    from a2lc.acquisition.peers import cleanlab_scores
+    """``cleanlab``: ``1 − quality`` per segment (cleanlab's softmin of pixel quality)."""
+    from a2lc.acquisition.peers import cleanlab_quality
 
-    result: SegmentScores = cleanlab_scores(probs, labels, segments)
-    return result
+    ids, quality = cleanlab_quality(probs, labels, segments)
+    return SegmentScores(ids, 1.0 - quality)
 
 
 def _segment_mean(values: np.ndarray, segments: np.ndarray) -> SegmentScores:

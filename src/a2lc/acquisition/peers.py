@@ -60,11 +60,3 @@ def cleanlab_quality(
             scorer.softmin(members[None].astype(np.float64), temperature=temperature, axis=1)[0]
         )
     return ids.astype(np.int32), quality
-
-
-def cleanlab_scores(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray) -> Any:
-    """``SegmentScores`` of the ``cleanlab`` acquisition: ``1 − quality`` per segment."""
-    from a2lc.acquisition.functions import SegmentScores
-
-    ids, quality = cleanlab_quality(probs, labels, segments)
-    return SegmentScores(ids, 1.0 - quality)

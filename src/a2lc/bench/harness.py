@@ -29,13 +29,13 @@ from a2lc.data.readers import load_dataset
 from a2lc.data.sample import Dataset
 from a2lc.errors import DataError, Problem
 from a2lc.models.training import TrainConfig
-from a2lc.pseudo_labels.pipeline import (
+from a2lc.rounds import RunConfig, default_budget, run_rounds
+from a2lc.steps.pseudo_labels import (
     NoiseRegime,
     PseudoLabelConfig,
     SegmentSource,
     make_pseudo_labels,
 )
-from a2lc.rounds import RunConfig, default_budget, run_rounds
 from a2lc.strategies import resolve_strategy
 from a2lc.workspace import Workspace
 from a2lc.workspace.workspace import DB_NAME

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from a2lc import __version__
+from a2lc._version import __version__
 from a2lc.cli import annotation, bench, exports, loop, workspace
 from a2lc.cli._base import (
     EXAMPLE_HEADING,

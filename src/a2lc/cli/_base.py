@@ -55,7 +55,7 @@ MAX_ID_LIST_BYTES = 16 * 1024 * 1024
 def _seed_images(text: str) -> int | tuple[str, ...] | None:
     """``--seed-images``: a count, comma-separated ids, or ``@FILE`` (one id per line)."""
     from a2lc.data.sample import unsafe_id_reason
-    from a2lc.pseudo_labels.pipeline import parse_seed_images
+    from a2lc.steps.pseudo_labels import parse_seed_images
 
     if text.startswith("@"):
         path = Path(text[1:])
@@ -131,7 +131,7 @@ def _strategy_options(parser: argparse.ArgumentParser) -> None:
         "--strategy",
         default=DEFAULT_STRATEGY,
         help=f"a named strategy ({', '.join(STRATEGIES.names())}) or ACQUISITION+CORRECTOR "
-        f"(default: {DEFAULT_STRATEGY}, see the README's benchmark)",
+        f"(default: {DEFAULT_STRATEGY}, see docs/benchmark.md)",
     )
     parser.add_argument(
         "--acquisition",
@@ -228,7 +228,7 @@ def run_config_from_args(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from a2lc.correction.lcm import LCMConfig
-    from a2lc.models.segmenter import ModelConfig
+    from a2lc.models.config import ModelConfig
     from a2lc.models.training import TrainConfig
     from a2lc.rounds import RunConfig
     from a2lc.strategies import PRESETS
@@ -280,7 +280,8 @@ def _print_metrics(metrics: dict[int, dict[str, float]], *, images: int | None =
     def pct(m: dict[str, float], key: str) -> str:
         return f"{100 * m[key]:8.2f}" if key in m else "       –"
 
-    from a2lc.report import UNCHECKED_NOTE, automatic_changes, data_miou_scope
+    from a2lc.report import UNCHECKED_NOTE, data_miou_scope
+    from a2lc.steps.quality import automatic_changes
 
     print(
         "round  queried  data mIoU  model mIoU  auto changed  estimated precision  true precision"
@@ -324,7 +325,7 @@ def _truth_count(dataset: dict[str, Any]) -> str:
 
 def _summary(ws: Workspace) -> dict[str, Any]:
     """``ws.status()`` with the label-accuracy estimate re-estimated from every sample."""
-    from a2lc.quality import with_label_accuracy
+    from a2lc.steps.quality import with_label_accuracy
 
     summary = ws.status()
     summary["metrics"] = with_label_accuracy(ws, summary.get("metrics", {}))

@@ -285,7 +285,8 @@ def _annotate(args: argparse.Namespace) -> int:
         )
     if not 1 <= args.port <= 65535:
         raise A2LCError(f"--port must be 1..65535, got {args.port}")
-    from a2lc.web.app import LOOPBACK, WILDCARD, serve, workspace_token
+    from a2lc.web.access import LOOPBACK, WILDCARD, workspace_token
+    from a2lc.web.app import serve
 
     if args.host in WILDCARD and not args.allow_host:
         raise A2LCError(

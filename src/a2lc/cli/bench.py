@@ -112,7 +112,7 @@ def _bench(args: argparse.Namespace) -> int:
     from a2lc.bench.report import markdown_table
     from a2lc.data.readers import load_dataset
     from a2lc.pseudo_labels.noise import load_target
-    from a2lc.pseudo_labels.pipeline import NOISE_REGIMES
+    from a2lc.steps.pseudo_labels import NOISE_REGIMES
 
     try:
         seeds = tuple(int(v) for v in args.seeds.split(","))
@@ -194,7 +194,7 @@ def _demo(args: argparse.Namespace) -> int:
         ws = Workspace.create(workspace_dir, load_dataset(args.data, split="train"))
     with ws:
         if not ws.has_segments:
-            from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+            from a2lc.steps.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
             make_pseudo_labels(
                 ws, config=PseudoLabelConfig(source="gt-proxy", seed_images=DEMO_SEED_IMAGES)

@@ -47,7 +47,7 @@ def register(
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
     from a2lc.acquisition import ACQUISITIONS
-    from a2lc.models.config import MODELS
+    from a2lc.models.zoo import MODELS
     from a2lc.strategies import PRESETS
 
     score = add_command("score")
@@ -152,7 +152,7 @@ def register(
 
 def _score(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun every rank scores its share of the images; rank 0 alone writes."""
-    from a2lc.steps import ScoreConfig, probability_folder_loader, score_round
+    from a2lc.steps.scoring import ScoreConfig, probability_folder_loader, score_round
 
     writer = shard is None or shard.writer
     with _rank_workspace(args.workspace, shard) as ws:
@@ -178,7 +178,7 @@ def _score(args: argparse.Namespace, shard: Shard | None) -> int:
 
 
 def _correct(args: argparse.Namespace) -> int:
-    from a2lc.steps import answer_with_oracle
+    from a2lc.steps.answers import answer_with_oracle
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace) as ws:

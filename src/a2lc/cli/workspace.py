@@ -228,7 +228,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from a2lc.steps import data_miou
+    from a2lc.steps.answers import data_miou
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace, read_only=True) as ws:
@@ -315,7 +315,7 @@ def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
             f"--labels {args.out}/labels`)"
         )
         return 0
-    from a2lc.pseudo_labels.pipeline import make_grounded_sam_labels
+    from a2lc.steps.pseudo_labels import make_grounded_sam_labels
 
     with _rank_workspace(args.workspace, shard) as ws:
         config = _grounded_sam_config(args, ws.class_names)
@@ -332,7 +332,7 @@ def _grounded_sam(args: argparse.Namespace, shard: Shard | None) -> int:
 
 def _pseudo_label(args: argparse.Namespace, shard: Shard | None) -> int:
     """Under torchrun the pool is labelled by image across the ranks; rank 0 commits."""
-    from a2lc.pseudo_labels.pipeline import PseudoLabelConfig, make_pseudo_labels
+    from a2lc.steps.pseudo_labels import PseudoLabelConfig, make_pseudo_labels
 
     if args.source == "grounded-sam":
         return _grounded_sam(args, shard)

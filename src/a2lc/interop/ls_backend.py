@@ -41,20 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from a2lc import __version__
+from a2lc._version import __version__
 from a2lc.errors import A2LCError, DataError, MissingDependencyError, WorkspaceError
 from a2lc.interop.label_studio import normalised_score, query_region, read_export_document
 from a2lc.interop.ls_loop import LoopSettings, RoundLoop
-from a2lc.web.app import (
-    LOOPBACK,
-    MAX_BODY_BYTES,
-    WEB_EXTRA_HELP,
-    WILDCARD,
-    RequestError,
-    allowed_hosts,
-    error_response,
-    json_body,
-)
+from a2lc.web.access import LOOPBACK, WILDCARD, allowed_hosts
+from a2lc.web.app import MAX_BODY_BYTES, WEB_EXTRA_HELP, RequestError, error_response, json_body
 from a2lc.workspace import Workspace
 
 try:

@@ -228,7 +228,7 @@ class RoundLoop:
                 "could not add a Local Storage for the images (%s): start Label Studio with "
                 "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
                 "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT set to a folder above %s, or add it "
-                "by hand (README, Label Studio)",
+                "by hand (docs/interop.md)",
                 exc,
                 folders[0] if folders else "the images",
             )

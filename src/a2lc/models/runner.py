@@ -16,7 +16,8 @@ from a2lc._atomic import atomic_write_text
 from a2lc.data.images import read_image
 from a2lc.data.sample import Sample
 from a2lc.distributed import Shard, share, synchronise
-from a2lc.models.segmenter import ModelConfig, Segmenter, build_model
+from a2lc.models.config import ModelConfig
+from a2lc.models.segmenter import Segmenter
 from a2lc.models.training import (
     FeatureCache,
     FeatureLayout,
@@ -32,6 +33,7 @@ from a2lc.models.training import (
     seed_everything,
     train,
 )
+from a2lc.models.zoo import build_model
 from a2lc.runtime import configure_threads, feature_memory_budget
 
 EMBEDDING_SCALES = 2

@@ -1,4 +1,4 @@
-"""The segmentation model: an encoder and a head (see :mod:`a2lc.models.config`)."""
+"""The segmentation model: an encoder and a head (built by :mod:`a2lc.models.zoo`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from a2lc.models.config import ModelConfig, build_model
+from a2lc.models.config import ModelConfig
 
 
 class Segmenter(nn.Module):
@@ -29,4 +29,4 @@ class Segmenter(nn.Module):
         return self.logits(self.features(images), tuple(images.shape[-2:]))  # type: ignore[arg-type]
 
 
-__all__ = ["ModelConfig", "Segmenter", "build_model"]
+__all__ = ["Segmenter"]

@@ -39,7 +39,10 @@ from a2lc.correction.learned import (
     uniform_sample,
     wrong_probability,
 )
-from a2lc.correctors import (
+from a2lc.data.sample import IGNORE_INDEX
+from a2lc.errors import WorkspaceError
+from a2lc.runtime import releasing
+from a2lc.steps.correctors import (
     RoundFeatures,
     change_precision,
     design_rows,
@@ -48,9 +51,6 @@ from a2lc.correctors import (
     load_round_features,
     round_folder,
 )
-from a2lc.data.sample import IGNORE_INDEX
-from a2lc.errors import WorkspaceError
-from a2lc.runtime import releasing
 from a2lc.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,7 @@ def plan_learned(
         # validated: the answer model's own probabilities. Shifted to the explored rate
         # (a handful of samples early on), its P(wrong) spans orders of magnitude and
         # outweighs size: on CamVid's small pools that ranking fixed a fifth of the IoU
-        # the unshifted one did in round 2 (README, "the protocol").
+        # the unshifted one did in round 2 (docs/benchmark.md, "the protocol").
         ranking = raw if handover and raw is not None else probabilities
         scores = expected_gain(ranking, labels, saved.size, class_sizes)
         if blend:

@@ -238,3 +238,36 @@ def estimate_text(m: dict[str, float]) -> str:
         f"from {int(m['label_accuracy_samples'])} randomly sampled answers; an estimate, "
         "not ground truth)"
     )
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
+
+
+def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
+    """(changed, estimated precision, true precision) of a round's automatic changes, as text.
+
+    The checked and proven correctors report their audited estimate with the 95% lower bound;
+    the reference LCM has none ("unchecked"). True precision needs ground truth.
+    """
+    if "proven_changed" in m:
+        estimate = m.get("proven_estimated_precision")
+        lower = m.get("proven_precision_lower")
+        text = (
+            f"{_percent(estimate)} (≥ {_percent(lower)})"
+            if "proven_threshold" in m
+            else "no slice proven"
+        )
+        return f"{int(m['proven_changed'])}", text, _percent(m.get("proven_true_precision"))
+    if "checked_changed" in m:
+        estimate = m.get("checked_estimated_precision")
+        lower = m.get("checked_precision_lower")
+        text = (
+            f"{_percent(estimate)} (≥ {_percent(lower)})"
+            if estimate is not None
+            else "no group proven"
+        )
+        return f"{int(m['checked_changed'])}", text, _percent(m.get("checked_true_precision"))
+    if "lcm_changed" in m:
+        return f"{int(m['lcm_changed'])}", "unchecked", _percent(m.get("lcm_precision"))
+    return "–", "–", "–"

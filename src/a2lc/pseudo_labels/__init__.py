@@ -1,0 +1,1 @@
+"""Pseudo-label sources as array code: Grounded SAM, superpixel segments, noise models."""
