@@ -5,7 +5,7 @@ and seed), so that each piece can be committed as it finishes. This script reads
 every ``results.json`` under the given folders, keeps one run per (regime,
 strategy, seed) (the newest file wins), and writes ``results.json`` and
 ``results.csv`` into ``--out`` (default ``benchmarks/results/method``), with the
-summary per regime (mean ± std over seeds) that the README quotes.
+summary per regime (mean ± std over seeds) that docs/benchmark.md quotes.
 
     python benchmarks/collect.py bench-out/*/ --out benchmarks/results/method
 """

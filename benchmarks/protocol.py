@@ -17,7 +17,7 @@ The whole-pool ``gt-proxy`` runs of ``alc``, ``a2lc`` and ``eg+checked`` are tak
 from the method benchmark (``benchmarks/results/method``; same code path, checked
 bit-identical), unless a piece ran them again.
 
-The selection rule (fixed before any result was seen; README):
+The selection rule (fixed before any result was seen; docs/benchmark.md):
 1. a candidate is eligible only if its data mIoU, mean over the seeds both ran, is
    at or above ``alc``'s at every round of every cell;
 2. among eligible candidates the default is the one with the best R5 data mIoU
@@ -240,7 +240,8 @@ def markdown(merged: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "benchmark.md"
+"""The page whose protocol table ``collect --table`` rewrites."""
 TABLE_START = "<!-- protocol table: generated from benchmarks/results/protocol/results.json -->"
 TABLE_END = "<!-- end of protocol table -->"
 ORDER = ("alc", "eg+checked", "a2lc", "learned+proven", "hedged+proven", "validated+proven")
@@ -268,11 +269,11 @@ def readme_table(merged: dict[str, Any], *, seed: int = 1) -> str:
 
 
 def update_readme(merged: dict[str, Any]) -> None:
-    """Replace the README's generated protocol table (between its markers)."""
-    text = README.read_text()
+    """Replace the benchmark page's generated protocol table (between its markers)."""
+    text = PAGE.read_text()
     start, end = text.index(TABLE_START), text.index(TABLE_END)
     table = readme_table(merged)
-    atomic_write_text(README, text[: start + len(TABLE_START)] + "\n" + table + "\n" + text[end:])
+    atomic_write_text(PAGE, text[: start + len(TABLE_START)] + "\n" + table + "\n" + text[end:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,9 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--strategies", default=",".join((*CANDIDATES, *BASELINES)))
     col = sub.add_parser("collect", help="merge the pieces and apply the rule")
     col.add_argument("--work", type=Path, nargs="+", required=True)
-    col.add_argument("--markdown", action="store_true", help="also print the README's tables")
+    col.add_argument("--markdown", action="store_true", help="also print the tables")
     col.add_argument(
-        "--readme", action="store_true", help="rewrite the README's protocol table (seed 1)"
+        "--table",
+        "--readme",
+        dest="readme",
+        action="store_true",
+        help="rewrite docs/benchmark.md's protocol table (seed 1)",
     )
     args = parser.parse_args(argv)
     if args.command == "run":
