@@ -418,7 +418,7 @@ def test_automatic_changes_are_shown_with_their_precision_or_as_unchecked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from a2lc.cli import _print_metrics
-    from a2lc.report import automatic_changes
+    from a2lc.steps.quality import automatic_changes
 
     checked = {
         "checked_changed": 40.0,
