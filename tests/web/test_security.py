@@ -171,6 +171,9 @@ def test_one_browser_holds_one_lease_and_keeps_its_names(
         reply = client.post("/api/lease", json={"annotator": f"name{i}"}, headers=headers(token))
         assert reply.status_code == 200
         assert reply.json()["progress"]["leased"] == 1
+    # Back to a name it used before: still one lease.
+    again = client.post("/api/lease", json={"annotator": "name0"}, headers=headers(token))
+    assert again.json()["progress"]["leased"] == 1
     # Issue #24: a name it moved away from stays its own (else anyone could claim it
     # and undo its answers).
     other = client.post(

@@ -181,24 +181,21 @@ def create_app(
                 raise RequestError(403, f"that is not the resume code of annotator {annotator!r}")
             owner = None  # the same person in a new browser: the name, and its lease, move here
         if owner is None:
-            # One lease per session: the leases of the other names it used go back (the
-            # names stay its own, so nobody can claim them and undo their answers).
-            previous = [
-                name
-                for (name,) in db.execute(
-                    "SELECT annotator FROM annotator_sessions WHERE session_sha256 = ? "
-                    "AND annotator != ?",
-                    (digest, annotator),
-                )
-            ]
-            for name in previous:
-                desk.release(name)
             with db:
                 db.execute(
                     "INSERT OR REPLACE INTO annotator_sessions(annotator, session_sha256) "
                     "VALUES (?, ?)",
                     (annotator, digest),
                 )
+        # One lease per session: leases held under the other names it used go back (the
+        # names stay its own, so nobody can claim them and undo their answers).
+        held_elsewhere = db.execute(
+            "SELECT DISTINCT l.annotator FROM leases l JOIN annotator_sessions s "
+            "ON s.annotator = l.annotator WHERE s.session_sha256 = ? AND l.annotator != ?",
+            (digest, annotator),
+        ).fetchall()
+        for (name,) in held_elsewhere:
+            desk.release(name)
 
     def resume_code(annotator: str, owner_sha256: str) -> str:
         """The code that moves ``annotator`` away from the session whose hash is given."""
