@@ -321,6 +321,32 @@ def test_a_new_token_replaces_the_old_one(
     assert client.get("/api/info", headers={"X-A2LC-Token": second}).status_code == 200
 
 
+def test_a_new_token_frees_the_names_of_the_old_sessions(
+    app_and_token: tuple[TestClient, str], open_round: Path
+) -> None:
+    """The sessions minted under the old token are void; their names must not stay locked."""
+    from a2lc.workspace import Workspace as Ws
+
+    client, token = app_and_token
+    assert (
+        client.post("/api/lease", json={"annotator": "alice"}, headers=headers(token)).status_code
+        == 200
+    )
+    with Ws.open(open_round) as ws:
+        second = workspace_token(ws, new=True)
+    app = create_app(open_round, hosts=allowed_hosts("127.0.0.1", 8000))
+    fresh = TestClient(app, base_url="http://127.0.0.1:8000")
+    session = fresh.post("/api/session", json={}, headers={"X-A2LC-Token": second}).json()[
+        "session"
+    ]
+    again = fresh.post(
+        "/api/lease",
+        json={"annotator": "alice"},
+        headers={"X-A2LC-Token": second, "X-A2LC-Session": session},
+    )
+    assert again.status_code == 200
+
+
 def test_sessions_are_minted_by_the_app(
     app_and_token: tuple[TestClient, str], open_round: Path
 ) -> None:

@@ -58,7 +58,8 @@ def workspace_token(ws: Workspace, *, new: bool = False) -> str:
     The database keeps only its SHA-256, so whoever reads the workspace's database
     (or a copy of it) does not get the token; the token itself is in
     :data:`TOKEN_FILE`, readable by its owner alone (0600), so a restart prints the
-    same URL. A token stored in the database by an older a2lc moves there.
+    same URL. A token stored in the database by an older a2lc moves there. A new
+    token frees every annotator name (the browsers holding them sign in again).
     """
     path = ws.path / TOKEN_FILE
     old = ws.meta(TOKEN_META)
@@ -69,7 +70,13 @@ def workspace_token(ws: Workspace, *, new: bool = False) -> str:
         token = secrets.token_urlsafe(24)
     if not path.is_file() or _read_token(path) != token:
         atomic_write_text(path, token + "\n", mode=0o600)
-    if ws.meta(TOKEN_HASH_META) != _token_hash(token) or old:
+    before = ws.meta(TOKEN_HASH_META)
+    if before not in (None, _token_hash(token)):
+        # A new token: the sessions minted under the old one are void, so the names
+        # they held are free again (else nobody could ever show their resume codes).
+        with ws.transaction() as db:
+            db.execute("DELETE FROM annotator_sessions")
+    if before != _token_hash(token) or old:
         ws.set_meta({TOKEN_HASH_META: _token_hash(token), TOKEN_META: ""})
     return token
 
