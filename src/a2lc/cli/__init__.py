@@ -33,7 +33,14 @@ from a2lc.cli._base import (
 )
 from a2lc.errors import A2LCError, missing_extra
 
-__all__ = ["_print_metrics", "build_parser", "main", "run_config_from_args", "strategy_from_args"]
+__all__ = [
+    "_print_metrics",
+    "build_parser",
+    "command_parsers",
+    "main",
+    "run_config_from_args",
+    "strategy_from_args",
+]
 
 GROUPS = (workspace, loop, annotation, exports, bench)
 """The command groups, in the order ``a2lc --help`` lists them."""
@@ -112,6 +119,12 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
             for name, (summary, _) in group.COMMANDS.items():
                 subparsers.add_parser(name, help=summary)
     return parser
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser inside ``parser`` (as :func:`build_parser` made it), by name."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
 
 
 def _parser() -> argparse.ArgumentParser:

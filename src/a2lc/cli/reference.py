@@ -33,11 +33,11 @@ def _columns(width: int) -> Iterator[None]:
 
 def reference_markdown() -> str:
     """``a2lc --help`` and every command's ``--help``, as one Markdown page."""
-    from a2lc.cli import ALL, build_parser, commands
+    from a2lc.cli import ALL, build_parser, command_parsers, commands
 
     with _columns(WIDTH):
         parser = build_parser(ALL)
-        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parsers = command_parsers(parser)
         parts = [
             "# CLI reference\n\n"
             "Generated from the parsers by `python -m a2lc.cli.reference --out docs/cli.md`; "
@@ -47,7 +47,7 @@ def reference_markdown() -> str:
         for name, command in commands().items():
             parts.append(
                 f"\n## a2lc {name}\n\n{command.summary[0].upper()}{command.summary[1:]}.\n\n"
-                "```text\n" + subparsers.choices[name].format_help() + "```\n"
+                "```text\n" + parsers[name].format_help() + "```\n"
             )
     return "".join(parts)
 

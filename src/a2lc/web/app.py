@@ -161,6 +161,7 @@ def create_app(
                 400, f"missing or unknown {SESSION_HEADER} header (ask /api/session for one)"
             )
         digest = hashlib.sha256(session.encode()).hexdigest()
+        request.state.session_sha256 = digest  # the owner's, once this check passes
         db = ws.connection
         row = db.execute(
             "SELECT session_sha256 FROM annotator_sessions WHERE annotator = ?", (annotator,)
@@ -205,13 +206,9 @@ def create_app(
         text = base64.b32encode(mac).decode()[:8]
         return f"{text[:4]}-{text[4:]}"
 
-    def owned_code(request: Request) -> str | None:
-        """The resume code of the request's annotator, for the browser that owns the name."""
-        annotator = request.state.body.get("annotator")
-        if not isinstance(annotator, str):
-            return None
-        digest = hashlib.sha256(request.headers.get(SESSION_HEADER, "").encode()).hexdigest()
-        return resume_code(annotator, digest)
+    def owned_code(request: Request) -> str:
+        """The resume code of the request's (canonical, owner-checked) annotator."""
+        return resume_code(request.state.body["annotator"], request.state.session_sha256)
 
     def mint_session(request: Request) -> Response:
         """A session id for this browser: the one it holds if this app minted it, else new."""
