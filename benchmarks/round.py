@@ -6,8 +6,12 @@ For each pool size N (the first N images of the pool split) a fresh worker proce
    majority with a fixed share of segments flipped to another class (cheap and
    deterministic: no seed model, so only the round itself is measured);
 2. runs round 0 (θ_0: encoder features cached, head trained, evaluated);
-3. runs round 1, the steady-state round, and records each stage's CPU seconds
-   (``time.process_time``: all threads of the process) and wall seconds.
+3. runs round 1, the steady-state round (``--round K``: rounds 1 … K−1 untimed, then
+   round K, for strategies that learn from earlier rounds' answers), and records each
+   stage's CPU seconds (``time.process_time``: all threads of the process) and wall
+   seconds, and the CPU seconds the loop logs for learning from the answers
+   (``learn``: the answer model and the plan; ``proven``: the corrector; the
+   ground-truth measurement is logged apart and is not part of a user's round).
 
 ``--busy K`` repeats the measurement of the largest N (or ``--busy-sizes``) with K
 CPU-bound processes spinning beside it, and reports the wall-time ratio loaded /
@@ -136,7 +140,7 @@ def _spin(stop: Any) -> None:  # pragma: no cover - a busy process
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    """One pool size: build, round 0, timed round 1; returns the measurements."""
+    """One pool size: build, rounds 0 … K−1, timed round K; returns the measurements."""
     from a2lc.data.readers import load_dataset
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
@@ -145,17 +149,18 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     dataset = load_dataset(Path(args.data), split=args.split)
     dataset = replace(dataset, samples=dataset.samples[: args.size])
     marks: list[tuple[int, str, float, float]] = []
+    timed = args.round
 
     def on_step(round_index: int, name: str) -> None:
         marks.append((round_index, name, time.process_time(), time.perf_counter()))
-        if round_index == 1:
-            memory.enter(f"round1 after {name}")  # the peaks of the round's next step
+        if round_index == timed:
+            memory.enter(f"round{timed} after {name}")  # the peaks of the round's next step
 
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         ws = Workspace.create(Path(tmp) / "ws", dataset)
         with ws:
             flipped_gt_proxy_maps(ws, seed=args.seed)
-            config = RunConfig(strategy=args.strategy, rounds=0, eval_split=args.eval_split)
+            config = RunConfig(strategy=args.strategy, rounds=timed - 1, eval_split=args.eval_split)
             started = time.perf_counter()
             memory.enter("round0")
             run_rounds(ws, config, cache_dir=Path(args.cache), show_progress=False)
@@ -167,11 +172,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                 process.start()
                 busy.append(process)
             try:
-                memory.enter("round1")
+                memory.enter(f"round{timed}")
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 run_rounds(
                     ws,
-                    replace(config, rounds=1),
+                    replace(config, rounds=timed),
                     cache_dir=Path(args.cache),
                     show_progress=False,
                     on_step=on_step,
@@ -189,10 +194,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     stages: dict[str, dict[str, float]] = {}
     previous = (cpu0, wall0)
     for round_index, name, cpu, wall in marks:
-        if round_index == 1:
+        if round_index == timed:
             stages[name] = {"cpu": cpu - previous[0], "wall": wall - previous[1]}
             previous = (cpu, wall)
-    round_metrics = metrics.get(1, {})
+    round_metrics = metrics.get(timed, {})
     parts = {
         name: {
             "cpu": round_metrics[f"seconds/cpu/{name}"],
@@ -204,6 +209,13 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "size": args.size,
+        "strategy": args.strategy,
+        "timed_round": timed,
+        "learning_cpu": {
+            name: round_metrics[f"cpu_seconds/{name}"]
+            for name in ("learn", "proven", "learn_measurement")
+            if f"cpu_seconds/{name}" in round_metrics
+        },
         "parts": parts,
         "busy": args.busy,
         "segments": segments,
@@ -215,8 +227,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "peak_memory_by_phase": by_phase,
         "held_maps_mb": held_maps_mb,
         "features_memory_mapped": _feature_budget_is_zero(),
-        "data_miou": metrics.get(1, {}).get("data_miou"),
-        "lcm_changed": metrics.get(1, {}).get("lcm_changed"),
+        "data_miou": round_metrics.get("data_miou"),
+        "lcm_changed": round_metrics.get("lcm_changed"),
     }
 
 
@@ -253,7 +265,7 @@ def _run_worker(args: argparse.Namespace, size: int, busy: int) -> dict[str, Any
         *(
             f"--{k.replace('_', '-')}={v}"
             for k, v in vars(args).items()
-            if k in ("data", "split", "eval_split", "cache", "seed", "strategy", "tmp")
+            if k in ("data", "split", "eval_split", "cache", "seed", "strategy", "tmp", "round")
             and v is not None
         ),
     ]
@@ -285,9 +297,19 @@ def _exponent(xs: list[float], ys: list[float]) -> str:
     return f"{math.log(ys[-1] / ys[0]) / math.log(xs[-1] / xs[0]):.2f}"
 
 
+def _learning(result: dict[str, Any]) -> float:
+    """CPU seconds of a round spent learning from the answers (not the ground-truth
+    measurement, which only a simulation does)."""
+    learning = result.get("learning_cpu", {})
+    total = learning.get("learn", 0.0) + learning.get("proven", 0.0)
+    return float(total - learning.get("learn_measurement", 0.0))
+
+
 def print_tables(results: list[dict[str, Any]], project: int) -> None:
     idle = sorted((r for r in results if r["busy"] == 0), key=lambda r: r["size"])
-    print(f"\nOne steady-state round (round 1), threads = {idle[0]['threads'] if idle else '?'}:\n")
+    timed = idle[0].get("timed_round", 1) if idle else 1
+    threads = idle[0]["threads"] if idle else "?"
+    print(f"\nOne steady-state round (round {timed}), threads = {threads}:\n")
     print("| stage | " + " | ".join(f"N={r['size']} CPU s / wall s" for r in idle) + " |")
     print("|---|" + "---:|" * len(idle))
     for stage in STAGES:
@@ -317,6 +339,14 @@ def print_tables(results: list[dict[str, Any]], project: int) -> None:
         )
         + " |"
     )
+    if any(r.get("learning_cpu") for r in idle):
+        print(
+            "| learning from the answers: CPU s (share) | "
+            + " | ".join(
+                f"{_learning(r):.1f} ({100 * _learning(r) / r['round']['cpu']:.1f}%)" for r in idle
+            )
+            + " |"
+        )
     print("| peak RSS (MB) | " + " | ".join(f"{r['peak_rss_mb']:.0f}" for r in idle) + " |")
     if len(idle) >= 2:
         sizes = [float(r["size"]) for r in idle]
@@ -382,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", default="a2lc", help="strategy (default: a2lc, has LCM)")
     parser.add_argument("--seed", type=int, default=0, help="initial-label seed (default: 0)")
+    parser.add_argument(
+        "--round", type=int, default=1, help="the round timed (default: 1; earlier ones untimed)"
+    )
     parser.add_argument("--cache", default="bench-cache/features", help="encoder feature cache")
     parser.add_argument("--tmp", default=None, help="where the workspaces go (default: system tmp)")
     parser.add_argument("--out", default=None, help="write the measurements here (JSON)")
