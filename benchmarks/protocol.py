@@ -47,6 +47,8 @@ REGIMES = ("seed", "detector-like", "correlated")
 SEEDS = (1, 2, 3)
 BASELINES = ("alc", "a2lc", "eg+checked")
 CANDIDATES = ("learned+proven", "hedged+proven", "validated+proven")
+TARGETED = ("validated+proven", "eg+checked")
+"""Strategies whose targets (issue #21) ``collect`` reports: the best candidate and the default."""
 REUSED = ("alc", "a2lc", "eg+checked")
 """Whole-pool gt-proxy strategies whose method-benchmark runs stand in for new ones."""
 
@@ -106,7 +108,12 @@ def collect(work: Path | list[Path]) -> dict[str, Any]:
         for run in json.loads(path.read_text())["runs"]:
             runs[_key(run)] = run
     ordered = [runs[k] for k in sorted(runs)]
-    return {"runs": ordered, "summary": summarise(ordered), "rule": apply_rule(ordered)}
+    return {
+        "runs": ordered,
+        "summary": summarise(ordered),
+        "rule": apply_rule(ordered),
+        "targets": {strategy: targets(ordered, strategy) for strategy in TARGETED},
+    }
 
 
 def _curves(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[int, np.ndarray]]:
@@ -176,6 +183,96 @@ def apply_rule(runs: list[dict[str, Any]]) -> dict[str, Any]:
     eligible = [s for s in strategies if verdict[s]["eligible"] and verdict[s]["complete"]]
     chosen = max(eligible, key=lambda s: verdict[s]["mean_r5_gain_over_alc"], default=None)
     return {"strategies": verdict, "default_by_rule": chosen}
+
+
+EFFICIENCY_SHARE = 0.6
+"""Label-efficiency target: reach ``alc``'s R5 data mIoU with at most this share of its queries."""
+
+
+def _queries_to_reach(spent: np.ndarray, curve: np.ndarray, level: float) -> float:
+    """Queries at which ``(R+1,)`` ``curve`` first reaches ``level``, linear between rounds
+    (``inf`` if it never does)."""
+    for i in range(1, curve.size):
+        if curve[i] >= level - 1e-9:
+            low, high = curve[i - 1], curve[i]
+            t = 1.0 if high <= low else min(1.0, max(0.0, (level - low) / (high - low)))
+            return float(spent[i - 1] + t * (spent[i] - spent[i - 1]))
+    return float("inf")
+
+
+def targets(runs: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
+    """The issue's targets for one strategy, per cell, means over the seeds it shares with alc.
+
+    ``efficiency``: the share of ``alc``'s five rounds of queries at which the
+    strategy's mean curve reaches ``alc``'s mean R5 data mIoU; ``auto_per_query``:
+    automatic changes per human query in rounds 2–5 (mean over seeds);
+    ``auto_precision``: the lowest true precision of a round with changes;
+    ``wrong_auroc``: AUROC of its ``P(wrong)`` estimate per round (mean over seeds).
+    """
+    by_cell: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        segments, pool, regime, name, seed = _key(run)
+        if name in (strategy, "alc"):
+            by_cell.setdefault((segments, pool, regime), {}).setdefault(seed, {})[name] = run
+    out: dict[str, Any] = {}
+    for cell in cells():
+        pairs = [v for v in by_cell.get(cell, {}).values() if strategy in v and "alc" in v]
+        if not pairs:
+            continue
+        curves = _curves([run for pair in pairs for run in pair.values()])
+        ours = np.mean(list(curves[(*cell, strategy)].values()), axis=0)
+        alc = np.mean(list(curves[(*cell, "alc")].values()), axis=0)
+        spent = np.asarray([r["budget_spent"] for r in pairs[0]["alc"]["rounds"]], dtype=float)
+        reach = _queries_to_reach(spent, ours, float(alc[-1]))
+        changed = [
+            [
+                (r.get("proven_changed") or r.get("checked_changed") or 0.0)
+                / max(1.0, r["budget_spent"] / r["round"])
+                for r in pair[strategy]["rounds"][2:]
+            ]
+            for pair in pairs
+        ]
+        precisions = [
+            r["proven_true_precision"]
+            for pair in pairs
+            for r in pair[strategy]["rounds"]
+            if r.get("proven_true_precision") is not None and (r.get("proven_changed") or 0) > 0
+        ]
+        aurocs = [
+            [r.get("learned_wrong_auroc") for r in pair[strategy]["rounds"][1:]] for pair in pairs
+        ]
+        out["/".join(cell)] = {
+            "seeds": sorted(s for s, v in by_cell[cell].items() if strategy in v and "alc" in v),
+            "r5_gain": float(ours[-1] - alc[-1]),
+            "smallest_margin": float((ours - alc).min()),
+            "efficiency": reach / spent[-1] if np.isfinite(reach) else None,
+            "auto_per_query": np.mean(changed, axis=0).round(4).tolist(),
+            "auto_precision_lowest": min(precisions) if precisions else None,
+            "wrong_auroc": [
+                None if any(v is None for v in col) else round(float(np.mean(col)), 4)
+                for col in zip(*aurocs, strict=True)
+            ],
+        }
+    return out
+
+
+def targets_markdown(table: dict[str, Any]) -> str:
+    """One line per cell: margins, label efficiency, corrections per query, AUROC by round."""
+    lines = [
+        "| cell | seeds | R5 − alc | lowest margin | queries to alc's R5 | auto per query R2–R5 "
+        "| AUROC P(wrong) R1–R5 |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for cell, row in table.items():
+        efficiency = "not reached" if row["efficiency"] is None else f"{row['efficiency']:.0%}"
+        auroc = "/".join("–" if v is None else f"{v:.2f}" for v in row["wrong_auroc"])
+        auto = "/".join(f"{v:.2f}" for v in row["auto_per_query"])
+        seeds = ",".join(str(s) for s in row["seeds"])
+        lines.append(
+            f"| {cell} | {seeds} | {row['r5_gain']:+.2f} | {row['smallest_margin']:+.2f} "
+            f"| {efficiency} | {auto} | {auroc} |"
+        )
+    return "\n".join(lines)
 
 
 def write(merged: dict[str, Any]) -> None:
@@ -306,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         write(merged)
         if args.markdown:
             print(markdown(merged))
+            for strategy, table in merged["targets"].items():
+                print(f"\nTargets of {strategy} (means over the seeds shared with alc):\n")
+                print(targets_markdown(table))
         if args.readme:
             update_readme(merged)
     print(json.dumps(merged["rule"], indent=1))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from a2lc.bench.harness import BenchConfig, pool_dataset
@@ -105,3 +106,36 @@ def test_collect_merges_pieces_over_reused_runs(
     keys = [(r["pool"], r["strategy"], r.get("reused", False)) for r in merged["runs"]]
     # random is not reused; the earlier session's 0006R0 run is kept
     assert keys == [("0001TP", "alc", False), ("0006R0", "alc", False), ("train", "alc", True)]
+
+
+def test_targets_report_efficiency_corrections_and_auroc() -> None:
+    protocol = _protocol()
+    runs = []
+    for seed in (1, 2):
+        runs.append(_run("gt-proxy", "train", "seed", "alc", seed, [50, 52, 54, 55, 56, 60]))
+        ours = _run("gt-proxy", "train", "seed", "validated+proven", seed, [50, 55, 60, 61, 62, 63])
+        for rec in ours["rounds"][1:]:  # type: ignore[attr-defined]
+            rec["proven_changed"] = 0.5 * rec["round"] / rec["budget_spent"] * seed
+            rec["proven_true_precision"] = 0.95 if seed == 1 else 0.9
+            rec["learned_wrong_auroc"] = 0.6 + 0.05 * rec["round"] + 0.01 * seed
+        runs.append(ours)
+    table = protocol.targets(runs, "validated+proven")
+    assert list(table) == ["gt-proxy/train/seed"]
+    row = table["gt-proxy/train/seed"]
+    assert row["seeds"] == [1, 2]
+    assert row["r5_gain"] == pytest.approx(3.0)
+    assert row["smallest_margin"] == pytest.approx(0.0)
+    # alc's R5 (60) is reached at round 2: 2 of alc's 5 rounds of queries.
+    assert row["efficiency"] == pytest.approx(2 / 5)
+    # 0.5 changes per query for seed 1, 1.0 for seed 2, in rounds 2-5.
+    assert row["auto_per_query"] == pytest.approx([0.75] * 4)
+    assert row["auto_precision_lowest"] == pytest.approx(0.9)
+    assert row["wrong_auroc"] == pytest.approx([0.665, 0.715, 0.765, 0.815, 0.865])
+    assert "| gt-proxy/train/seed | 1,2 | +3.00 |" in protocol.targets_markdown(table)
+
+
+def test_queries_to_reach_interpolates_and_says_when_never() -> None:
+    protocol = _protocol()
+    spent = np.asarray([0.0, 10.0, 20.0])
+    assert protocol._queries_to_reach(spent, np.asarray([50.0, 54.0, 58.0]), 56.0) == 15.0
+    assert protocol._queries_to_reach(spent, np.asarray([50.0, 54.0, 58.0]), 60.0) == float("inf")
