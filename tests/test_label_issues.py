@@ -108,8 +108,8 @@ def test_bad_inputs_name_the_image_and_the_problem(synthetic: SyntheticPaths) ->
 def test_default_order_is_most_likely_wrong_with_a_decision_per_segment() -> None:
     labels, probs, segments = two_images()
     issues = a2lc.find_label_issues(labels, probs, segments, image_ids=["a", "b"])
-    wrong = [i.wrong_probability for i in issues]
-    assert wrong == sorted(wrong, reverse=True)
+    scores = [i.score for i in issues]
+    assert scores == sorted(scores, reverse=True)
     first = issues[0]
     assert (first.image_id, first.label, first.suggested) == ("b", 0, 2)
     assert first.wrong_probability == pytest.approx(0.95, abs=1e-6)
@@ -153,3 +153,31 @@ def test_answers_teach_the_estimate() -> None:
         a2lc.find_label_issues(labels, probs, segments, answers={("3", 7): 1})
     with pytest.raises(DataError, match="is not a class"):
         a2lc.find_label_issues(labels, probs, segments, answers={("3", 1): 5})
+
+
+def test_the_default_order_is_size_aware() -> None:
+    # One image, four segments the model doubts alike (P(label) = 0.6) or not at all:
+    # a 2-pixel and a 30-pixel doubted segment, a 2-pixel and a 30-pixel sure one.
+    labels = np.zeros((8, 8), np.uint8)
+    segments = np.zeros((8, 8), np.int32)
+    segments[:4, :] = 1  # sure, 30 px (less segment 4)
+    segments[4:, :] = 2  # doubted, 30 px (less segment 3)
+    segments[7, 6:] = 3  # doubted, 2 px
+    segments[0, :2] = 4  # sure, 2 px
+    probs = np.zeros((2, 8, 8), np.float32)
+    probs[0] = np.where(np.isin(segments, (2, 3)), 0.6, 0.99)
+    probs[1] = 1 - probs[0]
+    issues = a2lc.find_label_issues([labels], [probs], [segments])
+    order = [i.segment_id for i in issues]
+    # Equal doubt: the small one first; equal size: the doubted one first.
+    assert order.index(3) < order.index(2)
+    assert order.index(3) < order.index(4)
+    assert order[0] == 3
+    doubted = {i.segment_id: i.wrong_probability for i in issues}
+    assert doubted[2] == pytest.approx(doubted[3]) == pytest.approx(0.4, abs=1e-6)
+    assert [i.score for i in issues] == sorted((i.score for i in issues), reverse=True)
+    assert all(0.0 <= i.score <= 1.0 for i in issues)
+    # An answered segment keeps what its answer says, whatever its size.
+    answered = a2lc.find_label_issues([labels], [probs], [segments], answers={("0", 1): 1})
+    assert answered[0].segment_id == 1
+    assert answered[0].score == 1.0

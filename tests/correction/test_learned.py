@@ -20,6 +20,7 @@ from a2lc.correction.learned import (
     proven_threshold,
     ranked_proposals,
     recalibrate,
+    size_aware_rank,
     uniform_sample,
     wrong_probability,
 )
@@ -346,3 +347,23 @@ def test_the_validated_strategy_starts_as_alc_and_hands_over(tmp_path: Path) -> 
         assert 0.0 <= metrics[2]["learned_handover_weight"] <= 1.0
         assert len(ws.queries(2)) == 20
         assert ws.step_done(2, "proven")
+
+
+def test_size_aware_rank_puts_small_doubted_segments_first() -> None:
+    p_wrong = np.asarray([0.4, 0.4, 0.01, 0.01, 0.9])
+    sizes = np.asarray([2, 500, 2, 500, 5000])
+    ranked = size_aware_rank(p_wrong, sizes)
+    assert ranked.shape == (5,)
+    assert np.argmax(ranked) == 0  # small and doubted
+    assert ranked[0] > ranked[1]  # same doubt: smaller first
+    assert ranked[2] > ranked[3]
+    assert ranked[0] > ranked[2]  # same size: more doubted first
+    assert ranked.min() >= 0.0
+    assert ranked.max() <= 1.0
+    # weight 1 is the model alone, weight 0 size alone
+    assert np.argmax(size_aware_rank(p_wrong, sizes, weight=1.0)) == 4
+    assert size_aware_rank(p_wrong, sizes, weight=0.0)[4] == 0.0
+    with pytest.raises(ValueError, match="weight must be in"):
+        size_aware_rank(p_wrong, sizes, weight=1.5)
+    with pytest.raises(ValueError, match="must be equal"):
+        size_aware_rank(p_wrong, sizes[:3])
