@@ -19,6 +19,16 @@ truth, the true precision of the most confident ``v`` proposals for several ``v`
 upper bound on what a prover that knew the truth could apply (a real one needs the
 precision to clear the target with margin, and pays audits for it).
 
+``designs`` simulates the proof itself on the same proposals, with the same audit
+budget (10% of the round's budget) answered from ground truth, ``REPLICATES`` random
+draws per round: ``region_per_audit`` = 4 (today: audits drawn uniformly from the
+4 × audits most confident proposals) or 2 (denser audits at the top), with evidence
+from the round itself (``round``) or pooled over the rounds replayed so far
+(``pooled``, today's rule). It reports the unaudited changes a design applies per
+query, their true precision and how often a design applied a slice whose true
+precision was below the target. Each round is replayed as it happened (the changes
+a design would have made do not feed the next rounds).
+
     python benchmarks/corrector_ceiling.py --runs WORK/runs/seed/seed2/validated+proven ... \
         --out benchmarks/results/corrector_ceiling.json
 
@@ -39,10 +49,13 @@ import numpy as np
 from a2lc._atomic import atomic_write_text
 from a2lc.correction.checked import fit_logistic
 from a2lc.correction.learned import (
+    Evidence,
     LearnedConfig,
     match_rate,
+    proven_threshold,
     ranked_proposals,
     recalibrate,
+    uniform_sample,
     wrong_probability,
 )
 from a2lc.data.sample import IGNORE_INDEX
@@ -56,6 +69,9 @@ from a2lc.steps.learning import answer_sets
 from a2lc.workspace import Workspace
 
 NEIGHBOURS = 3
+REPLICATES = 50
+DESIGNS = ((4, "pooled"), (4, "round"), (2, "pooled"), (2, "round"))
+"""(region_per_audit, evidence) pairs simulated; (4, "pooled") is today's corrector."""
 
 
 def top_precision(right: np.ndarray, volumes: list[int]) -> dict[str, float | None]:
@@ -72,9 +88,45 @@ def ceiling(right: np.ndarray, target: float) -> int:
     return int(passing[-1] + 1) if passing.size else 0
 
 
+def simulate_design(
+    confidence: np.ndarray,
+    right: np.ndarray,
+    *,
+    audits: int,
+    region_per_audit: int,
+    earlier: Evidence,
+    config: LearnedConfig,
+    rng: np.random.Generator,
+) -> tuple[int, int, Evidence]:
+    """One draw of one proof design on ``(P,)`` proposals (most confident first) with
+    ``(P,)`` outcomes: (unaudited changes applied, how many were right, this round's
+    evidence)."""
+    size = min(confidence.size, region_per_audit * audits)
+    if size == 0 or audits == 0:
+        return 0, 0, Evidence.empty()
+    floor = float(confidence[size - 1])
+    sampled = uniform_sample(np.arange(size), audits, rng)
+    mine = Evidence(confidence[sampled], right[sampled], np.full(sampled.size, floor))
+    chosen = proven_threshold(
+        Evidence.concatenate([earlier, mine]),
+        min_confidence=floor,
+        min_precision=config.min_precision,
+        confidence=config.confidence,
+        first_test=config.first_test,
+        growth=config.test_growth,
+    )
+    applied = np.flatnonzero(confidence[:size] >= chosen.threshold)
+    applied = np.setdiff1d(applied, sampled)
+    return int(applied.size), int(right[applied].sum()), mine
+
+
 def replay(path: Path, *, target: float) -> list[dict[str, Any]]:
     config = LearnedConfig()
     out: list[dict[str, Any]] = []
+    rng = np.random.default_rng(0)
+    pooled: dict[tuple[int, str], list[Evidence]] = {
+        design: [Evidence.empty()] * REPLICATES for design in DESIGNS
+    }
     with Workspace.open(path, read_only=True) as ws:
         answered: set[tuple[str, int]] = set()
         for info in ws.rounds():
@@ -127,6 +179,34 @@ def replay(path: Path, *, target: float) -> list[dict[str, Any]]:
                         "agreement_ceiling": ceiling(right[agree], target),
                     }
                 )
+                audits = round(config.audit_share * budget)
+                designs = {}
+                for design in DESIGNS:
+                    region_per_audit, evidence = design
+                    changed, correct, unsafe = [], [], 0
+                    for k in range(REPLICATES):
+                        earlier = pooled[design][k] if evidence == "pooled" else Evidence.empty()
+                        n, good, mine = simulate_design(
+                            proposals.confidence,
+                            right,
+                            audits=audits,
+                            region_per_audit=region_per_audit,
+                            earlier=earlier,
+                            config=config,
+                            rng=rng,
+                        )
+                        pooled[design][k] = Evidence.concatenate([pooled[design][k], mine])
+                        changed.append(n)
+                        correct.append(good)
+                        unsafe += int(n > 0 and good / n < target)
+                    total = sum(changed)
+                    designs[f"{region_per_audit}x/{evidence}"] = {
+                        "changed_per_query": float(np.mean(changed)) / budget,
+                        "rounds_with_changes": float(np.mean(np.asarray(changed) > 0)),
+                        "true_precision": sum(correct) / total if total else None,
+                        "unsafe_share": unsafe / REPLICATES,
+                    }
+                row["designs"] = designs
             out.append(row)
             answered.update(
                 (c["image_id"], int(c["segment_id"]))
@@ -158,6 +238,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['agreement_ceiling']}",
                 flush=True,
             )
+            for name, design in row["designs"].items():
+                precision = design["true_precision"]
+                print(
+                    f"    proof {name}: {design['changed_per_query']:.3f} changes per query, "
+                    f"rounds with changes {design['rounds_with_changes']:.0%}, true precision "
+                    f"{'–' if precision is None else f'{precision:.3f}'}, below target "
+                    f"{design['unsafe_share']:.0%}",
+                    flush=True,
+                )
         if args.out:
             atomic_write_text(
                 args.out, json.dumps({"target": args.target, "runs": results}, indent=1) + "\n"
