@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for path in args.runs:
         rounds = replay(path, target=args.target)
-        results.append({"run": "/".join(path.parts[-4:]), "rounds": rounds})
+        results.append({"run": "/".join(path.parts[-5:]), "rounds": rounds})
         for row in rounds:
             if "answer_model" not in row:
                 continue

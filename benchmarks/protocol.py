@@ -256,6 +256,11 @@ def targets(runs: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
     return out
 
 
+def _signed(value: float) -> str:
+    """``+1.23`` / ``-1.23``, and ``+0.00`` rather than ``-0.00``."""
+    return f"{round(value, 2) + 0.0:+.2f}"
+
+
 def targets_markdown(table: dict[str, Any]) -> str:
     """One line per cell: margins, label efficiency, corrections per query, AUROC by round."""
     lines = [
@@ -269,7 +274,7 @@ def targets_markdown(table: dict[str, Any]) -> str:
         auto = "/".join(f"{v:.2f}" for v in row["auto_per_query"])
         seeds = ",".join(str(s) for s in row["seeds"])
         lines.append(
-            f"| {cell} | {seeds} | {row['r5_gain']:+.2f} | {row['smallest_margin']:+.2f} "
+            f"| {cell} | {seeds} | {_signed(row['r5_gain'])} | {_signed(row['smallest_margin'])} "
             f"| {efficiency} | {auto} | {auroc} |"
         )
     return "\n".join(lines)
@@ -365,12 +370,24 @@ def readme_table(merged: dict[str, Any], *, seed: int = 1) -> str:
     return "\n".join(lines)
 
 
+TARGETS_START = "<!-- targets table: generated from benchmarks/results/protocol/results.json -->"
+TARGETS_END = "<!-- end of targets table -->"
+
+
+def _replace_between(text: str, start_mark: str, end_mark: str, body: str) -> str:
+    start, end = text.index(start_mark), text.index(end_mark)
+    return text[: start + len(start_mark)] + "\n" + body + "\n" + text[end:]
+
+
 def update_readme(merged: dict[str, Any]) -> None:
-    """Replace the benchmark page's generated protocol table (between its markers)."""
-    text = PAGE.read_text()
-    start, end = text.index(TABLE_START), text.index(TABLE_END)
-    table = readme_table(merged)
-    atomic_write_text(PAGE, text[: start + len(TABLE_START)] + "\n" + table + "\n" + text[end:])
+    """Replace the benchmark page's generated tables (between their markers): the
+    protocol's seed-1 table and the targets of :data:`TARGETED` (means over seeds)."""
+    text = _replace_between(PAGE.read_text(), TABLE_START, TABLE_END, readme_table(merged))
+    targets = "\n\n".join(
+        f"`{strategy}`:\n\n{targets_markdown(table)}"
+        for strategy, table in merged["targets"].items()
+    )
+    atomic_write_text(PAGE, _replace_between(text, TARGETS_START, TARGETS_END, targets))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         "--readme",
         dest="readme",
         action="store_true",
-        help="rewrite docs/benchmark.md's protocol table (seed 1)",
+        help="rewrite docs/benchmark.md's protocol table (seed 1) and targets table",
     )
     args = parser.parse_args(argv)
     if args.command == "run":

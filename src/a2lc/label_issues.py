@@ -44,9 +44,9 @@ FolderInput = str | Path
 class LabelIssue:
     """One segment, ranked: higher ``score`` = more likely mislabelled (or more to gain).
 
-    ``score`` is what the order sorts by: with ``order="wrong"`` and no model of the
-    answers the size-aware rank in [0, 1], with a model of the answers its ``wrong_probability``; with
-    ``order="gain"`` the acquisition's score.
+    ``score`` is what the order sorts by: with ``order="wrong"``, the size-aware rank
+    in [0, 1] (or, once a model of the answers is fitted, ``wrong_probability``);
+    with ``order="gain"``, the acquisition's score.
 
     ``label`` is the segment's current (majority) label, 255 if it has none;
     ``suggested`` the class of its highest mean probability, with that mean
