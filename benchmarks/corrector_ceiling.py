@@ -19,12 +19,13 @@ truth, the true precision of the most confident ``v`` proposals for several ``v`
 upper bound on what a prover that knew the truth could apply (a real one needs the
 precision to clear the target with margin, and pays audits for it).
 
-``designs`` simulates the proof itself on the same proposals, with the same audit
-budget (10% of the round's budget) answered from ground truth, ``REPLICATES`` random
-draws per round: ``region_per_audit`` = 4 (today: audits drawn uniformly from the
-4 × audits most confident proposals) or 2 (denser audits at the top), with evidence
-from the round itself (``round``) or pooled over the rounds replayed so far
-(``pooled``, today's rule). It reports the unaudited changes a design applies per
+``designs`` simulates the proof itself on the same proposals (or only those the
+neighbours agree with), with the same audit budget (10% of the round's budget)
+answered from ground truth, ``REPLICATES`` random draws per round:
+``region_per_audit`` = 4 (today: audits drawn uniformly from the 4 × audits most
+confident proposals) or 2 (denser audits at the top), with evidence from the round
+itself (``round``) or pooled over the rounds replayed so far (``pooled``, today's
+rule). It reports the unaudited changes a design applies per
 query, their true precision and how often a design applied a slice whose true
 precision was below the target. Each round is replayed as it happened (the changes
 a design would have made do not feed the next rounds).
@@ -70,8 +71,15 @@ from a2lc.workspace import Workspace
 
 NEIGHBOURS = 3
 REPLICATES = 50
-DESIGNS = ((4, "pooled"), (4, "round"), (2, "pooled"), (2, "round"))
-"""(region_per_audit, evidence) pairs simulated; (4, "pooled") is today's corrector."""
+DESIGNS = (
+    ("model", 4, "pooled"),
+    ("model", 4, "round"),
+    ("model", 2, "pooled"),
+    ("model", 2, "round"),
+    ("agreement", 4, "round"),
+    ("agreement", 2, "round"),
+)
+"""(proposals, region_per_audit, evidence) simulated; ("model", 4, "pooled") is today's."""
 
 
 def top_precision(right: np.ndarray, volumes: list[int]) -> dict[str, float | None]:
@@ -124,7 +132,7 @@ def replay(path: Path, *, target: float) -> list[dict[str, Any]]:
     config = LearnedConfig()
     out: list[dict[str, Any]] = []
     rng = np.random.default_rng(0)
-    pooled: dict[tuple[int, str], list[Evidence]] = {
+    pooled: dict[tuple[str, int, str], list[Evidence]] = {
         design: [Evidence.empty()] * REPLICATES for design in DESIGNS
     }
     with Workspace.open(path, read_only=True) as ws:
@@ -182,13 +190,14 @@ def replay(path: Path, *, target: float) -> list[dict[str, Any]]:
                 audits = round(config.audit_share * budget)
                 designs = {}
                 for design in DESIGNS:
-                    region_per_audit, evidence = design
+                    proposer, region_per_audit, evidence = design
+                    keep = agree if proposer == "agreement" else np.ones(agree.size, dtype=bool)
                     changed, correct, unsafe = [], [], 0
                     for k in range(REPLICATES):
                         earlier = pooled[design][k] if evidence == "pooled" else Evidence.empty()
                         n, good, mine = simulate_design(
-                            proposals.confidence,
-                            right,
+                            proposals.confidence[keep],
+                            right[keep],
                             audits=audits,
                             region_per_audit=region_per_audit,
                             earlier=earlier,
@@ -200,7 +209,7 @@ def replay(path: Path, *, target: float) -> list[dict[str, Any]]:
                         correct.append(good)
                         unsafe += int(n > 0 and good / n < target)
                     total = sum(changed)
-                    designs[f"{region_per_audit}x/{evidence}"] = {
+                    designs[f"{proposer}/{region_per_audit}x/{evidence}"] = {
                         "changed_per_query": float(np.mean(changed)) / budget,
                         "rounds_with_changes": float(np.mean(np.asarray(changed) > 0)),
                         "true_precision": sum(correct) / total if total else None,
