@@ -428,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--from-json", default=None, help="only print the tables of this JSON")
     args = parser.parse_args(argv)
+    if args.round < 1:
+        parser.error(f"--round must be at least 1, got {args.round}")
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
