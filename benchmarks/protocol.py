@@ -185,10 +185,6 @@ def apply_rule(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"strategies": verdict, "default_by_rule": chosen}
 
 
-EFFICIENCY_SHARE = 0.6
-"""Label-efficiency target: reach ``alc``'s R5 data mIoU with at most this share of its queries."""
-
-
 def _queries_to_reach(spent: np.ndarray, curve: np.ndarray, level: float) -> float:
     """Queries at which ``(R+1,)`` ``curve`` first reaches ``level``, linear between rounds
     (``inf`` if it never does)."""
@@ -206,7 +202,7 @@ def targets(runs: list[dict[str, Any]], strategy: str) -> dict[str, Any]:
     ``efficiency``: the share of ``alc``'s five rounds of queries at which the
     strategy's mean curve reaches ``alc``'s mean R5 data mIoU; ``auto_per_query``:
     automatic changes per human query in rounds 2–5 (mean over seeds);
-    ``auto_precision``: the lowest true precision of a round with changes;
+    ``auto_precision_lowest``: the lowest true precision of a round with changes;
     ``wrong_auroc``: AUROC of its ``P(wrong)`` estimate per round (mean over seeds).
     """
     by_cell: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = {}
