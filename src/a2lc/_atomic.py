@@ -7,7 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
 
 
 def _file_mode() -> int:
@@ -53,6 +56,12 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_arrays(path: Path, **arrays: npt.ArrayLike) -> None:
+    """Atomically replace ``path`` with an uncompressed ``.npz`` of ``arrays`` (by name)."""
+    named: dict[str, Any] = dict(arrays)
+    atomic_write(path, lambda handle: np.savez(handle, **named))
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int | None = None) -> None:

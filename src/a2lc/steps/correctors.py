@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from a2lc._atomic import atomic_write, atomic_write_text
+from a2lc._atomic import atomic_write_arrays, atomic_write_text
 from a2lc.correction.checked import (
     CheckedConfig,
     allocate_audits,
@@ -116,7 +116,7 @@ def save_round_features(
     }
     if saved.embedding is not None:
         arrays["embedding"] = saved.embedding
-    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    atomic_write_arrays(path, **arrays)
     return saved
 
 
@@ -351,16 +351,13 @@ def plan_checked(
     queries = acquired + audits + fill[: budget - len(acquired) - len(audits)]
     if len(queries) < budget:
         raise WorkspaceError(f"only {len(queries)} segments could be queried, budget {budget}")
-    atomic_write(
+    atomic_write_arrays(
         checked_plan_path(ws, r),
-        lambda handle: np.savez(
-            handle,
-            row=proposal_rows,
-            current=current,
-            proposed=proposed,
-            confidence=confidence,
-            audited=audited,
-        ),
+        row=proposal_rows,
+        current=current,
+        proposed=proposed,
+        confidence=confidence,
+        audited=audited,
     )
     log.info(
         "round %d: checked corrector proposes %d changes from %d answers; auditing %d",

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from a2lc._atomic import atomic_write, atomic_write_text
+from a2lc._atomic import atomic_write_arrays, atomic_write_text
 from a2lc.correction.checked import fit_logistic
 from a2lc.correction.learned import (
     Calibration,
@@ -330,18 +330,15 @@ def plan_learned(
         if scores is not None:
             metrics["learned_gain_auroc"] = auroc(scores[eligible], wrong[eligible])
         metrics["cpu_seconds/learn_measurement"] = time.process_time() - measuring
-    atomic_write(
+    atomic_write_arrays(
         plan_path(ws, r),
-        lambda handle: np.savez(
-            handle,
-            region=region,
-            region_proposed=region_proposed,
-            region_confidence=region_confidence,
-            floor=np.asarray(floor),
-            audits=audits,
-            explored=explored,
-            p_wrong=p_wrong,
-        ),
+        region=region,
+        region_proposed=region_proposed,
+        region_confidence=region_confidence,
+        floor=np.asarray(floor),
+        audits=audits,
+        explored=explored,
+        p_wrong=p_wrong,
     )
     log.info(
         "round %d: %s from %d answers; %d explored, %d audited in a region of %d proposals",

@@ -26,7 +26,6 @@ pool and run on rank 0.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import shutil
@@ -37,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_bytes
+from a2lc._atomic import atomic_write_arrays
 from a2lc._progress import progress
 from a2lc.correction.lcm import segment_features
 from a2lc.data.sample import IGNORE_INDEX
@@ -330,9 +329,9 @@ PSEUDO_LABEL_STAGING = "staging/pseudo-labels"
 def _stage(
     folder: Path, image_id: str, segments: np.ndarray, labels: np.ndarray, dropped: int
 ) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, segments=segments, labels=labels, dropped=np.int64(dropped))
-    atomic_write_bytes(folder / f"{image_id}.npz", buffer.getvalue())
+    atomic_write_arrays(
+        folder / f"{image_id}.npz", segments=segments, labels=labels, dropped=np.int64(dropped)
+    )
 
 
 def _staged(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray, int]:
