@@ -7,10 +7,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 
 def _file_mode() -> int:
@@ -60,6 +60,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_arrays(path: Path, **arrays: npt.ArrayLike) -> None:
     """Atomically replace ``path`` with an uncompressed ``.npz`` of ``arrays`` (by name)."""
+    import numpy as np  # here, so text writers (the CLI's) do not import numpy
+
     named: dict[str, Any] = dict(arrays)
     atomic_write(path, lambda handle: np.savez(handle, **named))
 
