@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from a2lc._atomic import atomic_write_text
-from a2lc.correction.checked import fit_logistic
+from a2lc.correction.answer_model import fit_logistic
 from a2lc.correction.learned import (
     Evidence,
     LearnedConfig,

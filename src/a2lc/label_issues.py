@@ -256,7 +256,8 @@ def _wrong_estimate(
     ``means``: ``(N, C)`` mean probabilities; ``labels``: ``(N,)`` (255: none);
     ``sizes``: ``(N,)`` pixels; ``answers``: see :func:`find_label_issues`.
     """
-    from a2lc.correction.checked import design_matrix, fit_logistic
+    from a2lc.correction.answer_model import fit_logistic
+    from a2lc.correction.checked import design_matrix
     from a2lc.correction.learned import wrong_probability
 
     count, num_classes = means.shape

@@ -25,6 +25,7 @@ import numpy as np
 
 from a2lc._atomic import atomic_write_text
 from a2lc.correction.lcm import LCMConfig
+from a2lc.correction.learned import LearnedConfig
 from a2lc.data.readers import load_dataset
 from a2lc.data.sample import Dataset
 from a2lc.errors import DataError, Problem
@@ -36,7 +37,7 @@ from a2lc.steps.pseudo_labels import (
     SegmentSource,
     make_pseudo_labels,
 )
-from a2lc.strategies import resolve_strategy
+from a2lc.strategies import DEFAULT_STRATEGY, resolve_strategy
 from a2lc.workspace import Workspace
 from a2lc.workspace.workspace import DB_NAME
 
@@ -58,10 +59,13 @@ class BenchConfig:
     seed_images: int = 5
     rounds: int = 5
     budget: int | None = None
-    strategies: tuple[str, ...] = ("a2lc", "alc", "random")
+    strategies: tuple[str, ...] = (DEFAULT_STRATEGY, "alc", "a2lc")
+    """The default strategy against ALC and the paper's method."""
     seeds: tuple[int, ...] = (1, 2, 3)
     epochs: int = 6
     lcm: LCMConfig = field(default_factory=LCMConfig)
+    learned: LearnedConfig = field(default_factory=LearnedConfig)
+    """Options of the learning acquisitions and the proven corrector (e.g. the answer model)."""
 
 
 def pool_dataset(config: BenchConfig) -> Dataset:
@@ -216,6 +220,7 @@ def _run_config(
         seed=seed,
         train=TrainConfig(epochs=config.epochs, seed=seed),
         lcm=config.lcm,
+        learned=config.learned,
     )
 
 

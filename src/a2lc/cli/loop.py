@@ -142,6 +142,13 @@ def register(
         help="learned acquisition: share of each round's budget drawn uniformly at random "
         "(default: 0.05)",
     )
+    run.add_argument(
+        "--answer-model",
+        choices=("logistic", "boosting"),
+        default="logistic",
+        help="learned acquisition and proven corrector: the model of the answers "
+        "(scikit-learn's logistic regression, or histogram gradient boosting; default: logistic)",
+    )
 
     return {
         "score": _distributed(_score),

@@ -2,7 +2,7 @@
 
 Each round:
 
-1. A multinomial logistic model, trained on every answer so far (confirmations
+1. A multinomial logistic model (:mod:`a2lc.correction.answer_model`), trained on every answer so far (confirmations
    included; each answer with the features of the round it was asked in), maps a
    segment's current label, mean probabilities, margin, size and encoder
    embedding to the class an annotator would give it.
@@ -27,15 +27,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from a2lc.correction.answer_model import L2
 from a2lc.data.sample import IGNORE_INDEX
 
 MIN_PROPOSAL_CONFIDENCE = 0.5
 """A proposal needs at least this model probability for its class."""
 MIN_AUDITS_PER_GROUP = 30
 """Audits per audited group: with all 30 right, the 95% lower bound is 0.905."""
-L2 = 1e-2
-"""Ridge penalty of the logistic model (on standardised features, per sample)."""
-MAX_ITERATIONS = 500
 
 
 @dataclass(frozen=True)
@@ -85,61 +83,6 @@ def design_matrix(
     )
 
 
-class LogisticModel(NamedTuple):
-    """Standardisation and weights of a multinomial logistic model."""
-
-    mean: np.ndarray  # (D,)
-    scale: np.ndarray  # (D,)
-    weight: np.ndarray  # (D, C)
-    bias: np.ndarray  # (C,)
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """``(M, C)`` class probabilities of ``(M, D)`` inputs."""
-        logits = ((x - self.mean) / self.scale) @ self.weight + self.bias
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
-
-
-def fit_logistic(
-    x: np.ndarray, y: np.ndarray, *, num_classes: int, l2: float = L2
-) -> LogisticModel:
-    """Multinomial logistic regression (L-BFGS, deterministic) on ``(N, D)`` / ``(N,)``."""
-    from scipy.optimize import minimize
-
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.int64)
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x must be (N, D) and y (N,), got {x.shape} and {y.shape}")
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    z = (x - mean) / scale
-    n, d = z.shape
-    target = np.zeros((n, num_classes))
-    target[np.arange(n), y] = 1.0
-
-    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        weight = theta[: d * num_classes].reshape(d, num_classes)
-        bias = theta[d * num_classes :]
-        logits = z @ weight + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        log_p = logits - log_norm
-        value = -(target * log_p).sum() / n + 0.5 * l2 * float((weight**2).sum())
-        residual = (np.exp(log_p) - target) / n
-        grad_w = z.T @ residual + l2 * weight
-        grad_b = residual.sum(axis=0)
-        return float(value), np.concatenate([grad_w.ravel(), grad_b])
-
-    start = np.zeros(d * num_classes + num_classes)
-    result = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITERATIONS})
-    theta = result.x
-    return LogisticModel(
-        mean, scale, theta[: d * num_classes].reshape(d, num_classes), theta[d * num_classes :]
-    )
-
-
 class Proposals(NamedTuple):
     """``rows``: ``(P,)`` segments (rows of the inputs) with a proposal; ``current``,
     ``proposed``: ``(P,)`` classes; ``confidence``: ``(P,)`` model probability."""
@@ -159,7 +102,7 @@ def propose(
 ) -> Proposals:
     """Proposals where the model's class differs from ``current`` (``(M,)``; 255: none).
 
-    ``probabilities``: ``(M, C)`` from :meth:`LogisticModel.probabilities`;
+    ``probabilities``: ``(M, C)`` from :meth:`~a2lc.correction.answer_model.AnswerModel.probabilities`;
     ``eligible``: ``(M,)`` bool, segments that may change (not queried, never manual).
     """
     probabilities = np.asarray(probabilities)

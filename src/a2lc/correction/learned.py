@@ -1,10 +1,10 @@
 """Learning from the answers: which segments are wrong, and which corrections are proven.
 
 Every answer is a clean label: it says whether the segment was wrong and what it
-truly is. A model of the answers (multinomial logistic regression over the
-checked corrector's per-segment evidence: current label, mean probabilities,
-margin, size, the label's probability, the mask-pooled embedding) gives every
-segment ``P(true class = t)``. From it:
+truly is. A model of the answers (:mod:`a2lc.correction.answer_model`, scikit-learn's
+multinomial logistic regression by default, over the checked corrector's per-segment
+evidence: current label, mean probabilities, margin, size, the label's probability,
+the mask-pooled embedding) gives every segment ``P(true class = t)``. From it:
 
 * the acquisition ranks by expected IoU gain, ``P(wrong) × gain`` =
   ``size · Σ_{t ≠ y} P(t) / U_t`` (:func:`expected_gain`);
@@ -31,7 +31,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from a2lc.correction.checked import fit_logistic, precision_lower_bound
+from a2lc.correction.answer_model import (
+    ANSWER_MODEL_KINDS,
+    L2,
+    AnswerModelKind,
+    cross_fitted_wrong,
+)
+from a2lc.correction.checked import precision_lower_bound
 from a2lc.data.sample import IGNORE_INDEX
 
 
@@ -56,8 +62,10 @@ class LearnedConfig:
     """Each next slice tested holds this many times the previous one's sampled answers."""
     min_answers: int = 20
     """Fewer answers than this (or a single class): no model, the round-1 prior ranks."""
-    l2: float = 1e-2
-    """Ridge penalty of the answer model (standardised features, per sample)."""
+    answer_model: AnswerModelKind = "logistic"
+    """The answer model (:mod:`a2lc.correction.answer_model`): ``logistic`` or ``boosting``."""
+    l2: float = L2
+    """Ridge penalty of the logistic answer model (standardised features, per sample)."""
     handover_folds: int = 5
     """``validated``: folds of the cross-validation that weighs the answer model against the
     prior."""
@@ -73,6 +81,10 @@ class LearnedConfig:
             raise ValueError(f"min_precision must be in (0, 1), got {self.min_precision}")
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.answer_model not in ANSWER_MODEL_KINDS:
+            raise ValueError(
+                f"answer_model must be one of {ANSWER_MODEL_KINDS}, got {self.answer_model!r}"
+            )
         if self.handover_folds < 2:
             raise ValueError(f"handover_folds must be at least 2, got {self.handover_folds}")
         if self.region_per_audit < 1 or self.first_test < 1 or self.test_growth <= 1.0:
@@ -377,13 +389,15 @@ def handover_weight(
     l2: float,
     folds: int,
     rng: np.random.Generator,
+    kind: AnswerModelKind = "logistic",
 ) -> Handover:
     """Weigh the answer model against the prior on the answers themselves (cross-validated).
 
     ``x``: ``(A, D)`` the answered segments' evidence; ``answers``: ``(A,)`` their
     answers; ``labels``: ``(A,)`` their labels when asked; ``prior``: ``(A, C)`` the
     trained model's own mean probabilities then. Every answered segment gets a
-    ``P(wrong)`` from an answer model fitted on the other folds (random folds); the
+    ``P(wrong)`` from an answer model (``kind``) fitted on the other folds (folds
+    stratified on "wrong", shuffled by ``rng``: :func:`~a2lc.correction.answer_model.cross_fitted_wrong`); the
     weight is the point of :data:`HANDOVER_GRID` whose rank mix
     ``w · rank(P_learned(wrong)) + (1 − w) · rank(1 − P_prior(label))`` separates the
     wrong labels from the right ones best (AUROC). Ranks, not probabilities: the
@@ -404,15 +418,18 @@ def handover_weight(
     prior_wrong = wrong_probability(prior, labels)
     if count < folds or wrong.all() or not wrong.any():
         return Handover(0.0, float("nan"), auroc(prior_wrong, wrong))
-    fold_of = rng.permutation(count) % folds
-    learned_wrong = prior_wrong.copy()  # a fold whose training part cannot be fitted: the prior
-    for k in range(folds):
-        held = fold_of == k
-        train = ~held
-        if np.unique(answers[train]).size < 2:
-            continue
-        model = fit_logistic(x[train], answers[train], num_classes=num_classes, l2=l2)
-        learned_wrong[held] = wrong_probability(model.probabilities(x[held]), labels[held])
+    # A fold whose training part cannot be fitted keeps the prior.
+    learned_wrong = cross_fitted_wrong(
+        x,
+        answers,
+        labels,
+        prior_wrong,
+        num_classes=num_classes,
+        kind=kind,
+        l2=l2,
+        folds=folds,
+        seed=int(rng.integers(2**31 - 1)),
+    )
     best, best_auroc = 0.0, -np.inf
     for weight in HANDOVER_GRID:
         value = auroc(mixed_rank(learned_wrong, prior_wrong, float(weight)), wrong)
@@ -422,17 +439,12 @@ def handover_weight(
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``(N,)`` scores for ``(N,)`` bool labels (ties: half).
-
-    NaN when either class is absent.
-    """
-    from scipy.stats import rankdata
+    """Area under the ROC curve of ``(N,)`` scores for ``(N,)`` bool labels (ties: half;
+    scikit-learn's ``roc_auc_score``), NaN when either class is absent."""
+    from sklearn.metrics import roc_auc_score
 
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))

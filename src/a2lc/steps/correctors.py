@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from a2lc._atomic import atomic_write_arrays, atomic_write_text
+from a2lc.correction.answer_model import fit_logistic
 from a2lc.correction.checked import (
     CheckedConfig,
     allocate_audits,
     audit_evidence,
     design_matrix,
-    fit_logistic,
     group_ids,
     open_groups,
     propose,

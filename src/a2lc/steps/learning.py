@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from a2lc._atomic import atomic_write_arrays, atomic_write_text
-from a2lc.correction.checked import fit_logistic
+from a2lc.correction.answer_model import fit_answer_model
 from a2lc.correction.learned import (
     Calibration,
     Evidence,
@@ -128,11 +128,16 @@ def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
     for info in ws.rounds():
         if info.round >= round_index or not features_path(ws, info.round).is_file():
             continue
-        answers = [
-            c
-            for c in ws.corrections(info.round)
-            if c["source"] == "manual" and c["after"] != IGNORE_INDEX
-        ]
+        # In segment order, not answer order: people answer in any order (several at
+        # once), and the answer model and its folds must not depend on it.
+        answers = sorted(
+            (
+                c
+                for c in ws.corrections(info.round)
+                if c["source"] == "manual" and c["after"] != IGNORE_INDEX
+            ),
+            key=lambda c: (str(c["image_id"]), int(c["segment_id"])),
+        )
         if not answers:
             continue
         saved = load_round_features(features_path(ws, info.round))
@@ -213,7 +218,14 @@ def plan_learned(
     raw: np.ndarray | None = None
     calibration = Calibration()
     if fitted:
-        model = fit_logistic(sets.x, y_train, num_classes=ws.num_classes, l2=config.l2)
+        model = fit_answer_model(
+            sets.x,
+            y_train,
+            num_classes=ws.num_classes,
+            kind=config.answer_model,
+            l2=config.l2,
+            seed=seed,
+        )
         raw = model.probabilities(design_rows(saved, slice(None)))
         calibration = match_rate(wrong_probability(raw, labels)[eligible], sets.explored_wrong)
         probabilities = recalibrate(raw, labels, calibration)
@@ -290,6 +302,7 @@ def plan_learned(
                 l2=config.l2,
                 folds=config.handover_folds,
                 rng=np.random.default_rng([seed, r, HANDOVER_STREAM]),
+                kind=config.answer_model,
             )
             prior = np.full(labels.size, -np.inf)
             prior_rows = feature_rows(
