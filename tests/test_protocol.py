@@ -139,3 +139,26 @@ def test_queries_to_reach_interpolates_and_says_when_never() -> None:
     spent = np.asarray([0.0, 10.0, 20.0])
     assert protocol._queries_to_reach(spent, np.asarray([50.0, 54.0, 58.0]), 56.0) == 15.0
     assert protocol._queries_to_reach(spent, np.asarray([50.0, 54.0, 58.0]), 60.0) == float("inf")
+
+
+def test_the_amended_rule_allows_half_a_point_in_round_1_only() -> None:
+    protocol = _protocol()
+    runs = []
+    for segments, pool, regime in protocol.cells():
+        runs.append(_run(segments, pool, regime, "alc", 1, [50, 52, 54, 55]))
+        # 0.4 below in round 1, above later: eligible under the amendment only.
+        runs.append(_run(segments, pool, regime, "explores", 1, [50, 51.6, 56, 58]))
+        # 0.6 below in round 1: never eligible.
+        runs.append(_run(segments, pool, regime, "too-low", 1, [50, 51.4, 56, 59]))
+        # 0.1 below in round 2: the tolerance is for round 1 only.
+        runs.append(_run(segments, pool, regime, "late-dip", 1, [50, 52, 53.9, 60]))
+    amended = protocol.apply_rule(runs)
+    assert amended["name"].startswith("amended")
+    assert amended["round1_tolerance"] == 0.5
+    assert amended["default_by_rule"] == "explores"
+    assert amended["strategies"]["explores"]["smallest_round1_margin"] == pytest.approx(-0.4)
+    assert amended["strategies"]["too-low"]["below_alc"][0].endswith("rounds [1]")
+    assert amended["strategies"]["late-dip"]["below_alc"][0].endswith("rounds [2]")
+    first = protocol.apply_rule(runs, round1_tolerance=0.0)
+    assert first["name"].startswith("as fixed before")
+    assert first["default_by_rule"] is None

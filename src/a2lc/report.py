@@ -169,7 +169,12 @@ def _estimate_cell(m: dict[str, float]) -> str:
 
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
-    from a2lc.steps.quality import automatic_changes, with_label_accuracy
+    from a2lc.steps.quality import (
+        LEARNING_NOTE,
+        automatic_changes,
+        learning_rows,
+        with_label_accuracy,
+    )
 
     metrics = with_label_accuracy(ws, ws.metrics())
     names = [c.name for c in ws.dataset.classes]
@@ -235,6 +240,22 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
             "answer changed the label. About 95% interval (Clopper–Pearson per sample); "
             "automatic changes widen it. A mixed segment counts as right when its majority "
             "is, so the true pixel accuracy is lower.</p>"
+        )
+    learning = learning_rows(metrics, {info.round: info.budget for info in rounds})
+    if learning:
+        parts.append(
+            "<h2>Learning from the answers</h2>"
+            + _table(
+                [
+                    "round",
+                    "answer model",
+                    "hand-over weight",
+                    'AUROC "is wrong" (cross-validated)',
+                    "explored",
+                ],
+                [[str(r), *(html.escape(v) for v in rest)] for r, *rest in learning],
+            )
+            + f"<p>{html.escape(LEARNING_NOTE[0].upper() + LEARNING_NOTE[1:])}.</p>"
         )
     missing = never_right(metrics, names)
     if missing:

@@ -223,10 +223,16 @@ def _answered(workspace: Path, round_index: int) -> dict[tuple[str, int], list[i
 def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Two rounds answered only through Label Studio's API, no a2lc command between them;
-    the backend is killed (SIGKILL) mid-round and started again."""
+    """Two rounds of the default strategy answered only through Label Studio's API, no
+    a2lc command between them; the backend is killed (SIGKILL) mid-round and started
+    again. The end state is the simulated oracle's giving the same answers."""
+    from tests.test_default_strategy import default_config, final_state
+
+    with make_workspace(tmp_path / "simulated") as ws:
+        assert run_rounds(ws, default_config("gt", rounds=2), show_progress=False).finished
+    simulated = final_state(tmp_path / "simulated" / "ws")
     with make_workspace(tmp_path / "loop") as ws:
-        assert run_rounds(ws, config(rounds=2, oracle="human"), show_progress=False).waiting_round
+        assert run_rounds(ws, default_config("human", rounds=2), show_progress=False).waiting_round
         names = list(ws.class_names)
         labeling = labeling_config(names, ws.palette)
         images = Path(ws.samples[0].image_path).resolve().parent
@@ -323,3 +329,7 @@ def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(
         assert {k: v[0] for k, v in answered.items()} == expected[r]
     with Workspace.open(workspace, read_only=True) as ws:
         assert [r.status for r in ws.rounds()] == ["closed", "closed"]
+    got = final_state(workspace)
+    assert got == simulated | {"metrics": got["metrics"]}
+    for r, m in simulated["metrics"].items():
+        assert got["metrics"][r] == pytest.approx(m, nan_ok=True), r

@@ -93,3 +93,36 @@ def test_a_restarted_server_continues_where_it_stopped(open_round: Path) -> None
         held["segment_id"],
     )
     assert (held["image_id"], held["segment_id"]) not in done
+
+
+def test_two_rounds_of_the_default_answered_in_the_app_end_as_the_oracle(tmp_path: Path) -> None:
+    """The default strategy learns from the answers: two rounds answered only through the
+    app's API (two annotators, in the app's order) end in the simulated oracle's state."""
+    from tests.test_default_strategy import default_config, final_state
+
+    with make_workspace(tmp_path / "simulated") as ws:
+        assert run_rounds(ws, default_config("gt"), show_progress=False).finished
+    want = final_state(tmp_path / "simulated" / "ws")
+
+    human = tmp_path / "human" / "ws"
+    with make_workspace(tmp_path / "human"):
+        pass
+    while True:
+        with Workspace.open(human) as ws:
+            result = run_rounds(ws, default_config("human"), show_progress=False)
+            if result.finished:
+                break
+            answers = oracle_answers(ws, result.waiting_round)  # type: ignore[arg-type]
+        client = AppClient(create_app(human))  # a new browser each round: new names
+        names = [f"ann{result.waiting_round}", f"bob{result.waiting_round}"]
+        for i in range(len(answers)):
+            name = names[i % 2]
+            query = client.post("/api/lease", json={"annotator": name}).json()["query"]
+            body = answer_body(
+                query, answers[(query["image_id"], query["segment_id"])], annotator=name
+            )
+            assert client.post("/api/answer", json=body).status_code == 200
+        client.close()
+    got = final_state(human)
+    assert got == want | {"metrics": got["metrics"]}
+    assert without_timings(got["metrics"]) == without_timings(want["metrics"])

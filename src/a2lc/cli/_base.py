@@ -271,7 +271,11 @@ def _learned_config(args: argparse.Namespace) -> LearnedConfig:
     from a2lc.correction.learned import LearnedConfig
 
     try:
-        return LearnedConfig(min_precision=args.min_precision, explore_share=args.explore_share)
+        return LearnedConfig(
+            min_precision=args.min_precision,
+            explore_share=args.explore_share,
+            answer_model=args.answer_model,
+        )
     except ValueError as exc:
         raise A2LCError(f"--min-precision / --explore-share: {exc}") from None
 
@@ -330,6 +334,19 @@ def _summary(ws: Workspace) -> dict[str, Any]:
     summary = ws.status()
     summary["metrics"] = with_label_accuracy(ws, summary.get("metrics", {}))
     return summary
+
+
+def _print_learning(metrics: dict[int, dict[str, float]], budgets: dict[int, int]) -> None:
+    """What the loop learned from the answers, per round (strategies that learn only)."""
+    from a2lc.steps.quality import LEARNING_NOTE, learning_rows
+
+    rows = learning_rows(metrics, budgets)
+    if not rows:
+        return
+    print("round  answer model                hand-over weight  AUROC 'is wrong' (cv)  explored")
+    for r, model, weight, auc, share in rows:
+        print(f"{r:>5d}  {model:<26s}  {weight:>16s}  {auc:>21s}  {share}")
+    print(f"note: {LEARNING_NOTE}")
 
 
 def _print_status(summary: dict[str, Any]) -> None:
@@ -394,6 +411,7 @@ def _print_status(summary: dict[str, Any]) -> None:
                 "segments the answers fixed (a mixed segment counts as right when its "
                 "majority is, so true pixel accuracy is lower)"
             )
+        _print_learning(metrics, {int(r["round"]): int(r["budget"]) for r in summary["rounds"]})
     else:
         print("rounds     none yet")
     if "data_miou" in summary:

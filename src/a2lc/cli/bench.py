@@ -34,6 +34,8 @@ def register(
     add_command: Callable[..., argparse.ArgumentParser],
 ) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add this group's commands; returns their handlers by name."""
+    from a2lc.strategies import DEFAULT_STRATEGY
+
     bench = add_command("bench")
     bench.add_argument("--data", type=Path, required=True, help="dataset root folder")
     bench.add_argument("--pool-split", default="train", help="split to correct")
@@ -72,8 +74,9 @@ def register(
     bench.add_argument("--budget", type=int, help="segments per round (default: 4%% of the pool)")
     bench.add_argument(
         "--strategies",
-        default="a2lc,alc,random",
-        help="strategies, comma-separated (named or ACQUISITION+CORRECTOR)",
+        default=f"{DEFAULT_STRATEGY},alc,a2lc",
+        help="strategies, comma-separated (named or ACQUISITION+CORRECTOR; default: the "
+        "default strategy, ALC and the paper's A²LC)",
     )
     bench.add_argument("--seeds", default="1,2,3", help="seeds, comma-separated")
     bench.add_argument("--epochs", type=int, default=6, help="training epochs per round")

@@ -16,6 +16,9 @@ given gets probability 0. Deterministic for the same inputs.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,9 +99,7 @@ def fit_answer_model(
     return AnswerModel(estimator, classes, num_classes)
 
 
-def fit_logistic(
-    x: np.ndarray, y: np.ndarray, *, num_classes: int, l2: float = L2
-) -> AnswerModel:
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, num_classes: int, l2: float = L2) -> AnswerModel:
     """The logistic answer model (:func:`fit_answer_model` with ``kind="logistic"``)."""
     return fit_answer_model(x, y, num_classes=num_classes, kind="logistic", l2=l2)
 
@@ -150,19 +151,13 @@ def _own(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(labelled, own, 0.0)
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     """Silence scikit-learn's convergence and small-class warnings (the results are
     checked by the callers' tests; the warnings would flood a round's log)."""
+    from sklearn.exceptions import ConvergenceWarning
 
-    def __enter__(self) -> None:
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        from sklearn.exceptions import ConvergenceWarning
-
         warnings.simplefilter("ignore", category=ConvergenceWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._context.__exit__(*exc)
+        yield

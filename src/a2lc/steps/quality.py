@@ -271,3 +271,49 @@ def automatic_changes(m: dict[str, float]) -> tuple[str, str, str]:
     if "lcm_changed" in m:
         return f"{int(m['lcm_changed'])}", "unchecked", _percent(m.get("lcm_precision"))
     return "–", "–", "–"
+
+
+LEARNING_NOTE = (
+    "hand-over weight: how far the queries follow the model of the answers (0: the "
+    "round-1 ranking, 1: the answer model), chosen by cross-validation on the answers; "
+    "AUROC: how well that model, fitted without each answer (5-fold cross-validation), "
+    "tells the wrong labels among the answered segments from the right ones (0.5: no "
+    "better than chance); explored: the share of the round's budget drawn uniformly at "
+    "random so the answers are not only the ones the ranking chose"
+)
+
+
+def learning_rows(
+    metrics: dict[int, dict[str, float]], budgets: dict[int, int]
+) -> list[tuple[int, str, str, str, str]]:
+    """Per round that learned from the answers: (round, answer model, hand-over weight,
+    cross-validated "is wrong" AUROC, exploration share spent), as text.
+
+    ``budgets``: round → its budget (queries). Empty when no round learned.
+    """
+    out = []
+    for r in sorted(metrics):
+        m = metrics[r]
+        if "learned_training_answers" not in m:
+            continue
+        answers = int(m["learned_training_answers"])
+        model = f"fitted on {answers} answers" if m.get("learned_model") else "not yet (prior)"
+        weight = m.get("learned_handover_weight")
+        auc = m.get("learned_handover_learned_auroc")
+        explored = m.get("learned_explored")
+        budget = budgets.get(r, 0)
+        share = (
+            f"{100 * explored / budget:.1f}% ({int(explored)} of {budget})"
+            if explored is not None and budget
+            else "–"
+        )
+        out.append(
+            (
+                r,
+                model,
+                "–" if weight is None else f"{weight:.2f}",
+                "–" if auc is None or not np.isfinite(auc) else f"{auc:.3f}",
+                share,
+            )
+        )
+    return out
