@@ -2,10 +2,11 @@
 
 Each round:
 
-1. A multinomial logistic model (:mod:`a2lc.correction.answer_model`), trained on every answer so far (confirmations
-   included; each answer with the features of the round it was asked in), maps a
-   segment's current label, mean probabilities, margin, size and encoder
-   embedding to the class an annotator would give it.
+1. A multinomial logistic model (:mod:`a2lc.correction.answer_model`), trained on
+   every answer so far (confirmations included; each answer with the features of
+   the round it was asked in), maps a segment's current label, mean
+   probabilities, margin, size and encoder embedding to the class an annotator
+   would give it.
 2. For every segment that can still change, it *proposes* its most likely class
    where that differs from the current label (with probability at least
    :data:`MIN_PROPOSAL_CONFIDENCE`). Proposals are grouped by (current → proposed).
@@ -102,7 +103,8 @@ def propose(
 ) -> Proposals:
     """Proposals where the model's class differs from ``current`` (``(M,)``; 255: none).
 
-    ``probabilities``: ``(M, C)`` from :meth:`~a2lc.correction.answer_model.AnswerModel.probabilities`;
+    ``probabilities``: ``(M, C)`` from an answer model
+    (:meth:`a2lc.correction.answer_model.AnswerModel.probabilities`);
     ``eligible``: ``(M,)`` bool, segments that may change (not queried, never manual).
     """
     probabilities = np.asarray(probabilities)

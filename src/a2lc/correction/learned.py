@@ -397,7 +397,8 @@ def handover_weight(
     answers; ``labels``: ``(A,)`` their labels when asked; ``prior``: ``(A, C)`` the
     trained model's own mean probabilities then. Every answered segment gets a
     ``P(wrong)`` from an answer model (``kind``) fitted on the other folds (folds
-    stratified on "wrong", shuffled by ``rng``: :func:`~a2lc.correction.answer_model.cross_fitted_wrong`); the
+    stratified on "wrong", shuffled by ``rng``;
+    :func:`a2lc.correction.answer_model.cross_fitted_wrong`); the
     weight is the point of :data:`HANDOVER_GRID` whose rank mix
     ``w · rank(P_learned(wrong)) + (1 − w) · rank(1 − P_prior(label))`` separates the
     wrong labels from the right ones best (AUROC). Ranks, not probabilities: the
