@@ -1,7 +1,8 @@
 """The ``a2lc`` command line: one module per command group, assembled here.
 
 ``main(argv)`` is a plain function, so tests call the real CLI. Each group module
-(:mod:`~a2lc.cli.workspace`, :mod:`~a2lc.cli.loop`, :mod:`~a2lc.cli.annotation`,
+(:mod:`~a2lc.cli.workspace`, :mod:`~a2lc.cli.loop`, :mod:`~a2lc.cli.changes`,
+:mod:`~a2lc.cli.annotation`,
 :mod:`~a2lc.cli.exports`, :mod:`~a2lc.cli.bench`) lists its commands in ``COMMANDS``
 (a one-line summary and an example each) and declares their options in
 ``register``, which imports the registries it offers as choices; handlers import
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from a2lc._version import __version__
-from a2lc.cli import annotation, bench, exports, loop, workspace
+from a2lc.cli import annotation, bench, changes, exports, loop, workspace
 from a2lc.cli._base import (
     EXAMPLE_HEADING,
     EXIT_ERROR,
@@ -42,7 +43,7 @@ __all__ = [
     "strategy_from_args",
 ]
 
-GROUPS = (workspace, loop, annotation, exports, bench)
+GROUPS = (workspace, loop, changes, annotation, exports, bench)
 """The command groups, in the order ``a2lc --help`` lists them."""
 
 ALL = "*"

@@ -39,6 +39,21 @@ from a2lc.workspace.workspace import PoolSegments
 
 log = logging.getLogger(__name__)
 
+LCM_STATEMENT = (
+    "no guarantee: the paper's LCM makes no estimate of its precision, and on our "
+    "benchmark it often lowered label quality"
+)
+
+
+def bound_statement(min_precision: float, confidence: float) -> str:
+    """The proven and checked correctors' guarantee, in one sentence."""
+    return (
+        f"the chance that these changes are right less than {100 * min_precision:.0f}% of "
+        f"the time is at most {100 * (1 - confidence):.0f}% (one-sided Clopper–Pearson bound "
+        "on a random audit)"
+    )
+
+
 AUDIT_STREAM = 0xA0D1
 """Second seed word of the audit sample's random stream."""
 
@@ -209,12 +224,30 @@ def run_lcm(ws: Workspace, *, lcm: LCMConfig, seed: int, round_index: int) -> No
         tail=tail,
         threshold=threshold,
     )
-    changes = [(*saved.key(int(i)), int(prediction.predicted[i])) for i in np.flatnonzero(chosen)]
+    rejected = ws.rejected_changes()  # taken back by a revert: never again
+    picked = [
+        int(i)
+        for i in np.flatnonzero(chosen)
+        if (*saved.key(int(i)), int(prediction.predicted[i])) not in rejected
+    ]
+    changes = [(*saved.key(i), int(prediction.predicted[i])) for i in picked]
     values: dict[str, float] = {"lcm_changed": float(len(changes)), "lcm_threshold": threshold}
     precision = change_precision(ws, changes)
     if precision is not None:
         values["lcm_precision"] = precision
-    ws.record_auto_corrections(r, changes, metrics=values)
+    ws.record_auto_corrections(
+        r,
+        changes,
+        metrics=values,
+        confidence=[float(prediction.confidence[i]) for i in picked],
+        evidence={
+            "sources": ["LCM: an MLP on this round's answered segments (the paper's)"],
+            "guarantee": "none",
+            "statement": LCM_STATEMENT,
+            "threshold": threshold,
+            "trained_on": len(train_rows),
+        },
+    )
     log.info(
         "round %d: LCM changed %d segments (τ = %.10g; unchecked: LCM has no precision estimate)",
         r,
@@ -396,6 +429,7 @@ def apply_checked(ws: Workspace, *, config: CheckedConfig, round_index: int) -> 
     segments = ws.pool_segments()
     manual_now = segments.manual[saved.pool_rows(ws, segments)]
     open_set = set(opened.tolist())
+    rejected = ws.rejected_changes()  # taken back by a revert: never again
     apply = [
         i
         for i in range(proposal_rows.size)
@@ -403,6 +437,7 @@ def apply_checked(ws: Workspace, *, config: CheckedConfig, round_index: int) -> 
         and groups[i] in open_set
         and keys[i] not in answers
         and not manual_now[proposal_rows[i]]
+        and (*keys[i], int(proposed[i])) not in rejected
     ]
     changes = [(*keys[i], int(proposed[i])) for i in apply]
     is_open = np.isin(evidence.group, opened)
@@ -449,7 +484,29 @@ def apply_checked(ws: Workspace, *, config: CheckedConfig, round_index: int) -> 
         "mean_confidence": float(confidence.mean()) if confidence.size else None,
     }
     atomic_write_text(checked_outcome_path(ws, r), json.dumps(outcome, indent=1))
-    ws.record_auto_corrections(r, changes, step="checked", metrics=values)
+    by_group = {
+        int(g): {"audited": int(n), "right": int(k), "lower_bound": float(lo)}
+        for g, n, k, lo in zip(
+            evidence.group, evidence.audited, evidence.correct, evidence.lower, strict=True
+        )
+    }
+    ws.record_auto_corrections(
+        r,
+        changes,
+        step="checked",
+        metrics=values,
+        confidence=[float(confidence[i]) for i in apply],
+        evidence=[
+            {
+                "sources": ["answer model (logistic, every answer so far)"],
+                "guarantee": "bound",
+                "statement": bound_statement(config.min_precision, config.confidence),
+                "group": f"{ws.class_names[int(current[i])]} → {ws.class_names[int(proposed[i])]}",
+                **by_group[int(groups[i])],
+            }
+            for i in apply
+        ],
+    )
     log.info(
         "round %d: checked corrector: %d proposals, %d audited (%.0f%% right), %d of %d audited "
         "groups open, %d applied%s",

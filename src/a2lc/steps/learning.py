@@ -44,6 +44,7 @@ from a2lc.errors import WorkspaceError
 from a2lc.runtime import releasing
 from a2lc.steps.correctors import (
     RoundFeatures,
+    bound_statement,
     change_precision,
     design_rows,
     feature_rows,
@@ -439,13 +440,21 @@ def apply_proven(
     }
     segments = ws.pool_segments()
     manual_now = segments.manual[saved.pool_rows(ws, segments)]
+    rejected = ws.rejected_changes()  # taken back by a revert: never again
     changes = []
+    confidences = []
     for row, proposed, conf in zip(
         plan["region"], plan["region_proposed"], plan["region_confidence"], strict=True
     ):
         key = saved.key(int(row))
-        if conf >= chosen.threshold and key not in answered and not manual_now[int(row)]:
+        if (
+            conf >= chosen.threshold
+            and key not in answered
+            and not manual_now[int(row)]
+            and (*key, int(proposed)) not in rejected
+        ):
             changes.append((*key, int(proposed)))
+            confidences.append(float(conf))
     values: dict[str, float] = {
         "proven_changed": float(len(changes)),
         "auto_changed": float(len(changes)),
@@ -480,7 +489,23 @@ def apply_proven(
         "changed": len(changes),
     }
     atomic_write_text(outcome_path(ws, r), json.dumps(outcome, indent=1))
-    ws.record_auto_corrections(r, changes, step="proven", metrics=values)
+    ws.record_auto_corrections(
+        r,
+        changes,
+        step="proven",
+        metrics=values,
+        confidence=confidences,
+        evidence={
+            "sources": [f"answer model ({config.answer_model}, every answer so far)"],
+            "guarantee": "bound",
+            "statement": bound_statement(config.min_precision, config.confidence),
+            "audited": chosen.sampled,
+            "right": chosen.correct,
+            "lower_bound": chosen.lower,
+            "threshold": chosen.threshold if np.isfinite(chosen.threshold) else None,
+            "evidence_pooled": int(evidence.correct.size),
+        },
+    )
     log.info(
         "round %d: proven corrector: %d sampled answers pooled, slice %s (%d/%d right, lower "
         "bound %.3f), %d applied%s",

@@ -365,25 +365,50 @@ class RoundsMixin:
         *,
         step: str = "lcm",
         metrics: dict[str, float] | None = None,
+        confidence: Sequence[float] | None = None,
+        evidence: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
     ) -> None:
         """Relabel ``(image id, segment id, class)`` automatically and mark ``step`` done, atomically.
 
-        ``metrics`` (what the corrector measured) go into the same transaction.
-        Manually corrected segments and those of hand-labelled images are never
-        touched: such a change is refused.
+        ``step`` names the corrector; ``metrics`` (what it measured) go into the same
+        transaction. Each change keeps its ``confidence`` (one per change, or None) and
+        ``evidence`` (one JSON object for all, or one per change: the sources that
+        proposed it, the guarantee in force and what backed it), and the state of the
+        segment it replaced, so it can be reverted. Manually corrected segments, those
+        of hand-labelled images and changes a revert took back are never applied: such
+        a change is refused.
         """
         now = _now()
+        count = len(changes)
+        if confidence is not None and len(confidence) != count:
+            raise WorkspaceError(f"{len(confidence)} confidences for {count} changes")
+        if evidence is None or isinstance(evidence, dict):
+            evidences = [json.dumps(evidence or {}, sort_keys=True)] * count
+        else:
+            if len(evidence) != count:
+                raise WorkspaceError(f"{len(evidence)} evidence records for {count} changes")
+            evidences = [json.dumps(e, sort_keys=True) for e in evidence]
         with self.transaction() as db:
             if metrics:
                 _write_metrics(db, round_index, metrics)
-            for image_id, segment_id, after in changes:
+            for k, (image_id, segment_id, after) in enumerate(changes):
                 row = db.execute(
-                    "SELECT label, origin, given FROM segments WHERE image_id = ? AND segment_id = ?",
+                    "SELECT label, origin, given, assigned, origin_round FROM segments "
+                    "WHERE image_id = ? AND segment_id = ?",
                     (image_id, int(segment_id)),
                 ).fetchone()
                 if row is None:
                     raise WorkspaceError(f"no segment {image_id}/{segment_id}")
                 before, origin = int(row[0]), str(row[1])
+                if db.execute(
+                    "SELECT 1 FROM rejected_changes WHERE image_id = ? AND segment_id = ? "
+                    "AND after = ?",
+                    (image_id, int(segment_id), int(after)),
+                ).fetchone():
+                    raise WorkspaceError(
+                        f"segment {image_id}/{segment_id} → class {after} was reverted; "
+                        "it is never applied again"
+                    )
                 if int(row[2]):
                     raise WorkspaceError(
                         f"segment {image_id}/{segment_id} is in an image a person labelled; "
@@ -394,9 +419,24 @@ class RoundsMixin:
                         f"segment {image_id}/{segment_id} was corrected manually; automatic corrections may not change it"
                     )
                 db.execute(
-                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, source, annotator, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, 1, 'auto', NULL, ?)",
-                    (round_index, image_id, int(segment_id), before, int(after), now),
+                    "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, "
+                    "source, annotator, created_at, prev_assigned, prev_origin, "
+                    "prev_origin_round, corrector, confidence, evidence) "
+                    "VALUES (?, ?, ?, ?, ?, 1, 'auto', NULL, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        round_index,
+                        image_id,
+                        int(segment_id),
+                        before,
+                        int(after),
+                        now,
+                        row[3],
+                        origin,
+                        int(row[4]),
+                        step,
+                        None if confidence is None else float(confidence[k]),
+                        evidences[k],
+                    ),
                 )
                 db.execute(
                     "UPDATE segments SET label = ?, assigned = ?, origin = 'auto', origin_round = ? "

@@ -146,6 +146,51 @@ MIGRATIONS: tuple[str, ...] = (
             COALESCE((SELECT value FROM meta WHERE key = 'annotate_sessions'), '{}'));
     DELETE FROM meta WHERE key = 'annotate_sessions';
     """,
+    # 8: evidence with every automatic change (which corrector, its confidence, the
+    # guarantee and what backed it), the state each one replaced (for revert), reverts,
+    # and the changes a revert took back (never proposed again). Changes recorded before:
+    # the corrector is read from the round's steps, the replaced state rebuilt from the
+    # segment's earlier automatic change (else its initial state).
+    """
+    ALTER TABLE corrections ADD COLUMN corrector TEXT;
+    ALTER TABLE corrections ADD COLUMN confidence REAL;
+    ALTER TABLE corrections ADD COLUMN evidence TEXT;
+    ALTER TABLE corrections ADD COLUMN reverted_by INTEGER;
+    CREATE TABLE reverts (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        round       INTEGER NOT NULL,
+        corrector   TEXT,
+        from_class  INTEGER,
+        to_class    INTEGER,
+        changes     INTEGER NOT NULL,
+        skipped     INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE rejected_changes (
+        image_id   TEXT NOT NULL,
+        segment_id INTEGER NOT NULL,
+        after      INTEGER NOT NULL,
+        revert     INTEGER NOT NULL REFERENCES reverts(id),
+        PRIMARY KEY (image_id, segment_id, after)
+    ) WITHOUT ROWID;
+    UPDATE corrections SET
+        corrector = COALESCE(
+            (SELECT s.name FROM steps s WHERE s.round = corrections.round
+             AND s.name IN ('proven', 'checked') LIMIT 1), 'lcm'),
+        evidence = '{"recorded": "before schema 8: no evidence kept"}'
+        WHERE source = 'auto';
+    UPDATE corrections SET
+        prev_assigned = (SELECT e.after FROM corrections e WHERE e.source = 'auto'
+            AND e.image_id = corrections.image_id AND e.segment_id = corrections.segment_id
+            AND e.id < corrections.id ORDER BY e.id DESC LIMIT 1),
+        prev_origin = CASE WHEN EXISTS (SELECT 1 FROM corrections e WHERE e.source = 'auto'
+            AND e.image_id = corrections.image_id AND e.segment_id = corrections.segment_id
+            AND e.id < corrections.id) THEN 'auto' ELSE 'initial' END,
+        prev_origin_round = COALESCE((SELECT e.round FROM corrections e WHERE e.source = 'auto'
+            AND e.image_id = corrections.image_id AND e.segment_id = corrections.segment_id
+            AND e.id < corrections.id ORDER BY e.id DESC LIMIT 1), 0)
+        WHERE source = 'auto' AND prev_origin IS NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

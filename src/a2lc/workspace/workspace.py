@@ -42,6 +42,7 @@ from a2lc.data.sample import IGNORE_INDEX, ClassInfo, Dataset, Sample, identity_
 from a2lc.data.segments import label_histograms, paint_segments, segment_sizes
 from a2lc.errors import DataError, Problem, WorkspaceError
 from a2lc.runtime import map_memory_budget
+from a2lc.workspace.changes import ChangesMixin
 from a2lc.workspace.initial_maps import load_initial_maps
 from a2lc.workspace.lock import acquire as acquire_lock
 from a2lc.workspace.lock import release as release_lock
@@ -71,7 +72,7 @@ Origin = Literal["initial", "manual", "auto"]
 Source = Literal["manual", "auto"]
 
 
-class Workspace(RoundsMixin, PoolMixin, SummaryMixin):
+class Workspace(RoundsMixin, ChangesMixin, PoolMixin, SummaryMixin):
     """Open with :meth:`Workspace.open`, create with :meth:`Workspace.create`.
 
     Lifecycle, dataset and maps are here; rounds, queries, answers and steps in
