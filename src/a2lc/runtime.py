@@ -142,6 +142,15 @@ def configure_threads(threads: int | None = None) -> int:
     return count
 
 
+def cpu_threads() -> int:
+    """The number of threads torch uses (or would, before :func:`configure_threads`): the
+    thread pools of numpy's BLAS and scikit-learn are held to it too, for the same
+    reason (a shared machine stalls parallel regions)."""
+    if _configured is not None:
+        return _configured
+    return resolve_threads(_requested)[0]
+
+
 def threads_chosen_by_user() -> bool:
     """Whether the configured count came from ``--threads`` or a variable, not the default."""
     return _configured is not None and not _origin.startswith("default")
