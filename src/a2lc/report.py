@@ -169,6 +169,7 @@ def _estimate_cell(m: dict[str, float]) -> str:
 
 def workspace_report(ws: Workspace, out: Path) -> Path:
     """Write ``out`` (HTML) summarising every round of ``ws``."""
+    from a2lc.steps.changes import change_groups
     from a2lc.steps.quality import (
         LEARNING_NOTE,
         automatic_changes,
@@ -256,6 +257,43 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 [[str(r), *(html.escape(v) for v in rest)] for r, *rest in learning],
             )
             + f"<p>{html.escape(LEARNING_NOTE[0].upper() + LEARNING_NOTE[1:])}.</p>"
+        )
+    groups = change_groups(ws, truth=bool(ws.ground_truth_ids))
+    if groups:
+        statements = {g.corrector: g.guarantee for g in groups}
+        parts.append(
+            "<h2>Automatic changes by class pair</h2>"
+            + _table(
+                [
+                    "round",
+                    "corrector",
+                    "from → to",
+                    "changed",
+                    "reverted",
+                    "estimated precision (95% lower bound)",
+                    "true precision",
+                ],
+                [
+                    [
+                        str(g.round),
+                        html.escape(g.corrector),
+                        html.escape(f"{g.before} → {g.after}"),
+                        str(g.count),
+                        str(g.reverted),
+                        "–"
+                        if g.estimated is None
+                        else f"{_percent(g.estimated)} (≥ {_percent(g.lower)})",
+                        _percent(g.true),
+                    ]
+                    for g in groups
+                ],
+            )
+            + "".join(
+                f"<p><strong>{html.escape(c)}</strong>: {html.escape(s)}.</p>"
+                for c, s in statements.items()
+            )
+            + "<p>Take changes back with <code>a2lc revert</code> (a round, a corrector or a "
+            "class pair).</p>"
         )
     missing = never_right(metrics, names)
     if missing:

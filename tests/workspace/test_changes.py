@@ -215,3 +215,42 @@ def test_a_killed_revert_is_all_or_nothing(tmp_path: Path) -> None:
         else:
             assert left == 85
             assert rows == before
+
+
+def test_status_and_the_report_list_changes_by_round_and_class_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a2lc.steps.changes import change_groups
+
+    with make_workspace(tmp_path) as ws:
+        lcm = LCMConfig(epochs=20, thresholds=(0.0,))
+        assert run_rounds(
+            ws, config(strategy="alc+lcm", rounds=1, budget=10, lcm=lcm), show_progress=False
+        ).finished
+        changes = ws.automatic_changes()
+        assert changes
+        first = changes[0]
+        ws.revert_automatic_changes(1, from_class=first.before, to_class=first.after)
+        groups = change_groups(ws, truth=True)
+        names = list(ws.class_names)
+    assert sum(g.count for g in groups) == len(changes)
+    pair = next(
+        g for g in groups if (g.before, g.after) == (names[first.before], names[first.after])
+    )
+    assert pair.reverted == pair.count
+    assert sum(g.reverted for g in groups) == pair.count
+    assert all(g.true is not None and 0 <= g.true <= 1 for g in groups)
+    assert all(g.estimated is None and "no guarantee" in g.guarantee for g in groups)
+    capsys.readouterr()
+    assert main(["status", "-w", str(tmp_path / "ws"), "--data-miou"]) == 0
+    out = capsys.readouterr().out
+    assert "automatic changes by round and class pair" in out
+    assert f"{pair.before} → {pair.after}" in out
+    assert "note: lcm: no guarantee" in out
+    report = tmp_path / "report.html"
+    assert main(["report", "-w", str(tmp_path / "ws"), "--out", str(report)]) == 0
+    page = report.read_text()
+    assert "Automatic changes by class pair" in page
+    assert (
+        f"<td>{pair.before} → {pair.after}</td><td>{pair.count}</td><td>{pair.count}</td>" in page
+    )

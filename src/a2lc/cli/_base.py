@@ -327,13 +327,43 @@ def _truth_count(dataset: dict[str, Any]) -> str:
     return f"{with_truth} of {dataset['images']} images" if with_truth else "none"
 
 
-def _summary(ws: Workspace) -> dict[str, Any]:
-    """``ws.status()`` with the label-accuracy estimate re-estimated from every sample."""
+def _summary(ws: Workspace, *, truth: bool = False) -> dict[str, Any]:
+    """``ws.status()`` with the label-accuracy estimate re-estimated from every sample and
+    the automatic changes by round and class pair (``truth``: with their true precision)."""
+    from dataclasses import asdict
+
+    from a2lc.steps.changes import change_groups
     from a2lc.steps.quality import with_label_accuracy
 
     summary = ws.status()
     summary["metrics"] = with_label_accuracy(ws, summary.get("metrics", {}))
+    summary["automatic_changes"] = [asdict(g) for g in change_groups(ws, truth=truth)]
     return summary
+
+
+def _print_changes(groups: list[dict[str, Any]]) -> None:
+    """Automatic changes per round, corrector and (from → to) class pair."""
+    if not groups:
+        return
+    print("automatic changes by round and class pair")
+    header = f"{'from → to':<28s}"
+    print(f"round  corrector  {header}  changed  reverted       est. precision    true")
+    statements: dict[str, str] = {}
+    for g in groups:
+        estimate = (
+            f"{_pct(g['estimated'])} (≥ {_pct(g['lower'])})" if g["estimated"] is not None else "–"
+        )
+        pair = f"{g['before']} → {g['after']}"
+        print(
+            f"{g['round']:>5d}  {g['corrector']:<8s}  {pair:<28s}  {g['count']:>7d}  "
+            f"{g['reverted']:>8d}  {estimate:>19s}  {_pct(g['true']):>6s}"
+        )
+        statements.setdefault(g["corrector"], g["guarantee"])
+    for corrector, statement in statements.items():
+        print(f"note: {corrector}: {statement}")
+    print(
+        "note: `a2lc revert -w W --round R [--corrector C] [--from-class A --to-class B]` takes changes back"
+    )
 
 
 def _print_learning(metrics: dict[int, dict[str, float]], budgets: dict[int, int]) -> None:
@@ -412,6 +442,7 @@ def _print_status(summary: dict[str, Any]) -> None:
                 "majority is, so true pixel accuracy is lower)"
             )
         _print_learning(metrics, {int(r["round"]): int(r["budget"]) for r in summary["rounds"]})
+        _print_changes(summary.get("automatic_changes", []))
     else:
         print("rounds     none yet")
     if "data_miou" in summary:

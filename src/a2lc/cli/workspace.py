@@ -81,7 +81,10 @@ def register(
     status.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.add_argument(
-        "--data-miou", action="store_true", help="also measure label quality (needs ground truth)"
+        "--data-miou",
+        action="store_true",
+        help="also measure label quality and the automatic changes' true precision (needs "
+        "ground truth)",
     )
 
     pseudo = add_command("pseudo-label")
@@ -232,7 +235,7 @@ def _status(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
 
     with Workspace.open(args.workspace, read_only=True) as ws:
-        summary = _summary(ws)
+        summary = _summary(ws, truth=args.data_miou)
         if args.data_miou and not ws.measured_ids and ws.ground_truth_ids:
             from a2lc.report import NO_MEASURE_NOTE
 
