@@ -158,6 +158,45 @@ def _corrector_ran(metrics: dict[int, dict[str, float]]) -> str:
     return "none"
 
 
+def change_pictures(ws: Workspace) -> str:
+    """Per round with automatic changes, a few changed segments drawn at random (an honest
+    sample, not the most confident): the image crop with the old label's colour (left) and
+    the new one's (right)."""
+    from PIL import Image
+
+    from a2lc.data.images import read_image
+    from a2lc.steps.changes import change_picture, sample_changes
+
+    names, palette = [*ws.class_names], ws.palette
+    parts = ["<h3>A random sample of the changes, per round (left: before, right: after)</h3>"]
+    for change in sample_changes(ws.automatic_changes(include_reverted=True)):
+        try:
+            image = read_image(ws.sample(change.image_id).image_path)
+        except (OSError, ValueError) as exc:
+            parts.append(f"<p>{html.escape(change.image_id)}: image not readable ({exc}).</p>")
+            continue
+        picture = change_picture(
+            image,
+            ws.read_segments(change.image_id),
+            change.segment_id,
+            before=palette[change.before],
+            after=palette[change.after],
+        )
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        caption = (
+            f"round {change.round}, {change.corrector}: {change.image_id} segment "
+            f"{change.segment_id}, {names[change.before]} → {names[change.after]}"
+            + (" (reverted)" if change.reverted_by is not None else "")
+        )
+        parts.append(
+            f'<figure class="change"><img src="data:image/png;base64,{data}" alt="">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return "".join(parts)
+
+
 def _estimate_cell(m: dict[str, float]) -> str:
     if "label_accuracy_estimate" not in m:
         return "–"
@@ -293,7 +332,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 for c, s in statements.items()
             )
             + "<p>Take changes back with <code>a2lc revert</code> (a round, a corrector or a "
-            "class pair).</p>"
+            "class pair).</p>" + change_pictures(ws)
         )
     missing = never_right(metrics, names)
     if missing:

@@ -254,3 +254,50 @@ def test_status_and_the_report_list_changes_by_round_and_class_pair(
     assert (
         f"<td>{pair.before} → {pair.after}</td><td>{pair.count}</td><td>{pair.count}</td>" in page
     )
+
+
+def test_the_report_pictures_are_a_uniform_sample_not_the_most_confident() -> None:
+    from a2lc.steps.changes import change_picture, sample_changes
+    from a2lc.workspace.changes import AutoChange
+
+    changes = [
+        AutoChange(i, 1 + i % 2, "img", i + 1, 0, 1, "proven", 1.0 - i / 100, {}) for i in range(40)
+    ]
+    counts = np.zeros(40)
+    for seed in range(500):
+        picked = sample_changes(changes, per_round=4, seed=seed)
+        assert [c.round for c in picked] == [1] * 4 + [2] * 4
+        counts[[c.id for c in picked]] += 1
+    # Every change is equally likely (4 of 20 per round): no preference for confidence.
+    assert counts.min() > 0.6 * 100
+    assert counts.max() < 1.4 * 100
+    most_confident = {c.id for c in changes[:2]}
+    assert {c.id for c in sample_changes(changes, seed=0)} != most_confident
+    assert sample_changes(changes, seed=3) == sample_changes(changes, seed=3)
+
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    segments = np.zeros((20, 30), dtype=np.int32)
+    segments[5:10, 10:20] = 7
+    picture = change_picture(image, segments, 7, before=(200, 0, 0), after=(0, 0, 200), margin=2)
+    assert picture.shape == (9, 2 * 14 + 4, 3)
+    left, right = picture[:, :14], picture[:, 18:]
+    assert (left[4, 7] == [110, 0, 0]).all()
+    assert (right[4, 7] == [0, 0, 110]).all()
+    assert (left[2, 2] == 255).all()  # the outline
+    assert (left[0, 0] == 0).all()  # outside the segment: the image
+    with pytest.raises(ValueError, match="segment 8"):
+        change_picture(image, segments, 8, before=(0, 0, 0), after=(0, 0, 0))
+
+
+def test_the_report_shows_every_round_with_changes(tmp_path: Path) -> None:
+    from a2lc.report import workspace_report
+
+    with make_workspace(tmp_path) as ws:
+        lcm = LCMConfig(epochs=20, thresholds=(0.0,))
+        run = config(strategy="alc+lcm", rounds=2, budget=10, lcm=lcm)
+        assert run_rounds(ws, run, show_progress=False).finished
+        rounds = sorted({c.round for c in ws.automatic_changes()})
+        assert rounds
+        page = workspace_report(ws, tmp_path / "report.html").read_text()
+    for r in rounds:
+        assert page.count(f"<figcaption>round {r}, lcm:") == 4

@@ -14,6 +14,7 @@ import numpy as np
 
 from a2lc.steps.correctors import ground_truth_majority
 from a2lc.workspace import Workspace
+from a2lc.workspace.changes import AutoChange
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,60 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
             )
         )
     return out
+
+
+PICTURES_PER_ROUND = 4
+"""Changed segments the report shows per round with automatic changes."""
+
+
+def sample_changes(
+    changes: list[AutoChange], *, per_round: int = PICTURES_PER_ROUND, seed: int = 0
+) -> list[AutoChange]:
+    """Up to ``per_round`` changes of every round, drawn uniformly at random (seeded by
+    ``seed`` and the round), so the pictures are an honest sample, not the most confident
+    changes; in round order, then change order."""
+    out: list[AutoChange] = []
+    for r in sorted({c.round for c in changes}):
+        mine = [c for c in changes if c.round == r]
+        rng = np.random.default_rng([seed, r, PICTURE_STREAM])
+        picked = rng.choice(len(mine), size=min(per_round, len(mine)), replace=False)
+        out += [mine[i] for i in sorted(picked.tolist())]
+    return out
+
+
+PICTURE_STREAM = 0xC4A6
+"""Second seed word of the report's sample of changes."""
+
+
+def change_picture(
+    image: np.ndarray,
+    segments: np.ndarray,
+    segment_id: int,
+    *,
+    before: tuple[int, int, int],
+    after: tuple[int, int, int],
+    margin: int = 24,
+) -> np.ndarray:
+    """``(h, 2w + 4, 3)`` uint8: a crop of ``(H, W, 3)`` ``image`` around the segment of
+    ``(H, W)`` ``segments``, twice: its pixels tinted with the ``before`` label colour
+    (left) and the ``after`` colour (right), outlined in white."""
+    mask = np.asarray(segments) == segment_id
+    if not mask.any():
+        raise ValueError(f"segment {segment_id} is not in the segment map")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, bottom = max(0, rows[0] - margin), min(mask.shape[0], rows[-1] + margin + 1)
+    left, right = max(0, cols[0] - margin), min(mask.shape[1], cols[-1] + margin + 1)
+    crop = np.asarray(image, dtype=np.float64)[top:bottom, left:right, :3]
+    inside = mask[top:bottom, left:right]
+    edge = inside.copy()
+    edge[1:-1, 1:-1] = inside[1:-1, 1:-1] & ~(
+        inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+    )
+    panels = []
+    for colour in (before, after):
+        panel = crop.copy()
+        panel[inside] = 0.45 * panel[inside] + 0.55 * np.asarray(colour, dtype=np.float64)
+        panel[edge] = 255.0
+        panels.append(panel.astype(np.uint8))
+    gap = np.full((crop.shape[0], 4, 3), 255, dtype=np.uint8)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
