@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from a2lc.steps.correctors import ground_truth_majority
+from a2lc.steps.correctors import changes_right
 from a2lc.workspace import Workspace
 from a2lc.workspace.changes import AutoChange
 
@@ -52,18 +52,9 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
         keyed.setdefault((change.round, change.corrector, change.before, change.after), []).append(
             i
         )
-    right: np.ndarray | None = None
-    judged = np.zeros(len(changes), dtype=bool)
-    if truth and changes:
-        truth_ids = set(ws.ground_truth_ids)
-        judged = np.asarray([c.image_id in truth_ids for c in changes])
-        right = np.zeros(len(changes), dtype=bool)
-        rows = np.flatnonzero(judged)
-        if rows.size:
-            majority = ground_truth_majority(
-                ws, [(changes[i].image_id, changes[i].segment_id) for i in rows]
-            )
-            right[rows] = majority == np.asarray([changes[i].after for i in rows])
+    judged = right = np.zeros(len(changes), dtype=bool)
+    if truth:
+        judged, right = changes_right(ws, [(c.image_id, c.segment_id, c.after) for c in changes])
     out = []
     for (r, corrector, before, after), members in sorted(keyed.items()):
         evidence = changes[members[0]].evidence
@@ -80,7 +71,7 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
                 sum(changes[i].reverted_by is not None for i in members),
                 estimated,
                 evidence.get("lower_bound"),
-                float(np.mean(right[mine])) if right is not None and mine else None,
+                float(np.mean(right[mine])) if mine else None,
                 str(evidence.get("statement") or evidence.get("recorded") or "not recorded"),
             )
         )
@@ -89,6 +80,8 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
 
 PICTURES_PER_ROUND = 4
 """Changed segments the report shows per round with automatic changes."""
+PICTURE_STREAM = 0xC4A6
+"""Second seed word of the report's sample of changes."""
 
 
 def sample_changes(
@@ -104,10 +97,6 @@ def sample_changes(
         picked = rng.choice(len(mine), size=min(per_round, len(mine)), replace=False)
         out += [mine[i] for i in sorted(picked.tolist())]
     return out
-
-
-PICTURE_STREAM = 0xC4A6
-"""Second seed word of the report's sample of changes."""
 
 
 def change_picture(

@@ -270,19 +270,29 @@ def ground_truth_majority(ws: Workspace, keys: list[tuple[str, int]]) -> np.ndar
     return truth
 
 
+def changes_right(
+    ws: Workspace, changes: list[tuple[str, int, int]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(judged, right)``, both ``(K,)`` bool for ``K`` changes ``(image id, segment id,
+    class)``: whether ground truth can judge the change (its image has ground truth), and
+    whether it gave the segment its majority ground-truth class (False where not judged)."""
+    truth_ids = set(ws.ground_truth_ids)
+    judged = np.asarray([change[0] in truth_ids for change in changes], dtype=bool)
+    right = np.zeros(len(changes), dtype=bool)
+    rows = np.flatnonzero(judged)
+    if rows.size:
+        majority = ground_truth_majority(ws, [changes[i][:2] for i in rows])
+        right[rows] = majority == np.asarray([changes[i][2] for i in rows])
+    return judged, right
+
+
 def change_precision(ws: Workspace, changes: list[tuple[str, int, int]]) -> float | None:
     """Fraction of automatic changes that gave the segment its majority ground-truth class.
 
     Counted over the changes in images with ground truth; None when there are none.
     """
-    truth_ids = set(ws.ground_truth_ids)
-    judged = [change for change in changes if change[0] in truth_ids]
-    if not judged:
-        return None
-    truth = ground_truth_majority(
-        ws, [(image_id, segment_id) for image_id, segment_id, _ in judged]
-    )
-    return float(np.mean(truth == np.asarray([after for _, _, after in judged])))
+    judged, right = changes_right(ws, changes)
+    return float(right[judged].mean()) if judged.any() else None
 
 
 # ---------------------------------------------------------------------- checked corrector
