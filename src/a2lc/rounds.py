@@ -357,10 +357,12 @@ def _record_queries(
         )
         queries = [*queries, *sample]
         round_config["estimate_sample"] = [[i, s] for i, s, _ in sample]
-    ws.start_round(queries, strategy=config.strategy, budget=full_budget, config=round_config)
-    ws.record_metrics(
-        r,
-        {
+    ws.start_round(
+        queries,
+        strategy=config.strategy,
+        budget=full_budget,
+        config=round_config,
+        metrics={
             "seconds/predict_and_score": time.perf_counter() - started,
             **selection.timings,
             **extra_metrics,

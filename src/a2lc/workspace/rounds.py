@@ -81,11 +81,13 @@ class RoundsMixin:
         strategy: str,
         budget: int,
         config: dict[str, Any] | None = None,
+        metrics: dict[str, float] | None = None,
     ) -> int:
         """Record a new round and its queries ``(image id, segment id, score)``, best first.
 
-        One transaction. Refused while another round is open, or if a query names
-        an unknown segment or one corrected manually in an earlier round.
+        One transaction, with the ``metrics`` of planning it (so a run killed right after
+        never leaves a round without them). Refused while another round is open, or if a
+        query names an unknown segment or one corrected manually in an earlier round.
         """
         self.require_segments()
         self.require_no_open_round()
@@ -119,7 +121,9 @@ class RoundsMixin:
             (queried,) = db.execute(
                 "SELECT COUNT(*) FROM queries WHERE round <= ?", (round_index,)
             ).fetchone()
-            _write_metrics(db, round_index, {"segments_queried": float(queried)})
+            _write_metrics(
+                db, round_index, {**(metrics or {}), "segments_queried": float(queried)}
+            )
         return round_index
 
     @staticmethod
