@@ -71,6 +71,7 @@ from a2lc.steps.quality import (
     estimate_text,
 )
 from a2lc.steps.scoring import ScoreConfig, Selection, select_queries
+from a2lc.steps.voiced import apply_voiced
 from a2lc.strategies import (
     LEARNING_ACQUISITIONS,
     Strategy,
@@ -403,7 +404,8 @@ def _finish_round(
     if strategy.corrector == "proven" and not ws.step_done(r, "proven"):
         started = time.perf_counter()
         cpu = time.process_time()
-        apply_proven(
+        apply = apply_voiced if config.learned.guarantee == "fdr" else apply_proven
+        apply(
             ws,
             config=config.learned,
             round_index=r,

@@ -137,10 +137,10 @@ def resolve_strategy(name: str) -> Strategy:
     acquisition, corrector = name.split(SEPARATOR, 1)
     ACQUISITIONS.get(acquisition)
     CORRECTORS.get(corrector)
-    if acquisition in LEARNING_ACQUISITIONS and corrector not in ("none", "proven"):
+    if acquisition in LEARNING_ACQUISITIONS and corrector not in ("none", "proven", "lcm"):
         raise UnknownNameError(
             f"acquisition {acquisition!r} plans its own queries and works with the corrector "
-            f"'none' or 'proven', not {corrector!r}"
+            f"'none', 'proven' or 'lcm', not {corrector!r}"
         )
     return Strategy(
         name,

@@ -204,6 +204,31 @@ def test_learned_strategy_in_the_loop(tmp_path: Path) -> None:
                 assert outcome["slice"]["lower_bound"] >= 0.9
 
 
+def test_the_validated_acquisition_runs_with_the_papers_lcm(tmp_path: Path) -> None:
+    """``validated+lcm``: the corrector protocol's LCM baseline (issue #35)."""
+    from a2lc.correction.lcm import LCMConfig
+    from a2lc.rounds import RunConfig, run_rounds
+    from tests.test_rounds import TINY_TRAIN, make_workspace
+
+    config = RunConfig(
+        strategy="validated+lcm",
+        rounds=2,
+        budget=20,
+        eval_split="val",
+        train=TINY_TRAIN,
+        learned=LearnedConfig(min_answers=5),
+        lcm=LCMConfig(epochs=5, thresholds=(0.0,)),
+    )
+    with make_workspace(tmp_path) as ws:
+        result = run_rounds(ws, config, show_progress=False)
+        assert result.finished
+        for r in (1, 2):
+            assert ws.step_done(r, "lcm")
+            assert "lcm_changed" in result.metrics[r]
+            assert result.metrics[r]["learned_explored"] == 1
+        assert result.metrics[2]["learned_model"] == 1
+
+
 def test_learned_strategy_is_resumable_and_deterministic(tmp_path: Path) -> None:
     from a2lc.rounds import RunConfig, run_rounds
     from tests.test_rounds import TINY_TRAIN, make_workspace
@@ -234,8 +259,9 @@ def test_learned_acquisition_refuses_another_corrector() -> None:
     from a2lc.errors import UnknownNameError
     from a2lc.strategies import resolve_strategy
 
-    with pytest.raises(UnknownNameError, match="'none' or 'proven'"):
+    with pytest.raises(UnknownNameError, match="'none', 'proven' or 'lcm'"):
         resolve_strategy("learned+checked")
+    assert resolve_strategy("validated+lcm").lcm  # the corrector protocol's paper baseline
     assert resolve_strategy("learned+proven").learns
     assert resolve_strategy("eg+proven").learns
     assert not resolve_strategy("eg+checked").learns

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from a2lc.errors import A2LCError
+from a2lc.errors import A2LCError, UnknownNameError
 
 if TYPE_CHECKING:
     from a2lc.correction.learned import LearnedConfig
@@ -275,9 +275,13 @@ def _learned_config(args: argparse.Namespace) -> LearnedConfig:
             min_precision=args.min_precision,
             explore_share=args.explore_share,
             answer_model=args.answer_model,
+            guarantee=args.guarantee,
+            voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
         )
-    except ValueError as exc:
-        raise A2LCError(f"--min-precision / --explore-share: {exc}") from None
+    except (ValueError, UnknownNameError) as exc:
+        raise A2LCError(
+            f"--min-precision / --explore-share / --guarantee / --voices: {exc}"
+        ) from None
 
 
 def _print_metrics(metrics: dict[int, dict[str, float]], *, images: int | None = None) -> None:

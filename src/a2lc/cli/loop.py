@@ -149,6 +149,24 @@ def register(
         help="learned acquisition and proven corrector: the model of the answers "
         "(scikit-learn's logistic regression, or histogram gradient boosting; default: logistic)",
     )
+    run.add_argument(
+        "--guarantee",
+        choices=("bound", "fdr"),
+        default="bound",
+        help="proven corrector: what the applied changes promise. bound: the chance that "
+        "fewer than --min-precision of them are right is at most 5%% (audits pooled over "
+        "rounds); fdr: on average at most 1 - --min-precision of them are wrong (conformal "
+        "selection on the round's own audit; the acquisition leaves the corrector's region "
+        "to it) (default: bound)",
+    )
+    run.add_argument(
+        "--voices",
+        default="answer",
+        metavar="NAMES",
+        help="proven corrector with --guarantee fdr: comma-separated voices that score the "
+        "proposals, combined by a model of earlier audits: answer, round, neighbours, image "
+        "(default: answer)",
+    )
 
     return {
         "score": _distributed(_score),

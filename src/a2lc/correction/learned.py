@@ -37,7 +37,11 @@ from a2lc.correction.answer_model import (
     AnswerModelKind,
     cross_fitted_wrong,
 )
-from a2lc.correction.checked import precision_lower_bound
+from a2lc.correction.guarantees import GUARANTEES, GuaranteeName
+from a2lc.correction.guarantees import Evidence as Evidence
+from a2lc.correction.guarantees import Slice as Slice
+from a2lc.correction.guarantees import proven_threshold as proven_threshold
+from a2lc.correction.voices import VOICES
 from a2lc.data.sample import IGNORE_INDEX
 
 
@@ -69,6 +73,15 @@ class LearnedConfig:
     handover_folds: int = 5
     """``validated``: folds of the cross-validation that weighs the answer model against the
     prior."""
+    guarantee: GuaranteeName = "bound"
+    """What the proven corrector promises (:mod:`a2lc.correction.guarantees`): ``bound``
+    (the applied set's precision is below ``min_precision`` with probability at most
+    ``1 − confidence``; evidence pooled over rounds) or ``fdr`` (on average at most
+    ``1 − min_precision`` of the applied changes are wrong; the round's own audit, the
+    region left to the corrector)."""
+    voices: tuple[str, ...] = ("answer",)
+    """``fdr``: the voices that score proposals (:mod:`a2lc.correction.voices`), combined by a
+    model of earlier rounds' audits; the first scores alone until there are enough."""
 
     def __post_init__(self) -> None:
         for name in ("explore_share", "audit_share"):
@@ -87,6 +100,19 @@ class LearnedConfig:
             )
         if self.handover_folds < 2:
             raise ValueError(f"handover_folds must be at least 2, got {self.handover_folds}")
+        if self.guarantee not in GUARANTEES:
+            GUARANTEES.get(self.guarantee)  # raises, naming the valid ones
+        if not self.voices:
+            raise ValueError("voices must name at least one voice")
+        for voice in self.voices:
+            VOICES.get(voice)
+        if len(set(self.voices)) != len(self.voices):
+            raise ValueError(f"voices are named twice: {self.voices}")
+        if self.guarantee == "bound" and self.voices != ("answer",):
+            raise ValueError(
+                "voices are combined under the fdr guarantee only (--guarantee fdr); "
+                f"bound scores by the answer model alone, got voices {self.voices}"
+            )
         if self.region_per_audit < 1 or self.first_test < 1 or self.test_growth <= 1.0:
             raise ValueError("region_per_audit, first_test ≥ 1 and test_growth > 1 are required")
 
@@ -222,104 +248,6 @@ def uniform_sample(candidates: np.ndarray, count: int, rng: np.random.Generator)
     candidates = np.asarray(candidates, dtype=np.int64)
     count = max(0, min(int(count), candidates.size))
     return np.sort(rng.choice(candidates, size=count, replace=False)) if count else candidates[:0]
-
-
-class Evidence(NamedTuple):
-    """Sampled answers inside corrector regions, pooled over rounds.
-
-    ``confidence``: ``(S,)`` the proposal's confidence when it was made (by a model
-    that had not seen the answer); ``correct``: ``(S,)`` whether the answer was the
-    proposed class; ``floor``: ``(S,)`` the confidence of the least confident
-    proposal in that round's region (a slice below it was not sampled that round).
-    """
-
-    confidence: np.ndarray
-    correct: np.ndarray
-    floor: np.ndarray
-
-    @classmethod
-    def empty(cls) -> Evidence:
-        return cls(np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0))
-
-    @classmethod
-    def concatenate(cls, parts: list[Evidence]) -> Evidence:
-        if not parts:
-            return cls.empty()
-        return cls(
-            np.concatenate([p.confidence for p in parts]).astype(np.float64),
-            np.concatenate([p.correct for p in parts]).astype(bool),
-            np.concatenate([p.floor for p in parts]).astype(np.float64),
-        )
-
-
-class Slice(NamedTuple):
-    """The outcome of :func:`proven_threshold`.
-
-    ``threshold``: proposals at or above it may be applied (``inf``: none);
-    ``sampled``, ``correct``: the evidence of the accepted slice (of the last slice
-    tested when none was accepted); ``lower``: its precision's lower bound;
-    ``tests``: how many slices were tested.
-    """
-
-    threshold: float
-    sampled: int
-    correct: int
-    lower: float
-    tests: int
-
-    @property
-    def estimate(self) -> float:
-        return self.correct / self.sampled if self.sampled else float("nan")
-
-
-def proven_threshold(
-    evidence: Evidence,
-    *,
-    min_confidence: float,
-    min_precision: float,
-    confidence: float,
-    first_test: int,
-    growth: float,
-) -> Slice:
-    """The lowest confidence threshold whose slice is proven precise, by fixed-sequence testing.
-
-    Candidate slices are "proposals with confidence ≥ c" for ``c ≥ min_confidence``
-    (the current round's region floor). Sorted by confidence, the k-th most
-    confident sampled answer defines the k-th candidate; the tested ones hold
-    ``first_test``, ``first_test · growth``, … sampled answers (evidence from rounds
-    whose region floor lies above ``c`` is left out of that test). Tests run from
-    the most confident slice down and stop at the first whose one-sided
-    Clopper–Pearson bound falls below ``min_precision``; the last passing slice is
-    accepted. Stopping at the first failure keeps the chance of accepting any slice
-    whose true precision is below ``min_precision`` at most ``1 − confidence``
-    (fixed-sequence testing), as long as the sampled answers are uniform within
-    every slice.
-    """
-    usable = evidence.confidence >= min_confidence
-    conf = evidence.confidence[usable]
-    correct = evidence.correct[usable]
-    floor = evidence.floor[usable]
-    order = np.argsort(-conf, kind="stable")
-    conf, correct, floor = conf[order], correct[order], floor[order]
-    accepted = Slice(float("inf"), 0, 0, 0.0, 0)
-    last = accepted
-    k = float(first_test)
-    tests = 0
-    while int(k) <= conf.size:
-        threshold = float(conf[int(k) - 1])
-        inside = (conf >= threshold) & (floor <= threshold)
-        n = int(inside.sum())
-        right = int(correct[inside].sum())
-        lower = precision_lower_bound(right, n, confidence=confidence)
-        tests += 1
-        last = Slice(threshold, n, right, lower, tests)
-        if lower < min_precision:
-            break
-        accepted = last
-        k = max(k + 1, k * growth)
-    if accepted.sampled:
-        return accepted._replace(tests=tests)
-    return Slice(float("inf"), last.sampled, last.correct, last.lower, tests)
 
 
 HANDOVER_GRID = np.linspace(0.0, 1.0, 11)

@@ -29,6 +29,7 @@ from a2lc.correction.checked import (
     open_groups,
     propose,
 )
+from a2lc.correction.guarantees import bound_statement
 from a2lc.correction.lcm import LCMConfig, fit_and_predict, select_relabels, tail_classes
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.data.segments import majority_labels
@@ -43,15 +44,6 @@ LCM_STATEMENT = (
     "no guarantee: the paper's LCM makes no estimate of its precision, and on our "
     "benchmark it often lowered label quality"
 )
-
-
-def bound_statement(min_precision: float, confidence: float) -> str:
-    """The proven and checked correctors' guarantee, in one sentence."""
-    return (
-        f"the chance that these changes are right less than {100 * min_precision:.0f}% of "
-        f"the time is at most {100 * (1 - confidence):.0f}% (one-sided Clopper–Pearson bound "
-        "on a random audit)"
-    )
 
 
 AUDIT_STREAM = 0xA0D1

@@ -24,6 +24,7 @@ import numpy as np
 
 from a2lc._atomic import atomic_write_arrays, atomic_write_text
 from a2lc.correction.answer_model import fit_answer_model
+from a2lc.correction.guarantees import bound_statement
 from a2lc.correction.learned import (
     Calibration,
     Evidence,
@@ -44,7 +45,6 @@ from a2lc.errors import WorkspaceError
 from a2lc.runtime import releasing
 from a2lc.steps.correctors import (
     RoundFeatures,
-    bound_statement,
     change_precision,
     design_rows,
     feature_rows,
@@ -152,7 +152,7 @@ def answer_sets(ws: Workspace, round_index: int) -> AnswerSets:
             features_path(ws, info.round),
         )
         after = np.asarray([c["after"] for c in answers], dtype=np.int64)
-        plan = _load_plan(ws, info.round)
+        plan = load_plan(ws, info.round)
         if plan is not None:
             explored = np.isin(rows, plan["explored"])
             explored_wrong.append(after[explored] != saved.label[rows[explored]])
@@ -246,6 +246,7 @@ def plan_learned(
     audits = empty
     floor = float("inf")
     expected_auto = np.zeros(labels.size, dtype=bool)
+    extra_arrays: dict[str, np.ndarray] = {}
     if propose_corrections and probabilities is not None:
         proposals = ranked_proposals(probabilities, labels, eligible=eligible)
         audit_count = round(config.audit_share * budget)
@@ -256,9 +257,15 @@ def plan_learned(
         if region.size:
             floor = float(region_confidence[-1])
         audits = uniform_sample(region, audit_count, rng)
-        # Proposals the evidence so far would already apply are left to the corrector.
-        before = proven_threshold(pooled_evidence(ws, r), min_confidence=0.0, **_tests(config))
-        expected_auto[proposals.rows[proposals.confidence >= before.threshold]] = True
+        if config.guarantee == "fdr":
+            # The whole region is the corrector's: the acquisition asks elsewhere, so what
+            # people answer inside it is the audit and the exploration, both uniform.
+            expected_auto[region] = True
+            extra_arrays["region_probabilities"] = probabilities[region]
+        else:
+            # Proposals the evidence so far would already apply are left to the corrector.
+            before = proven_threshold(pooled_evidence(ws, r), min_confidence=0.0, **_tests(config))
+            expected_auto[proposals.rows[proposals.confidence >= before.threshold]] = True
         expected_auto[audits] = False
         metrics.update(
             {
@@ -353,6 +360,7 @@ def plan_learned(
         audits=audits,
         explored=explored,
         p_wrong=p_wrong,
+        **extra_arrays,
     )
     log.info(
         "round %d: %s from %d answers; %d explored, %d audited in a region of %d proposals",
@@ -375,7 +383,7 @@ def _tests(config: LearnedConfig) -> dict[str, Any]:
     }
 
 
-def _load_plan(ws: Workspace, round_index: int) -> dict[str, np.ndarray] | None:
+def load_plan(ws: Workspace, round_index: int) -> dict[str, np.ndarray] | None:
     path = plan_path(ws, round_index)
     if not path.is_file():
         return None
@@ -385,7 +393,7 @@ def _load_plan(ws: Workspace, round_index: int) -> dict[str, np.ndarray] | None:
 
 def _round_evidence(ws: Workspace, round_index: int, saved: RoundFeatures) -> Evidence:
     """Answers drawn uniformly inside round ``round_index``'s region (audits, exploration)."""
-    plan = _load_plan(ws, round_index)
+    plan = load_plan(ws, round_index)
     if plan is None or plan["region"].size == 0:
         return Evidence.empty()
     answers = {
@@ -428,7 +436,7 @@ def apply_proven(
 ) -> dict[str, float]:
     """Apply the round's proposals in the proven slice; returns (and records) the metrics."""
     r = round_index
-    plan = _load_plan(ws, r)
+    plan = load_plan(ws, r)
     if plan is None:
         raise WorkspaceError(f"{plan_path(ws, r)} is missing: round {r} was not planned")
     floor = float(plan["floor"])

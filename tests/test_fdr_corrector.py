@@ -1,0 +1,159 @@
+"""The proven corrector under the fdr guarantee, in the loop (issue #35).
+
+The acquisition leaves the corrector's region to it, so what people answer inside
+the region is the uniform audit and exploration only; every voice scores from
+answers that are not the calibration's; the changes carry the guarantee's
+statement and evidence; and the run survives SIGKILL at the corrector's steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from a2lc.cli import main
+from a2lc.correction.learned import LearnedConfig
+from a2lc.rounds import RunConfig, run_rounds
+from a2lc.steps.correctors import features_path, load_round_features
+from a2lc.steps.learning import load_plan
+from a2lc.steps.voiced import voices_path
+from a2lc.workspace import Workspace
+from tests.test_default_strategy import check_equal, final_state
+from tests.test_rounds import config, make_workspace, run_cli
+
+VOICES = ("answer", "round", "neighbours", "image")
+LEARNED = LearnedConfig(
+    min_answers=5, audit_share=0.3, min_precision=0.01, guarantee="fdr", voices=VOICES
+)
+"""An answer model from round 2 on the tiny pool; a target so low that changes happen (its
+proposals are rarely right)."""
+ROUNDS = 3
+
+
+def fdr_config() -> RunConfig:
+    return config(strategy="validated+proven", rounds=ROUNDS, oracle="gt", learned=LEARNED)
+
+
+DRIVER = """
+import sys
+from tests.test_fdr_corrector import fdr_config
+from a2lc.rounds import run_rounds
+from a2lc.workspace import Workspace
+path, _oracle = sys.argv[1:]
+with Workspace.open(path) as ws:
+    run_rounds(ws, fdr_config(), show_progress=False)
+"""
+
+KILL_POINTS = (
+    "SELECT 1 FROM steps WHERE round = 1 AND name = 'eval'",  # → plan round 2 (region)
+    "SELECT 1 FROM corrections WHERE round = 2 AND source = 'manual'",  # → voices, selection
+    "SELECT 1 FROM steps WHERE round = 2 AND name = 'proven'",  # → close, train θ_2
+    "SELECT 1 FROM corrections WHERE round = 3 AND source = 'manual'",  # → combination
+)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("fdr")
+    with make_workspace(root) as ws:
+        assert run_rounds(ws, fdr_config(), show_progress=False).finished
+    return root / "ws", final_state(root / "ws")
+
+
+def test_the_region_is_left_to_the_corrector_and_audited_uniformly(
+    reference: tuple[Path, dict[str, Any]],
+) -> None:
+    path, _ = reference
+    with Workspace.open(path, read_only=True) as ws:
+        planned = 0
+        for info in ws.rounds():
+            plan = load_plan(ws, info.round)
+            assert plan is not None
+            if plan["region"].size == 0:
+                continue
+            planned += 1
+            saved = load_round_features(features_path(ws, info.round))
+            region = {saved.key(int(i)) for i in plan["region"]}
+            sampled = {saved.key(int(i)) for i in np.union1d(plan["audits"], plan["explored"])}
+            asked = {(q.image_id, q.segment_id) for q in ws.queries(info.round)}
+            # Inside the region people answer only the uniform samples.
+            assert asked & region <= sampled
+            assert plan["region_probabilities"].shape == (plan["region"].size, ws.num_classes)
+            with np.load(voices_path(ws, info.round)) as kept:
+                assert kept["voices"].shape[1] == len(VOICES)
+                assert kept["names"].tolist() == list(VOICES)
+        assert planned >= 2
+
+
+def test_changes_carry_the_fdr_statement_and_never_touch_answers(
+    reference: tuple[Path, dict[str, Any]],
+) -> None:
+    path, _ = reference
+    with Workspace.open(path, read_only=True) as ws:
+        changes = ws.automatic_changes()
+        assert changes, "the fdr corrector changed nothing on the tiny pool"
+        answered = {
+            (c["round"], c["image_id"], c["segment_id"])
+            for c in ws.corrections()
+            if c["source"] == "manual"
+        }
+        for change in changes:
+            # never a segment a person had answered by then (later rounds may ask about it)
+            assert not any(
+                (r, change.image_id, change.segment_id) in answered
+                for r in range(1, change.round + 1)
+            )
+            assert change.evidence["guarantee"] == "fdr"
+            assert (
+                "on average at most 99% of the applied changes are wrong"
+                in (change.evidence["statement"])
+            )
+            assert change.evidence["sources"] == [f"{v} voice" for v in VOICES]
+            assert change.evidence["audited"] > 0
+        outcome = json.loads((path / "rounds" / "round_002" / "proven.json").read_text())
+        assert outcome["config"]["guarantee"] == "fdr"
+        metrics = ws.metrics()
+        assert metrics[2]["proven_round_sampled"] > 0
+
+
+def test_killed_at_the_corrector_steps_ends_as_an_uninterrupted_run(
+    tmp_path: Path, reference: tuple[Path, dict[str, Any]]
+) -> None:
+    _, want = reference
+    with make_workspace(tmp_path):
+        pass
+    path = tmp_path / "ws"
+    for sql in KILL_POINTS:
+        run_cli([str(path), "gt"], kill_when=(path / "a2lc.sqlite", sql), driver=DRIVER)
+    assert run_cli([str(path), "gt"], driver=DRIVER) == 0
+    check_equal(final_state(path), want)
+
+
+def test_the_cli_takes_the_guarantee_and_the_voices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with make_workspace(tmp_path):
+        pass
+    code = main(
+        [
+            "run",
+            "-w",
+            str(tmp_path / "ws"),
+            "--rounds",
+            "0",
+            "--guarantee",
+            "fdr",
+            "--voices",
+            "answer,echo",
+        ]
+    )
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "unknown voice 'echo'; valid names: answer, image, neighbours, round" in err
+    code = main(["run", "-w", str(tmp_path / "ws"), "--rounds", "0", "--voices", "answer,round"])
+    assert code != 0
+    assert "under the fdr guarantee only" in capsys.readouterr().err
