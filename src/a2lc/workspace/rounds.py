@@ -121,9 +121,7 @@ class RoundsMixin:
             (queried,) = db.execute(
                 "SELECT COUNT(*) FROM queries WHERE round <= ?", (round_index,)
             ).fetchone()
-            _write_metrics(
-                db, round_index, {**(metrics or {}), "segments_queried": float(queried)}
-            )
+            _write_metrics(db, round_index, {**(metrics or {}), "segments_queried": float(queried)})
         return round_index
 
     @staticmethod
