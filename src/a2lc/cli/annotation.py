@@ -269,15 +269,18 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings | None:
 
 def _annotate(args: argparse.Namespace) -> int:
     from a2lc.workspace import Workspace
+    from a2lc.workspace.review import ReviewDesk
 
     with Workspace.open(args.workspace) as ws:
         current = ws.open_round()
-        if current is None:
+        to_review = ReviewDesk(ws).progress().left
+        if current is None and not to_review:
             raise A2LCError(
-                f"{args.workspace} has no open round; start one with `a2lc run -w "
-                f"{args.workspace} --oracle human` (it stops once the queries are recorded)"
+                f"{args.workspace} has no open round and no automatic change to review; start "
+                f"a round with `a2lc run -w {args.workspace} --oracle human` (it stops once the "
+                "queries are recorded)"
             )
-        pending = ws.count_unanswered(current.round)
+        pending = ws.count_unanswered(current.round) if current is not None else 0
     if not 0 < args.lease_seconds <= MAX_LEASE_SECONDS:  # also refuses nan and inf
         raise A2LCError(
             f"--lease-seconds must be a number of seconds in (0, {MAX_LEASE_SECONDS:.0f}], "
@@ -304,10 +307,17 @@ def _annotate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     address = args.allow_host[0] if args.host in WILDCARD else args.host
-    print(
-        f"round {current.round}: {pending} queries to answer; open "
-        f"http://{address}:{args.port}/?token={token} (Ctrl+C stops; answers are saved as they come)"
-    )
+    if current is not None:
+        print(
+            f"round {current.round}: {pending} queries to answer; open "
+            f"http://{address}:{args.port}/?token={token} (Ctrl+C stops; answers are saved as "
+            "they come)"
+        )
+    if to_review:
+        print(
+            f"{to_review} automatic changes to review; open "
+            f"http://{address}:{args.port}/review?token={token}"
+        )
     serve(
         args.workspace,
         host=args.host,

@@ -16,6 +16,8 @@ Routes (JSON unless said otherwise):
 * ``GET /api/progress``: answered / leased / total, per annotator.
 * ``GET /api/view/{image_id}/{segment_id}.png?zoom=0|1&exposure=auto|off``: the
   segment highlighted, with automatic exposure unless ``off``.
+* ``GET /review`` and ``/api/review/...``: the review queue of automatic changes
+  (:mod:`a2lc.web.review`).
 
 Only images of the workspace are served, looked up by id (never by path).
 Every request is validated before anything changes: malformed JSON or fields
@@ -81,6 +83,7 @@ from a2lc.workspace.annotation import (
     LeaseError,
     canonical_name,
 )
+from a2lc.workspace.review import ReviewDesk
 
 WEB_EXTRA_HELP = 'the annotation app needs starlette and uvicorn: pip install "a2lc[web]"'
 
@@ -120,8 +123,11 @@ def create_app(
     ``hosts``: accepted ``Host`` header values (see :func:`allowed_hosts`); None
     accepts any (for in-process tests only: :func:`serve` always passes them).
     """
+    from a2lc.web.review import review_routes  # starlette is there: checked on import
+
     ws = Workspace.open(workspace)
     desk = AnnotationDesk(ws, lease_seconds=lease_seconds, **({"clock": clock} if clock else {}))
+    review_desk = ReviewDesk(ws, lease_seconds=lease_seconds, **({"clock": clock} if clock else {}))
     lock = threading.Lock()  # one SQLite connection, shared by the worker threads
     image_ids = {s.id for s in ws.samples}
     segment_ids: dict[str, set[int]] = {}  # per image, read on first use
@@ -387,6 +393,9 @@ def create_app(
         Route("/api/release", guarded(release), methods=["POST"]),
         Route("/api/progress", guarded(progress)),
         Route("/api/view/{image_id}/{segment_id}.png", guarded(view)),
+        *review_routes(
+            ws, review_desk, guarded=guarded, field=_field, owned_code=owned_code, static=STATIC
+        ),
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
 

@@ -191,6 +191,26 @@ MIGRATIONS: tuple[str, ...] = (
             AND e.id < corrections.id ORDER BY e.id DESC LIMIT 1), 0)
         WHERE source = 'auto' AND prev_origin IS NULL;
     """,
+    # 9: people reviewing automatic changes: one verdict per change (accept or revert), the
+    # answer it was recorded as and the revert it made (for undo), and review leases.
+    """
+    CREATE TABLE reviews (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        change_id     INTEGER NOT NULL UNIQUE REFERENCES corrections(id),
+        annotator     TEXT NOT NULL,
+        verdict       TEXT NOT NULL CHECK (verdict IN ('accept', 'revert')),
+        correction_id INTEGER NOT NULL REFERENCES corrections(id),
+        revert_id     INTEGER REFERENCES reverts(id),
+        created_at    TEXT NOT NULL
+    );
+    CREATE INDEX reviews_by_annotator ON reviews(annotator, id);
+    CREATE TABLE review_leases (
+        change_id  INTEGER PRIMARY KEY REFERENCES corrections(id),
+        annotator  TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX review_leases_by_annotator ON review_leases(annotator);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
