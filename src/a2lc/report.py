@@ -311,6 +311,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                     "reverted",
                     "estimated precision (95% lower bound)",
                     "true precision",
+                    "reviewed (accepted)",
                 ],
                 [
                     [
@@ -323,6 +324,7 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                         if g.estimated is None
                         else f"{_percent(g.estimated)} (≥ {_percent(g.lower)})",
                         _percent(g.true),
+                        f"{g.reviewed} ({g.accepted})",
                     ]
                     for g in groups
                 ],
@@ -332,7 +334,9 @@ def workspace_report(ws: Workspace, out: Path) -> Path:
                 for c, s in statements.items()
             )
             + "<p>Take changes back with <code>a2lc revert</code> (a round, a corrector or a "
-            "class pair).</p>" + change_pictures(ws)
+            "class pair), or review them one by one in the app (<code>a2lc annotate</code>, "
+            "<code>/review</code>: shown in a uniformly random order, so accepted / reviewed "
+            "estimates their precision).</p>" + change_pictures(ws)
         )
     missing = never_right(metrics, names)
     if missing:

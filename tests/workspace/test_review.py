@@ -139,3 +139,30 @@ def test_a_change_answered_since_leaves_the_queue(with_changes: Path) -> None:
         with pytest.raises(LeaseError, match="no longer in force"):
             desk.verdict("ann", lease.change.id, "accept")
         assert desk.lease("ann") is None
+
+
+def test_status_and_the_report_count_reviews_per_class_pair(
+    with_changes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from a2lc.cli import main
+
+    with Workspace.open(with_changes) as ws:
+        desk = ReviewDesk(ws, clock=Clock())
+        for verdict in ("accept", "revert", "accept"):
+            lease = desk.lease("ann")
+            assert lease is not None
+            desk.verdict("ann", lease.change.id, verdict)
+    assert main(["status", "-w", str(with_changes)]) == 0
+    out = capsys.readouterr().out
+    assert "reviewed (accepted)" in out
+    assert "accepted / reviewed estimates the changes' precision" in out
+    assert main(["status", "-w", str(with_changes), "--json"]) == 0
+    import json
+
+    groups = json.loads(capsys.readouterr().out)["automatic_changes"]
+    assert sum(g["reviewed"] for g in groups) == 3
+    assert sum(g["accepted"] for g in groups) == 2
+    assert sum(g["reverted"] for g in groups) == 1
+    report = tmp_path / "report.html"
+    assert main(["report", "-w", str(with_changes), "--out", str(report)]) == 0
+    assert "reviewed (accepted)" in report.read_text()

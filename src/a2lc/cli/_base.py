@@ -351,7 +351,10 @@ def _print_changes(groups: list[dict[str, Any]]) -> None:
         return
     print("automatic changes by round and class pair")
     header = f"{'from → to':<28s}"
-    print(f"round  corrector  {header}  changed  reverted       est. precision    true")
+    print(
+        f"round  corrector  {header}  changed  reverted       est. precision    true  "
+        "reviewed (accepted)"
+    )
     statements: dict[str, str] = {}
     for g in groups:
         estimate = (
@@ -360,7 +363,8 @@ def _print_changes(groups: list[dict[str, Any]]) -> None:
         pair = f"{g['before']} → {g['after']}"
         print(
             f"{g['round']:>5d}  {g['corrector']:<8s}  {pair:<28s}  {g['count']:>7d}  "
-            f"{g['reverted']:>8d}  {estimate:>19s}  {_pct(g['true']):>6s}"
+            f"{g['reverted']:>8d}  {estimate:>19s}  {_pct(g['true']):>6s}  "
+            f"{g['reviewed']:>8d} ({g['accepted']})"
         )
         statements.setdefault(g["corrector"], g["guarantee"])
     for corrector, statement in statements.items():
@@ -368,6 +372,11 @@ def _print_changes(groups: list[dict[str, Any]]) -> None:
     print(
         "note: `a2lc revert -w W --round R [--corrector C] [--from-class A --to-class B]` takes changes back"
     )
+    if any(g["reviewed"] for g in groups):
+        print(
+            "note: reviewed in the app (`a2lc annotate`, /review) in a uniformly random order: "
+            "accepted / reviewed estimates the changes' precision"
+        )
 
 
 def _print_learning(metrics: dict[int, dict[str, float]], budgets: dict[int, int]) -> None:

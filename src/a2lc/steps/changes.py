@@ -15,6 +15,7 @@ import numpy as np
 from a2lc.steps.correctors import changes_right
 from a2lc.workspace import Workspace
 from a2lc.workspace.changes import AutoChange
+from a2lc.workspace.review import ReviewDesk
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,9 @@ class ChangeGroup:
     back; ``estimated``, ``lower``: the audited precision and its 95% lower bound
     behind them (None for a corrector without a guarantee); ``true``: the share that
     gave the segment its majority ground-truth class (None without ground truth);
-    ``guarantee``: what the guarantee in force means, in one sentence."""
+    ``guarantee``: what the guarantee in force means, in one sentence; ``reviewed``,
+    ``accepted``: how many of them people reviewed in the app, and accepted (the review
+    queue is a uniform shuffle, so ``accepted / reviewed`` estimates the precision)."""
 
     round: int
     corrector: str
@@ -37,6 +40,8 @@ class ChangeGroup:
     lower: float | None
     true: float | None
     guarantee: str
+    reviewed: int = 0
+    accepted: int = 0
 
 
 def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
@@ -47,6 +52,7 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
     """
     names = [*ws.class_names]
     changes = ws.automatic_changes(include_reverted=True)
+    verdicts = ReviewDesk(ws).verdicts()
     keyed: dict[tuple[int, str, int, int], list[int]] = {}
     for i, change in enumerate(changes):
         keyed.setdefault((change.round, change.corrector, change.before, change.after), []).append(
@@ -73,6 +79,8 @@ def change_groups(ws: Workspace, *, truth: bool = False) -> list[ChangeGroup]:
                 evidence.get("lower_bound"),
                 float(np.mean(right[mine])) if mine else None,
                 str(evidence.get("statement") or evidence.get("recorded") or "not recorded"),
+                sum(changes[i].id in verdicts for i in members),
+                sum(verdicts.get(changes[i].id) == "accept" for i in members),
             )
         )
     return out

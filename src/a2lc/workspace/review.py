@@ -293,6 +293,13 @@ class ReviewDesk:
             by_annotator=by_annotator,
         )
 
+    def verdicts(self) -> dict[int, str]:
+        """Change id → ``accept`` or ``revert``, for every reviewed change."""
+        return {
+            int(i): str(v)
+            for i, v in self.ws.connection.execute("SELECT change_id, verdict FROM reviews")
+        }
+
     def evidence(self) -> list[ReviewEvidence]:
         """What the reviews say about each round's corrector (a uniform sample of its
         changes in force when they were reviewed)."""
