@@ -333,3 +333,66 @@ def test_label_studio_runs_two_rounds_through_the_backend_across_a_kill(
     assert got == simulated | {"metrics": got["metrics"]}
     for r, m in simulated["metrics"].items():
         assert got["metrics"][r] == pytest.approx(m, nan_ok=True), r
+
+
+def test_label_studio_reviews_automatic_changes(
+    with_changes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Automatic changes pushed to a real Label Studio as review tasks (the change as the
+    prediction, its confidence as the score), reviewed through its API, read back."""
+    from tests.conftest import REVIEW_CHANGES
+
+    with Workspace.open(with_changes, read_only=True) as ws:
+        names = list(ws.class_names)
+        labeling = labeling_config(names, ws.palette)
+        changes = {c.id: c for c in ws.automatic_changes()}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    ls_argv, ls_env = label_studio(tmp_path, port)
+    with running(ls_argv, env=ls_env, url=f"{base}/health", what="Label Studio"):
+        client, headers = login(base)
+        token = client.post("/api/token/", headers=headers).json()["token"]
+        project = client.post(
+            "/api/projects",
+            json={"title": "a2lc review", "label_config": labeling},
+            headers=headers,
+        ).json()["id"]
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", token)
+        push = ["export-changes", "-w", str(with_changes), "--label-studio", base]
+        assert main([*push, "--project", str(project)]) == 0
+        assert main([*push, "--project", str(project)]) == 0  # nothing added twice
+        listing = client.get(f"/api/tasks?project={project}&fields=all&page_size=1000").json()
+        tasks = listing["tasks"] if isinstance(listing, dict) else listing
+        assert len(tasks) == REVIEW_CHANGES
+        task = tasks[0]
+        change = changes[task["data"]["change_id"]]
+        prediction = task["predictions"][0]
+        assert prediction["result"][0]["value"]["brushlabels"] == [names[change.after]]
+        assert prediction["score"] == pytest.approx(change.confidence)
+
+        def review(task: dict[str, Any], label: str | None) -> None:
+            region = json.loads(json.dumps(task["predictions"][0]["result"][0]))
+            if label:
+                region["value"]["brushlabels"] = [label]
+            result = [] if label == "" else [region]
+            reply = client.post(
+                f"/api/tasks/{task['id']}/annotations", json={"result": result}, headers=headers
+            )
+            assert reply.status_code == 201, reply.text
+
+        review(tasks[0], None)  # accept
+        review(tasks[1], tasks[1]["data"]["before"])  # revert
+        review(tasks[2], "")  # region deleted: void
+        pull = ["import-reviews", "-w", str(with_changes), "--label-studio", base]
+        assert main([*pull, "--project", str(project)]) == 0
+        assert main([*pull, "--project", str(project)]) == 0  # a second pull is harmless
+    with Workspace.open(with_changes, read_only=True) as ws:
+        verdicts = {
+            int(i): v
+            for i, v in ws.connection.execute("SELECT change_id, verdict FROM reviews").fetchall()
+        }
+        ids = [t["data"]["change_id"] for t in tasks[:3]]
+        assert verdicts == dict(zip(ids, ["accept", "revert", "revert"], strict=True))
+        assert len(ws.automatic_changes()) == REVIEW_CHANGES - 2
+        answers = [c for c in ws.corrections(1) if c["annotator"] == EMAIL]
+        assert len(answers) == 3

@@ -1,4 +1,5 @@
-"""Commands on the automatic changes: revert (listing is in `a2lc status`)."""
+"""Commands on the automatic changes: revert, and review them in Label Studio (listing is
+in `a2lc status`; the annotation app reviews them at /review)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from a2lc.cli._base import WORKSPACE_HELP, Command
+from a2lc.cli._base import WORKSPACE_HELP, Command, _refuse_state
 from a2lc.errors import A2LCError
 
 if TYPE_CHECKING:
+    from a2lc.interop.ls_api import LabelStudioAPI
     from a2lc.workspace import Workspace
 
 COMMANDS = {
@@ -18,6 +20,18 @@ COMMANDS = {
         "take back a round's automatic changes (or one corrector's, or one class pair's)",
         "a2lc revert -w work --round 3 --dry-run\n"
         "a2lc revert -w work --round 3 --corrector lcm --from-class Road --to-class Sidewalk",
+    ),
+    "export-changes": Command(
+        "automatic changes waiting for review as Label Studio tasks (the change as a "
+        "prediction with its confidence)",
+        "a2lc export-changes -w work --out ls-review/\n"
+        "a2lc export-changes -w work --label-studio http://localhost:8080 --project 2",
+    ),
+    "import-reviews": Command(
+        "record the verdicts of a Label Studio export of review tasks (accept, or revert to "
+        "the class the reviewer gave)",
+        "a2lc import-reviews -w work --label-studio export.json\n"
+        "a2lc import-reviews -w work --label-studio http://localhost:8080 --project 2",
     ),
 }
 """This group's commands, as ``a2lc --help`` lists them."""
@@ -40,7 +54,127 @@ def register(
     revert.add_argument(
         "--dry-run", action="store_true", help="print what would be reverted; change nothing"
     )
-    return {"revert": _revert}
+    export = add_command("export-changes")
+    export.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    export.add_argument("--out", type=Path, help="folder for tasks.json and labeling_config.xml")
+    export.add_argument(
+        "--label-studio",
+        metavar="URL",
+        help="instead of --out: add the tasks to --project of the Label Studio at URL (token "
+        "in LABEL_STUDIO_API_KEY); changes the project already has are not added twice",
+    )
+    export.add_argument("--project", type=int, help="the Label Studio project id")
+    export.add_argument("--round", type=int, help="only this round's changes")
+    export.add_argument(
+        "--image-prefix",
+        default="/data/local-files/?d=",
+        help="put before each image's path to form its URL (default: Label Studio local files)",
+    )
+    export.add_argument(
+        "--image-root",
+        type=Path,
+        help="write image paths relative to this folder: Label Studio's "
+        "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
+    )
+    reviews = add_command("import-reviews")
+    reviews.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
+    reviews.add_argument(
+        "--label-studio",
+        required=True,
+        metavar="EXPORT.json|URL",
+        help="Label Studio JSON or JSON_MIN export of the tasks from `a2lc export-changes`, "
+        "or the URL of a running Label Studio (with --project; token in LABEL_STUDIO_API_KEY)",
+    )
+    reviews.add_argument("--project", type=int, help="with a URL: the Label Studio project id")
+    return {"revert": _revert, "export-changes": _export_changes, "import-reviews": _import}
+
+
+def _label_studio(url: str, project: int | None) -> tuple[LabelStudioAPI, int]:
+    """The API of the Label Studio at ``url`` (token from the environment), project checked."""
+    import os
+
+    from a2lc.interop.ls_api import LabelStudioAPI
+
+    if project is None:
+        raise A2LCError("a Label Studio URL needs --project ID")
+    token = os.environ.get("LABEL_STUDIO_API_KEY", "").strip()
+    if not token:
+        raise A2LCError(
+            "--label-studio: set the access token in the LABEL_STUDIO_API_KEY variable (Label "
+            "Studio: Account & Settings → Personal Access Token)"
+        )
+    api = LabelStudioAPI(url, token)
+    api.project(project)  # reachable, the token valid, the project there
+    return api, project
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _export_changes(args: argparse.Namespace) -> int:
+    from a2lc.interop.ls_review import export_review_tasks, push_review_tasks
+    from a2lc.workspace import Workspace
+
+    if (args.out is None) == (args.label_studio is None):
+        raise A2LCError("give --out FOLDER or --label-studio URL --project ID (one of them)")
+    if args.label_studio is not None:
+        if not _is_url(args.label_studio):
+            raise A2LCError(f"--label-studio {args.label_studio!r}: an http(s) URL")
+        api, project = _label_studio(args.label_studio, args.project)
+        with Workspace.open(args.workspace, read_only=True) as ws:
+            pushed = push_review_tasks(
+                ws,
+                api,
+                project,
+                image_prefix=args.image_prefix,
+                image_root=args.image_root,
+                round_index=args.round,
+            )
+        print(
+            f"project {project}: added {pushed['added']} review tasks "
+            f"({pushed['already_there']} already there)"
+        )
+        return 0
+    _refuse_state(args.workspace, args.out, "--out")
+    with Workspace.open(args.workspace, read_only=True) as ws:
+        summary = export_review_tasks(
+            ws,
+            args.out,
+            image_prefix=args.image_prefix,
+            image_root=args.image_root,
+            round_index=args.round,
+        )
+    print(
+        f"{summary['tasks']} review tasks in {args.out}/tasks.json (in the review queue's "
+        f"random order); labeling config in {args.out}/labeling_config.xml"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from a2lc.interop.ls_review import import_reviews, pull_reviews
+    from a2lc.workspace import Workspace
+
+    if _is_url(args.label_studio):
+        api, project = _label_studio(args.label_studio, args.project)
+        with Workspace.open(args.workspace) as ws:
+            summary = pull_reviews(ws, api, project)
+    else:
+        if args.project is not None:
+            raise A2LCError("--project goes with a Label Studio URL, not an export file")
+        with Workspace.open(args.workspace) as ws:
+            summary = import_reviews(ws, Path(args.label_studio))
+    print(
+        f"recorded {summary['recorded']} verdicts ({summary['accepted']} accepted, "
+        f"{summary['reverted']} reverted in Label Studio)"
+        + (
+            f"; {summary['already_recorded']} already recorded (skipped)"
+            if summary["already_recorded"]
+            else ""
+        )
+    )
+    return 0
 
 
 def class_index(ws: Workspace, value: str | None, option: str) -> int | None:

@@ -15,7 +15,8 @@ Each change is leased to one reviewer at a time, with the query leases' rules
   round that keeps it (the segment is a person's from then on);
 * ``revert``: the change is taken back exactly as ``a2lc revert`` would (the state
   it replaced, recorded as a revert of one change, never proposed again) and the
-  person's answer, the old label, is recorded as a manual correction.
+  person's answer, the old label (or the class they gave instead), is recorded as a
+  manual correction.
 
 Both happen in one transaction with the review row; undo takes the reviewer's last
 verdict back, also in one transaction, and leases that change to them again.
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from a2lc.data.sample import IGNORE_INDEX
 from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, LeaseError, canonical_name
 from a2lc.workspace.changes import _COLUMNS, AutoChange, _change
 from a2lc.workspace.workspace import Answer, Workspace
@@ -107,6 +109,10 @@ class ReviewDesk:
         ]
         return sorted(ids, key=_order)
 
+    def queue(self) -> list[int]:
+        """Ids of the changes waiting for review, in the queue's order."""
+        return self._reviewable(self.ws.connection)
+
     def _get(self, db: sqlite3.Connection, change_id: int) -> AutoChange:
         row = db.execute(
             f"SELECT {_COLUMNS} FROM corrections WHERE id = ?", (change_id,)
@@ -145,11 +151,14 @@ class ReviewDesk:
             change = self._get(db, change_id)
         return ReviewLease(change, annotator, expires)
 
-    def verdict(self, annotator: str, change_id: int, verdict: str) -> AutoChange:
-        """Record the reviewer's verdict on the change they hold (one transaction)."""
+    def verdict(
+        self, annotator: str, change_id: int, verdict: str, *, label: int | None = None
+    ) -> AutoChange:
+        """Record the reviewer's verdict on the change they hold (one transaction).
+
+        ``label``: with ``revert``, the class the person gives the segment instead of the
+        old label (None: the old label, as the change found it)."""
         annotator = canonical_name(annotator)
-        if verdict not in VERDICTS:
-            raise LeaseError(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
         with self.ws.transaction() as db:
             held = db.execute(
                 "SELECT annotator, expires_at FROM review_leases WHERE change_id = ?",
@@ -162,22 +171,67 @@ class ReviewDesk:
                 )
             if held[0] != annotator:
                 raise LeaseError(f"change {change_id} is leased to another reviewer")
-            if change_id not in self._reviewable(db):
-                raise LeaseError(f"change {change_id} is no longer in force; take the next one")
-            change = self._get(db, change_id)
-            revert_id = None
-            if verdict == "revert":
-                revert_id = self._revert_one(db, change)
-            self.ws.write_answers(
-                db, change.round, [Answer(change.image_id, change.segment_id, None, annotator)]
-            )
-            (correction_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
-            db.execute(
-                "INSERT INTO reviews(change_id, annotator, verdict, correction_id, revert_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (change_id, annotator, verdict, int(correction_id), revert_id, utc_now()),
-            )
+            change = self._judge(db, annotator, change_id, verdict, label)
             db.execute("DELETE FROM review_leases WHERE change_id = ?", (change_id,))
+        return change
+
+    def record_verdicts(self, verdicts: list[tuple[int, str, int | None, str]]) -> dict[str, int]:
+        """Record ``(change id, verdict, label, annotator)`` made elsewhere (Label Studio),
+        without leases, all in one transaction: any invalid one records nothing.
+
+        A change already reviewed with the same verdict is skipped (a re-import);
+        returns ``{"recorded": n, "already_recorded": k}``."""
+        done = self.verdicts()
+        recorded = skipped = 0
+        with self.ws.transaction() as db:
+            for change_id, verdict, label, annotator in verdicts:
+                if done.get(change_id) == verdict:
+                    skipped += 1
+                    continue
+                if change_id in done:
+                    raise LeaseError(
+                        f"change {change_id} was already reviewed as {done[change_id]!r}; "
+                        f"undo that verdict first to record {verdict!r}"
+                    )
+                self._judge(db, canonical_name(annotator), change_id, verdict, label)
+                db.execute("DELETE FROM review_leases WHERE change_id = ?", (change_id,))
+                done[change_id] = verdict
+                recorded += 1
+        return {"recorded": recorded, "already_recorded": skipped}
+
+    def _judge(
+        self,
+        db: sqlite3.Connection,
+        annotator: str,
+        change_id: int,
+        verdict: str,
+        label: int | None,
+    ) -> AutoChange:
+        """Inside the caller's transaction: check, revert if asked, record the answer."""
+        if verdict not in VERDICTS:
+            raise LeaseError(f"verdict {verdict!r}: one of {', '.join(VERDICTS)}")
+        if label is not None and (verdict != "revert" or isinstance(label, bool)):
+            raise LeaseError("a class goes with a revert only")
+        if label is not None and not (0 <= label < self.ws.num_classes or label == IGNORE_INDEX):
+            raise LeaseError(
+                f"class {label} is not 0..{self.ws.num_classes - 1} or {IGNORE_INDEX} (void)"
+            )
+        if change_id not in self._reviewable(db):
+            raise LeaseError(
+                f"change {change_id} is no longer in force (reverted, reviewed or answered since)"
+            )
+        change = self._get(db, change_id)
+        revert_id = self._revert_one(db, change) if verdict == "revert" else None
+        given = None if label == change.before else label
+        self.ws.write_answers(
+            db, change.round, [Answer(change.image_id, change.segment_id, given, annotator)]
+        )
+        (correction_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
+        db.execute(
+            "INSERT INTO reviews(change_id, annotator, verdict, correction_id, revert_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (change_id, annotator, verdict, int(correction_id), revert_id, utc_now()),
+        )
         return change
 
     @staticmethod
