@@ -141,6 +141,7 @@ def _spin(stop: Any) -> None:  # pragma: no cover - a busy process
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One pool size: build, rounds 0 … K−1, timed round K; returns the measurements."""
+    from a2lc.correction.learned import LearnedConfig
     from a2lc.data.readers import load_dataset
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
@@ -160,7 +161,16 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         ws = Workspace.create(Path(tmp) / "ws", dataset)
         with ws:
             flipped_gt_proxy_maps(ws, seed=args.seed)
-            config = RunConfig(strategy=args.strategy, rounds=timed - 1, eval_split=args.eval_split)
+            learned = LearnedConfig(
+                guarantee=args.guarantee,
+                voices=tuple(v for v in args.voices.split(",") if v),
+            )
+            config = RunConfig(
+                strategy=args.strategy,
+                rounds=timed - 1,
+                eval_split=args.eval_split,
+                learned=learned,
+            )
             started = time.perf_counter()
             memory.enter("round0")
             run_rounds(ws, config, cache_dir=Path(args.cache), show_progress=False)
@@ -210,6 +220,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "size": args.size,
         "strategy": args.strategy,
+        "guarantee": args.guarantee,
+        "voices": args.voices,
         "timed_round": timed,
         "learning_cpu": {
             name: round_metrics[f"cpu_seconds/{name}"]
@@ -265,7 +277,19 @@ def _run_worker(args: argparse.Namespace, size: int, busy: int) -> dict[str, Any
         *(
             f"--{k.replace('_', '-')}={v}"
             for k, v in vars(args).items()
-            if k in ("data", "split", "eval_split", "cache", "seed", "strategy", "tmp", "round")
+            if k
+            in (
+                "data",
+                "split",
+                "eval_split",
+                "cache",
+                "seed",
+                "strategy",
+                "tmp",
+                "round",
+                "guarantee",
+                "voices",
+            )
             and v is not None
         ),
     ]
@@ -412,6 +436,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", default="a2lc", help="strategy (default: a2lc, has LCM)")
     parser.add_argument("--seed", type=int, default=0, help="initial-label seed (default: 0)")
+    parser.add_argument(
+        "--guarantee", default="bound", help="proven corrector's guarantee (bound or fdr)"
+    )
+    parser.add_argument(
+        "--voices", default="answer", help="with --guarantee fdr: comma-separated voices"
+    )
     parser.add_argument(
         "--round", type=int, default=1, help="the round timed (default: 1; earlier ones untimed)"
     )
