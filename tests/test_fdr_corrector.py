@@ -157,3 +157,36 @@ def test_the_cli_takes_the_guarantee_and_the_voices(
     code = main(["run", "-w", str(tmp_path / "ws"), "--rounds", "0", "--voices", "answer,round"])
     assert code != 0
     assert "under the fdr guarantee only" in capsys.readouterr().err
+
+
+def test_reviews_between_rounds_feed_the_next_round(tmp_path: Path) -> None:
+    """People review round 2's changes in the app between runs; the run goes on, its
+    answer model learns from the verdicts, and no corrector touches a reviewed segment."""
+    from dataclasses import replace
+
+    from a2lc.steps.learning import answer_sets
+    from a2lc.workspace.review import ReviewDesk
+
+    with make_workspace(tmp_path) as ws:
+        assert run_rounds(ws, replace(fdr_config(), rounds=2), show_progress=False).finished
+        desk = ReviewDesk(ws)
+        answers_before = answer_sets(ws, 3).y.size
+        reviewed = []
+        for verdict in ("accept", "revert", "revert"):
+            lease = desk.lease("rev")
+            assert lease is not None, "round 2 made too few changes to review"
+            desk.verdict("rev", lease.change.id, verdict)
+            reviewed.append(lease.change)
+        # The verdicts are answers of round 2: round 3's answer model learns from them.
+        assert answer_sets(ws, 3).y.size == answers_before + 3
+        assert run_rounds(ws, fdr_config(), show_progress=False).finished
+        later = ws.automatic_changes(round_index=3)
+        assert not {(c.image_id, c.segment_id) for c in later} & {
+            (c.image_id, c.segment_id) for c in reviewed
+        }
+        for change in reviewed:
+            row = ws.connection.execute(
+                "SELECT origin FROM segments WHERE image_id = ? AND segment_id = ?",
+                (change.image_id, change.segment_id),
+            ).fetchone()
+            assert row[0] == "manual"

@@ -50,16 +50,17 @@ def voices_path(ws: Workspace, round_index: int) -> Path:
 
 
 def _earlier_calibrations(
-    ws: Workspace, round_index: int, width: int
+    ws: Workspace, round_index: int, names: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, V)`` voices and ``(T,)`` outcomes of the calibrations of earlier rounds."""
-    voices, right = [np.zeros((0, width))], [np.zeros(0, dtype=bool)]
+    """``(T, V)`` voices and ``(T,)`` outcomes of the calibrations of earlier rounds that
+    were scored by the same ``names`` voices."""
+    voices, right = [np.zeros((0, len(names)))], [np.zeros(0, dtype=bool)]
     for info in ws.rounds():
         path = voices_path(ws, info.round)
         if info.round >= round_index or not path.is_file():
             continue
         with np.load(path) as archive:
-            if archive["voices"].shape[1] != width:
+            if tuple(archive["names"].tolist()) != names:
                 continue  # scored with other voices: not comparable
             voices.append(archive["voices"])
             right.append(archive["right"].astype(bool))
@@ -161,7 +162,7 @@ def apply_voiced(
         answered_class=answers["after"][donor],
     )
     voices = voice_matrix(inputs, config.voices)[: judged.size]
-    training, training_right = _earlier_calibrations(ws, r, len(config.voices))
+    training, training_right = _earlier_calibrations(ws, r, config.voices)
     scored = combine(voices, training=training, training_right=training_right)
     calibration_scores = scored.scores[: calibration.size]
     candidate_scores = scored.scores[calibration.size :]
