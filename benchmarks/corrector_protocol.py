@@ -134,7 +134,46 @@ def collect(work: Path) -> dict[str, Any]:
                             ],
                         }
                     )
-    return {"target": TARGET, "pieces": pieces, "rule": apply_rule(pieces)}
+    return {
+        "target": TARGET,
+        "pieces": pieces,
+        "voices": voice_quality(work),
+        "rule": apply_rule(pieces),
+    }
+
+
+def voice_quality(work: Path) -> list[dict[str, Any]]:
+    """Per run and round of the ``fdr`` variants, how well each voice (and none else: the
+    combination is judged by the changes) told right from wrong proposals on the round's
+    calibration (the uniform audit): AUROC and the precision of its top half."""
+    from a2lc.correction.learned import auroc
+
+    out: list[dict[str, Any]] = []
+    for path in sorted(work.glob("fdr-*-s*/runs/*/seed*/*/rounds/round_*/voices.npz")):
+        with np.load(path) as kept:
+            voices, right = kept["voices"], kept["right"].astype(bool)
+            names = [str(n) for n in kept["names"]]
+        half = max(1, right.size // 2)
+        out.append(
+            {
+                "piece": path.parts[len(work.parts)],
+                "round": int(path.parent.name.split("_")[1]),
+                "calibration": int(right.size),
+                "precision": float(right.mean()) if right.size else None,
+                "voices": {
+                    name: {
+                        "auroc": auroc(voices[:, j], right),
+                        "precision_top_half": float(
+                            right[np.argsort(-voices[:, j], kind="stable")[:half]].mean()
+                        )
+                        if right.size
+                        else None,
+                    }
+                    for j, name in enumerate(names)
+                },
+            }
+        )
+    return out
 
 
 def apply_rule(pieces: list[dict[str, Any]]) -> dict[str, Any]:
