@@ -108,6 +108,10 @@ def select_fdr(
     ``confidence`` is unused (the promise is on the expectation); kept so every guarantee
     is called alike.
     """
+    # Benjamini–Hochberg is scipy's; the conformal p-value is the three lines above.
+    # mapie.risk_control was considered: it controls precision by Learn-then-Test over
+    # one threshold (family-wise), not the per-proposal selection with FDR control
+    # this is, and would be a new dependency for it.
     from scipy.stats import false_discovery_control
 
     del confidence
