@@ -210,6 +210,7 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at REAL NOT NULL
     );
     CREATE INDEX review_leases_by_annotator ON review_leases(annotator);
+    CREATE INDEX corrections_by_segment ON corrections(image_id, segment_id, source);
     """,
 )
 
