@@ -20,7 +20,7 @@ from a2lc.correction.learned import LearnedConfig
 from a2lc.rounds import RunConfig, run_rounds
 from a2lc.steps.correctors import features_path, load_round_features
 from a2lc.steps.learning import load_plan
-from a2lc.steps.voiced import voices_path
+from a2lc.steps.voiced import _earlier_evidence, voices_path
 from a2lc.workspace import Workspace
 from tests.test_default_strategy import check_equal, final_state
 from tests.test_rounds import config, make_workspace, run_cli
@@ -177,8 +177,14 @@ def test_reviews_between_rounds_feed_the_next_round(tmp_path: Path) -> None:
             assert lease is not None, "round 2 made too few changes to review"
             desk.verdict("rev", lease.change.id, verdict)
             reviewed.append(lease.change)
-        # The verdicts are answers of round 2: round 3's answer model learns from them.
+        # The verdicts are answers of round 2: round 3's answer model learns from them,
+        # and its combination of the voices too (reverted: a wrong change).
         assert answer_sets(ws, 3).y.size == answers_before + 3
+        with np.load(voices_path(ws, 2)) as kept:
+            audited = kept["right"].size
+        training, right = _earlier_evidence(ws, 3, VOICES)
+        assert training.shape == (audited + 3, len(VOICES))
+        assert sorted(right[audited:].tolist()) == [False, False, True]  # 1 accepted
         assert run_rounds(ws, fdr_config(), show_progress=False).finished
         later = ws.automatic_changes(round_index=3)
         assert not {(c.image_id, c.segment_id) for c in later} & {

@@ -10,8 +10,9 @@ sample wherever it fell inside). Once the answers are in, :func:`apply_voiced`:
    round's audit or exploration) and the *candidates* (those nobody answered);
 2. lets each voice of :mod:`a2lc.correction.voices` score both, from every answer
    except the calibration's;
-3. combines the voices by a model of earlier rounds' calibrations (never this
-   round's: a proposal is not judged by a model that saw its own audit);
+3. combines the voices by a model of earlier rounds' calibrations and of the earlier
+   changes people reviewed (never this round's audit: a proposal is not judged by a
+   model that saw its own audit);
 4. selects by :func:`a2lc.correction.guarantees.select_fdr` (conformal p-values from
    the calibration, Benjamini–Hochberg) and records the changes with the sources,
    the guarantee and its evidence (one transaction).
@@ -41,6 +42,7 @@ from a2lc.errors import WorkspaceError
 from a2lc.steps.correctors import RoundFeatures, change_precision, round_folder
 from a2lc.steps.learning import load_plan, outcome_path, plan_path
 from a2lc.workspace import Workspace
+from a2lc.workspace.review import ReviewDesk
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,18 @@ def voices_path(ws: Workspace, round_index: int) -> Path:
     return round_folder(ws, round_index) / "voices.npz"
 
 
-def _earlier_calibrations(
+def _earlier_evidence(
     ws: Workspace, round_index: int, names: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(T, V)`` voices and ``(T,)`` outcomes of the calibrations of earlier rounds that
-    were scored by the same ``names`` voices."""
+    """``(T, V)`` voices and ``(T,)`` outcomes to fit the combination on: the calibrations
+    of earlier rounds scored by the same ``names`` voices, and the changes of those rounds
+    people reviewed in the app or Label Studio (accepted: right; reverted: wrong)."""
+    verdicts = ReviewDesk(ws).verdicts()
+    by_segment = {
+        (c.round, c.image_id, c.segment_id): verdicts[c.id]
+        for c in ws.automatic_changes(include_reverted=True, corrector="proven")
+        if c.id in verdicts
+    }
     voices, right = [np.zeros((0, len(names)))], [np.zeros(0, dtype=bool)]
     for info in ws.rounds():
         path = voices_path(ws, info.round)
@@ -64,6 +73,20 @@ def _earlier_calibrations(
                 continue  # scored with other voices: not comparable
             voices.append(archive["voices"])
             right.append(archive["right"].astype(bool))
+            if "applied_voices" in archive.files and by_segment:
+                keys = zip(
+                    archive["applied_image"].tolist(),
+                    archive["applied_segment"].tolist(),
+                    strict=True,
+                )
+                found = [
+                    (i, by_segment[(info.round, str(image), int(segment))])
+                    for i, (image, segment) in enumerate(keys)
+                    if (info.round, str(image), int(segment)) in by_segment
+                ]
+                if found:
+                    voices.append(archive["applied_voices"][[i for i, _ in found]])
+                    right.append(np.asarray([v == "accept" for _, v in found], dtype=bool))
     return np.concatenate(voices), np.concatenate(right)
 
 
@@ -162,7 +185,7 @@ def apply_voiced(
         answered_class=answers["after"][donor],
     )
     voices = voice_matrix(inputs, config.voices)[: judged.size]
-    training, training_right = _earlier_calibrations(ws, r, config.voices)
+    training, training_right = _earlier_evidence(ws, r, config.voices)
     scored = combine(voices, training=training, training_right=training_right)
     calibration_scores = scored.scores[: calibration.size]
     candidate_scores = scored.scores[calibration.size :]
@@ -171,11 +194,16 @@ def apply_voiced(
     )
     chosen = candidates[applied.selected]
     changes = [(*saved.key(int(region[i])), int(proposed[i])) for i in chosen]
+    applied_rows = region[chosen]
     atomic_write_arrays(
         voices_path(ws, r),
         voices=voices[: calibration.size],
         right=right,
         names=np.asarray(config.voices),
+        # the applied changes' voices, so that reviews of them can teach later rounds
+        applied_voices=voices[calibration.size :][applied.selected],
+        applied_image=np.asarray([saved.key(int(i))[0] for i in applied_rows], dtype=str),
+        applied_segment=np.asarray([saved.key(int(i))[1] for i in applied_rows], dtype=np.int64),
     )
     values: dict[str, float] = {
         "proven_changed": float(len(changes)),
