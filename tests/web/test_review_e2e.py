@@ -76,6 +76,10 @@ def test_review_five_changes_revert_two_by_keyboard(with_changes: Path) -> None:
         mine = [c for c in ws.corrections(1) if c["annotator"] == "rev"]
         assert len(mine) == 5
         assert all(c["source"] == "manual" for c in mine)
+        # Two corrections by a person (the reverts), three answers that keep the label.
+        assert sum(c["before"] != c["after"] for c in mine) == 2
+        status = ws.status()["rounds"][0]
+        assert (status["answered"], status["label_changed"]) == (6 + 5, 2)
         verdicts = dict(
             ws.connection.execute(
                 "SELECT change_id, verdict FROM reviews WHERE annotator = 'rev'"

@@ -221,18 +221,64 @@ class ReviewDesk:
                 f"change {change_id} is no longer in force (reverted, reviewed or answered since)"
             )
         change = self._get(db, change_id)
-        revert_id = self._revert_one(db, change) if verdict == "revert" else None
-        given = None if label == change.before else label
-        self.ws.write_answers(
-            db, change.round, [Answer(change.image_id, change.segment_id, given, annotator)]
-        )
-        (correction_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
+        if verdict == "accept":  # an answer that keeps the label the change gave
+            revert_id = None
+            self.ws.write_answers(
+                db, change.round, [Answer(change.image_id, change.segment_id, None, annotator)]
+            )
+            (correction_id,) = db.execute("SELECT last_insert_rowid()").fetchone()
+        else:
+            revert_id = self._revert_one(db, change)
+            correction_id = self._correct(db, change, annotator, label)
+
         db.execute(
             "INSERT INTO reviews(change_id, annotator, verdict, correction_id, revert_id, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?)",
             (change_id, annotator, verdict, int(correction_id), revert_id, utc_now()),
         )
         return change
+
+    @staticmethod
+    def _correct(
+        db: sqlite3.Connection, change: AutoChange, annotator: str, label: int | None
+    ) -> int:
+        """After :meth:`_revert_one`: the person's correction of the label the change had
+        shown them (``before`` = the change's class, ``after`` = the old class, or
+        ``label``), recorded with the change's state as the one it replaced (for undo);
+        the segment is the person's from now on. Returns the correction's id."""
+        after = change.before if label is None else label
+        cursor = db.execute(
+            "INSERT INTO corrections(round, image_id, segment_id, before, after, relabel, "
+            "source, annotator, created_at, prev_assigned, prev_origin, prev_origin_round) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'manual', ?, ?, ?, 'auto', ?)",
+            (
+                change.round,
+                change.image_id,
+                change.segment_id,
+                change.after,
+                after,
+                int(label is not None),
+                annotator,
+                utc_now(),
+                change.after,
+                change.round,
+            ),
+        )
+        # The old class: the exact state the change replaced (its pixels too), now a
+        # person's; another class: the whole segment set to it, as an answer does.
+        assigned = "assigned" if label is None else "?"
+        db.execute(
+            f"UPDATE segments SET label = ?, assigned = {assigned}, origin = 'manual', "
+            "origin_round = ? WHERE image_id = ? AND segment_id = ?",
+            (
+                after,
+                *(() if label is None else (label,)),
+                change.round,
+                change.image_id,
+                change.segment_id,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
 
     @staticmethod
     def _revert_one(db: sqlite3.Connection, change: AutoChange) -> int:
