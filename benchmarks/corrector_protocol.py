@@ -150,6 +150,10 @@ def collect(work: Path) -> dict[str, Any]:
     }
 
 
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
 def voice_quality(work: Path) -> list[dict[str, Any]]:
     """Per run and round of the ``fdr`` variants, how well each voice (and none else: the
     combination is judged by the changes) told right from wrong proposals on the round's
@@ -161,21 +165,21 @@ def voice_quality(work: Path) -> list[dict[str, Any]]:
         with np.load(path) as kept:
             voices, right = kept["voices"], kept["right"].astype(bool)
             names = [str(n) for n in kept["names"]]
+        if right.size == 0:
+            continue  # no region that round (no answer model yet)
         half = max(1, right.size // 2)
         out.append(
             {
                 "piece": path.parts[len(work.parts)],
                 "round": int(path.parent.name.split("_")[1]),
                 "calibration": int(right.size),
-                "precision": float(right.mean()) if right.size else None,
+                "precision": float(right.mean()),
                 "voices": {
                     name: {
-                        "auroc": auroc(voices[:, j], right),
+                        "auroc": _finite(auroc(voices[:, j], right)),
                         "precision_top_half": float(
                             right[np.argsort(-voices[:, j], kind="stable")[:half]].mean()
-                        )
-                        if right.size
-                        else None,
+                        ),
                     }
                     for j, name in enumerate(names)
                 },
