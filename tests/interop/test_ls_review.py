@@ -101,3 +101,15 @@ def test_a_bad_export_records_nothing(with_changes: Path, tmp_path: Path) -> Non
         with pytest.raises(DataError, match=r"no longer in force.*nothing recorded"):
             import_reviews(ws, export)
         assert ReviewDesk(ws).verdicts() == {}
+
+
+def test_the_backend_loop_never_takes_a_review_task_for_a_query(with_changes: Path) -> None:
+    """Review tasks pushed into the project the ML backend serves stay out of its rounds."""
+    from a2lc.interop.ls_loop import _round_of
+
+    with Workspace.open(with_changes) as ws:
+        tasks = review_tasks(ws)
+    assert tasks
+    assert all(isinstance(t["data"]["round"], int) for t in tasks)
+    assert {_round_of(t) for t in tasks} == {None}
+    assert _round_of({"data": {"round": 2, "image_id": "a", "segment_id": 1}}) == 2

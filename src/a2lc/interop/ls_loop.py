@@ -235,6 +235,10 @@ class RoundLoop:
 
 
 def _round_of(task: dict[str, Any]) -> int | None:
+    """The round of a query task; None for anything else (a review task of an automatic
+    change, :mod:`a2lc.interop.ls_review`, carries a ``kind`` and is never a query)."""
     data = task.get("data")
+    if isinstance(data, dict) and data.get("kind") is not None:
+        return None
     value = data.get("round") if isinstance(data, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
