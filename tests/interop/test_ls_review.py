@@ -113,3 +113,20 @@ def test_the_backend_loop_never_takes_a_review_task_for_a_query(with_changes: Pa
     assert all(isinstance(t["data"]["round"], int) for t in tasks)
     assert {_round_of(t) for t in tasks} == {None}
     assert _round_of({"data": {"round": 2, "image_id": "a", "segment_id": 1}}) == 2
+
+
+def test_malformed_annotations_are_read_safely(with_changes: Path, tmp_path: Path) -> None:
+    with Workspace.open(with_changes) as ws:
+        tasks = review_tasks(ws)
+        annotate(tasks[0], None)
+        tasks[0]["annotations"].append(
+            {"id": "x", "result": [{"type": "brushlabels", "value": []}]}
+        )
+        tasks[1]["annotations"] = [
+            {"id": 2, "result": [{"type": "brushlabels", "value": {"brushlabels": "sky"}}]}
+        ]
+        export = tmp_path / "export.json"
+        export.write_text(json.dumps(tasks[:2]))
+        summary = import_reviews(ws, export)
+        # The malformed region reads as no label (void): a revert, not a crash.
+        assert summary["recorded"] == 2

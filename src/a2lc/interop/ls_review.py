@@ -144,6 +144,15 @@ def export_review_tasks(
     return {"tasks": len(tasks)}
 
 
+def _brush_labels(region: object) -> list[str]:
+    """The labels of a brush region of an export (anything malformed: none)."""
+    if not isinstance(region, dict) or region.get("type") != "brushlabels":
+        return []
+    value = region.get("value")
+    labels = value.get("brushlabels") if isinstance(value, dict) else None
+    return [str(x) for x in labels] if isinstance(labels, list) else []
+
+
 def read_verdicts(
     ws: Workspace, document: object, *, where: str
 ) -> list[tuple[int, str, int | None, str]]:
@@ -176,17 +185,16 @@ def read_verdicts(
         ]
         if not done:
             continue  # not reviewed yet
-        latest = max(done, key=lambda a: (str(a.get("updated_at") or ""), a.get("id") or 0))
+        latest = max(
+            done,
+            key=lambda a: (
+                str(a.get("updated_at") or ""),
+                a["id"] if isinstance(a.get("id"), int) and not isinstance(a["id"], bool) else 0,
+            ),
+        )
         given = latest.get("result")
         result: list[Any] = given if isinstance(given, list) else []
-        names = list(
-            dict.fromkeys(
-                str(x)
-                for r in result
-                if isinstance(r, dict) and r.get("type") == "brushlabels"
-                for x in (r.get("value") or {}).get("brushlabels") or []
-            )
-        )
+        names = list(dict.fromkeys(name for r in result for name in _brush_labels(r)))
         if len(names) > 1:  # Label Studio keeps the pre-filled label when another is added
             names = [x for x in names if x != _name(ws, change.after)] or names[:1]
         unknown = [x for x in names if x not in index]
