@@ -196,3 +196,76 @@ def test_reviews_between_rounds_feed_the_next_round(tmp_path: Path) -> None:
                 (change.image_id, change.segment_id),
             ).fetchone()
             assert row[0] == "manual"
+
+
+def test_a_leftover_region_is_drawn_from_what_the_acquisition_left(tmp_path: Path) -> None:
+    """``fdr_region="leftover"``: the acquisition chooses first, as without a corrector;
+    the region is the most confident of the proposals it and the exploration left, its
+    audit a uniform sample of it, and the rest the corrector's candidates."""
+    from dataclasses import replace
+
+    learned = replace(LEARNED, fdr_region="leftover", region_per_audit=2)
+    run = config(strategy="validated+proven", rounds=ROUNDS, oracle="gt", learned=learned)
+    with make_workspace(tmp_path) as ws:
+        assert run_rounds(ws, run, show_progress=False).finished
+        planned = 0
+        for info in ws.rounds():
+            plan = load_plan(ws, info.round)
+            assert plan is not None
+            asked = [(q.image_id, q.segment_id) for q in ws.queries(info.round)]
+            assert len(asked) == len(set(asked)) == run.budget
+            if plan["region"].size == 0:
+                continue
+            planned += 1
+            saved = load_round_features(features_path(ws, info.round))
+            region = {saved.key(int(i)) for i in plan["region"]}
+            audits = {saved.key(int(i)) for i in plan["audits"]}
+            explored = {saved.key(int(i)) for i in plan["explored"]}
+            assert audits <= region
+            assert not explored & region
+            # Inside the region people answer the audit, and nothing the acquisition chose.
+            assert set(asked) & region == audits
+            assert len(audits) == round(learned.audit_share * run.budget)
+            assert plan["region"].size <= learned.region_per_audit * len(audits)
+            # The region holds the most confident of the proposals left.
+            assert np.all(np.diff(plan["region_confidence"]) <= 0)
+        assert planned >= 2
+        changes = ws.automatic_changes()
+        assert changes, "the fdr corrector changed nothing on the tiny pool"
+        assert all(c.evidence["guarantee"] == "fdr" for c in changes)
+
+
+def test_a_leftover_region_needs_the_fdr_guarantee() -> None:
+    with pytest.raises(ValueError, match="under the fdr guarantee only"):
+        LearnedConfig(fdr_region="leftover")
+    with pytest.raises(ValueError, match="fdr_region must be one of"):
+        LearnedConfig(guarantee="fdr", fdr_region="everywhere")  # type: ignore[arg-type]
+
+
+def test_too_few_proposals_left_for_an_audit_still_fill_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With fewer proposals left than the audit asks for, the whole region is audited
+    and the acquisition's next picks fill the budget, never twice the same segment."""
+    from dataclasses import replace
+
+    import a2lc.steps.learning as learning
+    from a2lc.correction.learned import Proposals, ranked_proposals
+
+    def few(*args: Any, **kwargs: Any) -> Proposals:
+        found = ranked_proposals(*args, **kwargs)
+        return Proposals(found.rows[:2], found.proposed[:2], found.confidence[:2])
+
+    monkeypatch.setattr(learning, "ranked_proposals", few)
+    learned = replace(LEARNED, fdr_region="leftover")
+    run = config(strategy="validated+proven", rounds=ROUNDS, oracle="gt", learned=learned)
+    with make_workspace(tmp_path) as ws:
+        assert run_rounds(ws, run, show_progress=False).finished
+        for info in ws.rounds():
+            asked = [(q.image_id, q.segment_id) for q in ws.queries(info.round)]
+            assert len(asked) == len(set(asked)) == run.budget
+            plan = load_plan(ws, info.round)
+            assert plan is not None
+            if info.round >= 2:
+                assert plan["region"].size == plan["audits"].size == 2
+        assert not ws.automatic_changes()  # the region was all audited: nothing to judge

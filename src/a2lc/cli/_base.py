@@ -276,11 +276,12 @@ def _learned_config(args: argparse.Namespace) -> LearnedConfig:
             explore_share=args.explore_share,
             answer_model=args.answer_model,
             guarantee=args.guarantee,
+            fdr_region=args.fdr_region,
             voices=tuple(v.strip() for v in args.voices.split(",") if v.strip()),
         )
     except (ValueError, UnknownNameError) as exc:
         raise A2LCError(
-            f"--min-precision / --explore-share / --guarantee / --voices: {exc}"
+            f"--min-precision / --explore-share / --guarantee / --fdr-region / --voices: {exc}"
         ) from None
 
 

@@ -160,6 +160,15 @@ def register(
         "to it) (default: bound)",
     )
     run.add_argument(
+        "--fdr-region",
+        choices=("reserved", "leftover"),
+        default="reserved",
+        help="proven corrector with --guarantee fdr: where its region comes from. reserved: "
+        "the most confident proposals, which the acquisition then leaves to it; leftover: "
+        "the most confident of those the acquisition left, so that where the corrector "
+        "abstains only the audit's share of the budget is spent on it (default: reserved)",
+    )
+    run.add_argument(
         "--voices",
         default="answer",
         metavar="NAMES",

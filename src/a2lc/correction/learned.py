@@ -27,7 +27,7 @@ Pure functions on arrays; ``N`` segments, ``C`` classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from a2lc.correction.guarantees import Slice as Slice
 from a2lc.correction.guarantees import proven_threshold as proven_threshold
 from a2lc.correction.voices import VOICES
 from a2lc.data.sample import IGNORE_INDEX
+
+FdrRegion = Literal["reserved", "leftover"]
+FDR_REGIONS: tuple[FdrRegion, ...] = ("reserved", "leftover")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class LearnedConfig:
     ``1 − confidence``; evidence pooled over rounds) or ``fdr`` (on average at most
     ``1 − min_precision`` of the applied changes are wrong; the round's own audit, the
     region left to the corrector)."""
+    fdr_region: FdrRegion = "reserved"
+    """``fdr``: where the corrector's region comes from. ``reserved``: the most confident
+    proposals, taken before the acquisition (which then asks elsewhere); ``leftover``: the
+    most confident of the proposals the acquisition and the exploration left, so where
+    the corrector abstains people lose only the audit's share of the budget."""
     voices: tuple[str, ...] = ("answer",)
     """``fdr``: the voices that score proposals (:mod:`a2lc.correction.voices`), combined by a
     model of earlier rounds' audits; the first scores alone until there are enough."""
@@ -112,6 +120,13 @@ class LearnedConfig:
             raise ValueError(
                 "voices are combined under the fdr guarantee only (--guarantee fdr); "
                 f"bound scores by the answer model alone, got voices {self.voices}"
+            )
+        if self.fdr_region not in FDR_REGIONS:
+            raise ValueError(f"fdr_region must be one of {FDR_REGIONS}, got {self.fdr_region!r}")
+        if self.guarantee == "bound" and self.fdr_region != "reserved":
+            raise ValueError(
+                "the region can be drawn from what the acquisition left under the fdr "
+                "guarantee only (--guarantee fdr)"
             )
         if self.region_per_audit < 1 or self.first_test < 1 or self.test_growth <= 1.0:
             raise ValueError("region_per_audit, first_test ≥ 1 and test_growth > 1 are required")

@@ -240,22 +240,24 @@ def plan_learned(
         "learned_calibration_samples": float(calibration.samples),
         "learned_calibration_shift": calibration.shift,
     }
-    # The corrector's region: the most confident proposals, audited uniformly.
+    # The corrector's region: the most confident proposals, audited uniformly. Under
+    # fdr with a leftover region it is drawn after the acquisition, from what that left.
     empty = np.zeros(0, dtype=np.int64)
     region, region_proposed, region_confidence = empty, empty, np.zeros(0)
     audits = empty
     floor = float("inf")
     expected_auto = np.zeros(labels.size, dtype=bool)
     extra_arrays: dict[str, np.ndarray] = {}
-    if propose_corrections and probabilities is not None:
+    correcting = propose_corrections and probabilities is not None
+    leftover = correcting and config.guarantee == "fdr" and config.fdr_region == "leftover"
+    audit_count = round(config.audit_share * budget) if correcting else 0
+    region_size = config.region_per_audit * audit_count
+    if correcting and not leftover:
+        assert probabilities is not None
         proposals = ranked_proposals(probabilities, labels, eligible=eligible)
-        audit_count = round(config.audit_share * budget)
-        size = config.region_per_audit * audit_count
-        region = proposals.rows[:size]
-        region_proposed = proposals.proposed[:size]
-        region_confidence = proposals.confidence[:size]
-        if region.size:
-            floor = float(region_confidence[-1])
+        region = proposals.rows[:region_size]
+        region_proposed = proposals.proposed[:region_size]
+        region_confidence = proposals.confidence[:region_size]
         audits = uniform_sample(region, audit_count, rng)
         if config.guarantee == "fdr":
             # The whole region is the corrector's: the acquisition asks elsewhere, so what
@@ -267,22 +269,14 @@ def plan_learned(
             before = proven_threshold(pooled_evidence(ws, r), min_confidence=0.0, **_tests(config))
             expected_auto[proposals.rows[proposals.confidence >= before.threshold]] = True
         expected_auto[audits] = False
-        metrics.update(
-            {
-                "proven_proposals": float(proposals.rows.size),
-                "proven_region": float(region.size),
-                "proven_audited": float(audits.size),
-                "proven_expected_auto": float(expected_auto.sum()),
-            }
-        )
-        if region.size:
-            metrics["proven_region_floor"] = floor
+        metrics["proven_proposals"] = float(proposals.rows.size)
     taken = np.zeros(labels.size, dtype=bool)
     taken[audits] = True
     explore_count = round(config.explore_share * budget)
     explored = uniform_sample(np.flatnonzero(eligible & ~taken), explore_count, rng)
     taken[explored] = True
-    needed = budget - audits.size - explored.size
+    needed = budget - (audit_count if leftover else audits.size) - explored.size
+    scores: np.ndarray | None = None
     if learn_acquisition and probabilities is not None:
         assert class_sizes is not None
         # validated: the answer model's own probabilities. Shifted to the explored rate
@@ -327,18 +321,46 @@ def plan_learned(
             metrics["learned_handover_prior_auroc"] = trust.prior_auroc
         order = np.argsort(-scores, kind="stable")
         order = order[(eligible & ~taken & ~expected_auto)[order]]
-        chosen = order[:needed]
-        acquired = [(*saved.key(int(i)), float(scores[i])) for i in chosen]
+        order_scores = scores[order]
     else:
-        scores = None
         rows_of = feature_rows(
             ws, segments, pool_rows, [(i, s) for i, s, _ in ranked], features_path(ws, r)
         )
-        acquired = [
-            q
-            for q, row in zip(ranked, rows_of, strict=True)
-            if not (taken[row] or expected_auto[row])
-        ][:needed]
+        keep = ~(taken[rows_of] | expected_auto[rows_of])
+        order = rows_of[keep]
+        order_scores = np.asarray([score for _, _, score in ranked], dtype=np.float64)[keep]
+    chosen = np.arange(min(needed, order.size))
+    if leftover:
+        assert probabilities is not None
+        left = eligible & ~taken
+        left[order[chosen]] = False
+        proposals = ranked_proposals(probabilities, labels, eligible=left)
+        region = proposals.rows[:region_size]
+        region_proposed = proposals.proposed[:region_size]
+        region_confidence = proposals.confidence[:region_size]
+        audits = uniform_sample(region, audit_count, rng)
+        expected_auto[region] = True
+        expected_auto[audits] = False
+        extra_arrays["region_probabilities"] = probabilities[region]
+        metrics["proven_proposals"] = float(proposals.rows.size)
+        # Too few proposals left for a whole audit: the acquisition's next picks fill the
+        # budget (the region is then all audited, so nothing is left to judge).
+        shortfall = audit_count - audits.size
+        if shortfall:
+            later = np.flatnonzero(~np.isin(order, audits))
+            chosen = later[: needed + shortfall]
+    if correcting:
+        if region.size:
+            floor = float(region_confidence[-1])
+            metrics["proven_region_floor"] = floor
+        metrics.update(
+            {
+                "proven_region": float(region.size),
+                "proven_audited": float(audits.size),
+                "proven_expected_auto": float(expected_auto.sum()),
+            }
+        )
+    acquired = [(*saved.key(int(order[i])), float(order_scores[i])) for i in chosen.tolist()]
     sampled = [(*saved.key(int(i)), float(p_wrong[i])) for i in np.concatenate([audits, explored])]
     queries = acquired + sampled
     if len(queries) < budget or len({(i, s) for i, s, _ in queries}) != len(queries):
