@@ -89,6 +89,23 @@ def image_reference(image_path: Path, *, prefix: str, root: Path | None) -> str:
     return f"{prefix}{path.relative_to(base).as_posix()}"
 
 
+def brush_region(
+    *, region_id: str, mask: np.ndarray, label_name: str, width: int, height: int
+) -> dict[str, Any]:
+    """A Label Studio brush region: the ``H×W`` bool ``mask`` RLE-encoded, labelled
+    ``label_name``, on an image ``width`` × ``height``."""
+    return {
+        "id": region_id,
+        "from_name": FROM_NAME,
+        "to_name": TO_NAME,
+        "type": "brushlabels",
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": encode_mask(mask), "brushlabels": [label_name]},
+    }
+
+
 def query_region(ws: Workspace, query: Query, segments: np.ndarray) -> dict[str, Any]:
     """The queried segment as a pre-filled Label Studio brush region with its current class.
 
@@ -97,20 +114,13 @@ def query_region(ws: Workspace, query: Query, segments: np.ndarray) -> dict[str,
     table = ws.segment_table(query.image_id)
     label = int(table.label[table.ids.tolist().index(query.segment_id)])
     sample = ws.sample(query.image_id)
-    return {
-        "id": f"{query.image_id}_{query.segment_id}",
-        "from_name": FROM_NAME,
-        "to_name": TO_NAME,
-        "type": "brushlabels",
-        "original_width": sample.width,
-        "original_height": sample.height,
-        "image_rotation": 0,
-        "value": {
-            "format": "rle",
-            "rle": encode_mask(segments == query.segment_id),
-            "brushlabels": [VOID_NAME if label == IGNORE_INDEX else ws.class_names[label]],
-        },
-    }
+    return brush_region(
+        region_id=f"{query.image_id}_{query.segment_id}",
+        mask=segments == query.segment_id,
+        label_name=VOID_NAME if label == IGNORE_INDEX else ws.class_names[label],
+        width=sample.width,
+        height=sample.height,
+    )
 
 
 def export_tasks(

@@ -33,23 +33,25 @@ from a2lc._json import read_json
 from a2lc.data.sample import IGNORE_INDEX
 from a2lc.errors import DataError, Problem
 from a2lc.interop.label_studio import (
-    FROM_NAME,
     LOCAL_FILES_PREFIX,
     TO_NAME,
     VOID_NAME,
     _tasks,
     annotator_name,
+    brush_region,
     image_reference,
     labeling_config,
 )
 from a2lc.interop.ls_api import LabelStudioAPI
-from a2lc.interop.rle import encode_mask
 from a2lc.workspace import Workspace
 from a2lc.workspace.annotation import LeaseError
 from a2lc.workspace.review import ReviewDesk
 
 REVIEW_KIND = "a2lc-review"
 """``data.kind`` of a review task (query tasks have none)."""
+
+Verdict = tuple[int, str, int | None, str]
+"""``(change id, verdict, label, annotator)`` read from a reviewed task."""
 
 
 def _name(ws: Workspace, label: int) -> str:
@@ -75,20 +77,13 @@ def review_tasks(
         if change.image_id not in segments:
             segments = {change.image_id: ws.read_segments(change.image_id)}
         sample = ws.sample(change.image_id)
-        region = {
-            "id": f"change_{change.id}",
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
-            "type": "brushlabels",
-            "original_width": sample.width,
-            "original_height": sample.height,
-            "image_rotation": 0,
-            "value": {
-                "format": "rle",
-                "rle": encode_mask(segments[change.image_id] == change.segment_id),
-                "brushlabels": [_name(ws, change.after)],
-            },
-        }
+        region = brush_region(
+            region_id=f"change_{change.id}",
+            mask=segments[change.image_id] == change.segment_id,
+            label_name=_name(ws, change.after),
+            width=sample.width,
+            height=sample.height,
+        )
         confidence = 0.0 if change.confidence is None else min(1.0, max(0.0, change.confidence))
         tasks.append(
             {
@@ -153,14 +148,12 @@ def _brush_labels(region: object) -> list[str]:
     return [str(x) for x in labels] if isinstance(labels, list) else []
 
 
-def read_verdicts(
-    ws: Workspace, document: object, *, where: str
-) -> list[tuple[int, str, int | None, str]]:
+def read_verdicts(ws: Workspace, document: object, *, where: str) -> list[Verdict]:
     """``(change id, verdict, label, annotator)`` of every reviewed task of an export."""
     index = {name: i for i, name in enumerate(ws.class_names)} | {VOID_NAME: IGNORE_INDEX}
     changes = {c.id: c for c in ws.automatic_changes(include_reverted=True)}
     problems: list[Problem] = []
-    verdicts: list[tuple[int, str, int | None, str]] = []
+    verdicts: list[Verdict] = []
     for n, task in enumerate(_tasks(document, Path(where))):
         data = task.get("data") if isinstance(task, dict) else None
         change_id = data.get("change_id") if isinstance(data, dict) else None
@@ -214,11 +207,15 @@ def read_verdicts(
 
 def import_reviews(ws: Workspace, path: Path) -> dict[str, Any]:
     """Record the verdicts of a Label Studio export of review tasks (one transaction)."""
-    verdicts = read_verdicts(ws, read_json(path), where=str(path))
+    return _record(ws, read_verdicts(ws, read_json(path), where=str(path)), where=path)
+
+
+def _record(ws: Workspace, verdicts: list[Verdict], *, where: Path | str) -> dict[str, Any]:
+    """Record ``verdicts`` read from ``where`` (one transaction) and count them."""
     try:
         summary = ReviewDesk(ws).record_verdicts(verdicts)
     except LeaseError as exc:
-        raise DataError(Problem(path, f"{exc}: nothing recorded")) from None
+        raise DataError(Problem(where, f"{exc}: nothing recorded")) from None
     return {
         **summary,
         "accepted": sum(v == "accept" for _, v, _, _ in verdicts),
@@ -257,13 +254,6 @@ def push_review_tasks(
 def pull_reviews(ws: Workspace, api: LabelStudioAPI, project: int) -> dict[str, Any]:
     """Record the verdicts of the project's review tasks (one transaction)."""
     where = f"Label Studio project {project}"
-    verdicts = read_verdicts(ws, _review_tasks_of(api.tasks(project)), where=where)
-    try:
-        summary = ReviewDesk(ws).record_verdicts(verdicts)
-    except LeaseError as exc:
-        raise DataError(Problem(where, f"{exc}: nothing recorded")) from None
-    return {
-        **summary,
-        "accepted": sum(v == "accept" for _, v, _, _ in verdicts),
-        "reverted": sum(v == "revert" for _, v, _, _ in verdicts),
-    }
+    return _record(
+        ws, read_verdicts(ws, _review_tasks_of(api.tasks(project)), where=where), where=where
+    )

@@ -45,8 +45,8 @@ class Progress:
     by_annotator: dict[str, int]
 
 
-class AnnotationDesk:
-    """Leases and answers for the open round of ``ws`` (``lease_seconds``: lease lifetime)."""
+class Desk:
+    """What a desk handing out leases over ``ws`` holds: the lease lifetime and the clock."""
 
     def __init__(
         self,
@@ -63,6 +63,10 @@ class AnnotationDesk:
 
     def _now(self) -> float:
         return float(self._clock())
+
+
+class AnnotationDesk(Desk):
+    """Leases and answers for the open round of ``ws`` (``lease_seconds``: lease lifetime)."""
 
     def round_index(self) -> int:
         info = self.ws.open_round()

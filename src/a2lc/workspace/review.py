@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from a2lc.data.sample import IGNORE_INDEX
-from a2lc.workspace.annotation import DEFAULT_LEASE_SECONDS, LeaseError, canonical_name
+from a2lc.workspace.annotation import Desk, LeaseError, canonical_name
 from a2lc.workspace.changes import _COLUMNS, AutoChange, _change
-from a2lc.workspace.workspace import Answer, Workspace
+from a2lc.workspace.workspace import Answer
 from a2lc.workspace.writes import utc_now
 
 Verdict = Literal["accept", "revert"]
@@ -74,24 +72,8 @@ def _order(change_id: int) -> bytes:
     return hashlib.blake2b(f"a2lc review {change_id}".encode(), digest_size=8).digest()
 
 
-class ReviewDesk:
+class ReviewDesk(Desk):
     """Review leases and verdicts over ``ws`` (``lease_seconds``: lease lifetime)."""
-
-    def __init__(
-        self,
-        ws: Workspace,
-        *,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if not 0 < lease_seconds <= 86_400:
-            raise ValueError(f"lease_seconds must be in (0, 86400], got {lease_seconds}")
-        self.ws = ws
-        self.lease_seconds = lease_seconds
-        self._clock = clock
-
-    def _now(self) -> float:
-        return float(self._clock())
 
     @staticmethod
     def _reviewable(db: sqlite3.Connection) -> list[int]:
