@@ -43,6 +43,37 @@ EXIT_ERROR = 1
 
 WORKSPACE_HELP = "the workspace folder"
 
+TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
+"""The environment variable that holds the Label Studio access token."""
+
+
+def label_studio_token() -> str:
+    """The Label Studio access token from :data:`TOKEN_VARIABLE`; an error naming it if unset."""
+    import os
+
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not token:
+        raise A2LCError(
+            f"--label-studio: set the access token in the {TOKEN_VARIABLE} variable (Label "
+            "Studio: Account & Settings → Personal Access Token)"
+        )
+    return token
+
+
+def add_image_options(parser: argparse.ArgumentParser) -> None:
+    """``--image-prefix`` and ``--image-root``: how Label Studio tasks name the images."""
+    parser.add_argument(
+        "--image-prefix",
+        default="/data/local-files/?d=",
+        help="put before each image's path to form its URL (default: Label Studio local files)",
+    )
+    parser.add_argument(
+        "--image-root",
+        type=Path,
+        help="write image paths relative to this folder: Label Studio's "
+        "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
+    )
+
 
 DEMO_SEED_IMAGES = 5
 """Ground-truth images of the demo's seed model on a real dataset (as the benchmarks)."""

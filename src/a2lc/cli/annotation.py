@@ -15,6 +15,8 @@ from a2lc.cli._base import (
     WORKSPACE_HELP,
     Command,
     _refuse_state,
+    add_image_options,
+    label_studio_token,
 )
 from a2lc.errors import A2LCError
 
@@ -139,17 +141,7 @@ def register(
     queries.add_argument(
         "--out", type=Path, required=True, help="folder for tasks.json and labeling_config.xml"
     )
-    queries.add_argument(
-        "--image-prefix",
-        default="/data/local-files/?d=",
-        help="put before each image's path to form its URL (default: Label Studio local files)",
-    )
-    queries.add_argument(
-        "--image-root",
-        type=Path,
-        help="write image paths relative to this folder: Label Studio's "
-        "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
-    )
+    add_image_options(queries)
 
     answers = add_command("import-answers")
     answers.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
@@ -231,21 +223,13 @@ def _ls_backend(args: argparse.Namespace) -> int:
     return 0
 
 
-TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
-
-
 def _loop_settings(args: argparse.Namespace) -> LoopSettings | None:
     """``--label-studio`` and ``--project``: the backend runs the rounds (checked first)."""
     if args.label_studio is None or args.project is None:
         return None
     if not args.poll_seconds > 0:
         raise A2LCError(f"--poll-seconds must be positive, got {args.poll_seconds}")
-    token = os.environ.get(TOKEN_VARIABLE, "").strip()
-    if not token:
-        raise A2LCError(
-            f"--label-studio: set the access token in the {TOKEN_VARIABLE} variable (Label "
-            "Studio: Account & Settings → Personal Access Token)"
-        )
+    token = label_studio_token()
     from a2lc.interop.ls_api import LabelStudioAPI
     from a2lc.interop.ls_loop import LoopSettings
     from a2lc.rounds import stored_run_config

@@ -8,7 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from a2lc.cli._base import WORKSPACE_HELP, Command, _refuse_state
+from a2lc.cli._base import (
+    WORKSPACE_HELP,
+    Command,
+    _refuse_state,
+    add_image_options,
+    label_studio_token,
+)
 from a2lc.errors import A2LCError
 
 if TYPE_CHECKING:
@@ -65,17 +71,7 @@ def register(
     )
     export.add_argument("--project", type=int, help="the Label Studio project id")
     export.add_argument("--round", type=int, help="only this round's changes")
-    export.add_argument(
-        "--image-prefix",
-        default="/data/local-files/?d=",
-        help="put before each image's path to form its URL (default: Label Studio local files)",
-    )
-    export.add_argument(
-        "--image-root",
-        type=Path,
-        help="write image paths relative to this folder: Label Studio's "
-        "LOCAL_FILES_DOCUMENT_ROOT (default: absolute paths)",
-    )
+    add_image_options(export)
     reviews = add_command("import-reviews")
     reviews.add_argument("--workspace", "-w", type=Path, required=True, help=WORKSPACE_HELP)
     reviews.add_argument(
@@ -91,18 +87,11 @@ def register(
 
 def _label_studio(url: str, project: int | None) -> tuple[LabelStudioAPI, int]:
     """The API of the Label Studio at ``url`` (token from the environment), project checked."""
-    import os
-
     from a2lc.interop.ls_api import LabelStudioAPI
 
     if project is None:
         raise A2LCError("a Label Studio URL needs --project ID")
-    token = os.environ.get("LABEL_STUDIO_API_KEY", "").strip()
-    if not token:
-        raise A2LCError(
-            "--label-studio: set the access token in the LABEL_STUDIO_API_KEY variable (Label "
-            "Studio: Account & Settings → Personal Access Token)"
-        )
+    token = label_studio_token()
     api = LabelStudioAPI(url, token)
     api.project(project)  # reachable, the token valid, the project there
     return api, project
