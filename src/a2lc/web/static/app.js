@@ -1,7 +1,6 @@
 // a2lc annotation app: one query at a time, keyboard first (client.js: token, session, api).
 "use strict";
-const VOID = 255;
-const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, query: null, zoom: true, busy: false, progress: null };
+const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, query: null, zoom: true, progress: null };
 // How the segment is shown: brightness and contrast as CSS filters (instant, per browser),
 // automatic exposure on the server (a stretch of dark frames). Remembered across reloads.
 const VIEW_STEP = 0.1, VIEW_MIN = 0.3, VIEW_MAX = 3;
@@ -24,9 +23,7 @@ function nameTaken(error) {
 }
 
 function className(id) {
-  if (id === VOID) return "void";
-  const c = state.info.classes.find((k) => k.id === id);
-  return c ? c.name : String(id);
+  return classNameOf(state.info.classes, id);
 }
 
 function showProgress(p) {
@@ -83,17 +80,10 @@ function showQuery(query) {
   for (const li of $("palette").children) li.classList.toggle("current", Number(li.dataset.id) === query.label);
 }
 
-// A closed or hidden page gives its query back at once, so nobody waits for the lease to
-// expire; `keepalive` lets the request outlive the page (and carries the token header).
 function releaseLease() {
   if (!state.name || !state.query) return;
   state.query = null;
-  fetch("/api/release", {
-    method: "POST",
-    keepalive: true,
-    headers: { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION, "Content-Type": "application/json" },
-    body: JSON.stringify({ annotator: state.name }),
-  }).catch(() => {});
+  giveBack("/api/release", state.name);
 }
 
 function onVisibility() {
@@ -112,21 +102,10 @@ async function next(extra = {}) {
   if (data.query) await $("zoom").decode().catch(() => {});
 }
 
-// One request at a time: a key pressed while an answer is in flight would land on the
-// segment that is about to be replaced, so it is dropped. The page shows the busy state
-// (body.busy) until the next segment and the progress that goes with it are on screen.
-async function exclusive(work) {
-  if (state.busy) return;
-  state.busy = true;
-  document.body.classList.add("busy");
-  try {
-    await work();
-  } catch (error) {
+function exclusive(work) {
+  return exclusiveWork(work, (error) => {
     if (!nameTaken(error)) $("message").textContent = error.message;
-  } finally {
-    state.busy = false;
-    document.body.classList.remove("busy");
-  }
+  });
 }
 
 function submit(label) {
@@ -289,9 +268,7 @@ async function start() {
   setupPainting();
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
-    // The server's canonical form of a name (NFKC, whitespace collapsed), so that the
-    // progress it reports per annotator is found under the same name here.
-    state.name = $("name").value.normalize("NFKC").split(/\s+/).filter(Boolean).join(" ");
+    state.name = canonicalName($("name").value);
     if (!state.name) return;
     localStorage.setItem("a2lc.annotator", state.name);
     $("name").blur();

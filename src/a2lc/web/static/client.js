@@ -1,7 +1,9 @@
-// a2lc app client: the token, this browser's session and the JSON API (used by app.js and
-// review.js; loaded first, its globals are theirs).
+// a2lc app client: the token, this browser's session, the JSON API and what the query
+// and review pages share (used by app.js and review.js; loaded first, its globals are
+// theirs).
 "use strict";
 const $ = (id) => document.getElementById(id);
+const VOID = 255;
 
 // The token comes with the URL `a2lc annotate` prints; the session id names this browser,
 // which owns the annotator name it uses (nobody else can answer or undo under it).
@@ -59,4 +61,47 @@ function fitZoom() {
   const scale = Math.min(maxWidth / img.naturalWidth, maxHeight / img.naturalHeight);
   img.style.width = `${Math.round(img.naturalWidth * scale)}px`;
   img.style.height = `${Math.round(img.naturalHeight * scale)}px`;
+}
+
+// A class's name from the app's /api/info classes (255: void).
+function classNameOf(classes, id) {
+  if (id === VOID) return "void";
+  const c = classes.find((k) => k.id === id);
+  return c ? c.name : String(id);
+}
+
+// The server's canonical form of a name (NFKC, whitespace collapsed), so that the
+// progress it reports per annotator is found under the same name here.
+function canonicalName(text) {
+  return text.normalize("NFKC").split(/\s+/).filter(Boolean).join(" ");
+}
+
+// One request at a time: a key pressed while an answer is in flight would land on the
+// item that is about to be replaced, so it is dropped. The page shows the busy state
+// (body.busy) until the next item and the progress that goes with it are on screen.
+// `onError(error)` shows what went wrong.
+let busy = false;
+async function exclusiveWork(work, onError) {
+  if (busy) return;
+  busy = true;
+  document.body.classList.add("busy");
+  try {
+    await work();
+  } catch (error) {
+    onError(error);
+  } finally {
+    busy = false;
+    document.body.classList.remove("busy");
+  }
+}
+
+// A closed or hidden page gives its lease back at once, so nobody waits for it to
+// expire; `keepalive` lets the request outlive the page (and carries the token header).
+function giveBack(path, annotator) {
+  fetch(path, {
+    method: "POST",
+    keepalive: true,
+    headers: { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION, "Content-Type": "application/json" },
+    body: JSON.stringify({ annotator }),
+  }).catch(() => {});
 }

@@ -2,13 +2,10 @@
 // token, session, api). The changes come in a fixed random order, so what reviewers find
 // is a fair sample of what the correctors did.
 "use strict";
-const VOID = 255;
-const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, change: null, busy: false };
+const state = { name: localStorage.getItem("a2lc.annotator") || "", info: null, change: null };
 
 function className(id) {
-  if (id === VOID) return "void";
-  const c = state.info.classes.find((k) => k.id === id);
-  return c ? c.name : String(id);
+  return classNameOf(state.info.classes, id);
 }
 
 function chip(element, id) {
@@ -52,20 +49,8 @@ async function next(extra = {}) {
   if (data.change) await $("zoom").decode().catch(() => {});
 }
 
-// One request at a time: a key pressed while a verdict is in flight is dropped (it would
-// land on the change about to be replaced).
-async function exclusive(work) {
-  if (state.busy) return;
-  state.busy = true;
-  document.body.classList.add("busy");
-  try {
-    await work();
-  } catch (error) {
-    $("message").textContent = error.message;
-  } finally {
-    state.busy = false;
-    document.body.classList.remove("busy");
-  }
+function exclusive(work) {
+  return exclusiveWork(work, (error) => { $("message").textContent = error.message; });
 }
 
 function judge(verdict) {
@@ -108,12 +93,7 @@ function onKey(event) {
 function releaseLease() {
   if (!state.name || !state.change) return;
   state.change = null;
-  fetch("/api/review/release", {
-    method: "POST",
-    keepalive: true,
-    headers: { "X-A2LC-Token": TOKEN, "X-A2LC-Session": SESSION, "Content-Type": "application/json" },
-    body: JSON.stringify({ annotator: state.name }),
-  }).catch(() => {});
+  giveBack("/api/review/release", state.name);
 }
 
 async function start() {
@@ -132,7 +112,7 @@ async function start() {
   });
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.name = $("name").value.normalize("NFKC").split(/\s+/).filter(Boolean).join(" ");
+    state.name = canonicalName($("name").value);
     if (!state.name) return;
     localStorage.setItem("a2lc.annotator", state.name);
     $("name").blur();
