@@ -26,7 +26,6 @@ The rule (docs/benchmark.md, written before these runs):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -34,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_text
-from a2lc.bench.harness import BenchConfig, run_benchmark
+from _pieces import pieces_main, run_whole_pool
 from a2lc.correction.learned import LearnedConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,19 +59,15 @@ def run_piece(work: Path, data: Path, piece: str) -> None:
         raise SystemExit(
             f"piece {piece!r}: KIND/REGIME/SEED with KIND in {KINDS}, REGIME in {REGIMES}"
         )
-    config = BenchConfig(
+    run_whole_pool(
         data=data,
         out=piece_folder(work, kind, regime, int(seed)),
-        pool_split="train",
-        eval_split="val",
         pseudo="gt-proxy",
-        noises=(regime,),  # type: ignore[arg-type]
-        rounds=5,
-        strategies=(STRATEGY,),
-        seeds=(int(seed),),
+        regime=regime,
+        strategy=STRATEGY,
+        seed=int(seed),
         learned=LearnedConfig(answer_model=kind),  # type: ignore[arg-type]
     )
-    run_benchmark(config, show_progress=False)
 
 
 def _curve(run: dict[str, Any], key: str, scale: float = 1.0) -> list[float | None]:
@@ -168,26 +162,14 @@ def apply_rule(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
-        "run", help="run pieces KIND/REGIME/SEED (resumable), collecting after each"
+    return pieces_main(
+        argv,
+        description=__doc__.split("\n")[0],
+        piece_help="KIND/REGIME/SEED",
+        run_piece=run_piece,
+        collect=collect,
+        out=OUT,
     )
-    run.add_argument("--work", type=Path, required=True)
-    run.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "camvid")
-    run.add_argument("--pieces", required=True)
-    col = sub.add_parser("collect", help="merge the pieces and apply the rule")
-    col.add_argument("--work", type=Path, required=True)
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        for piece in args.pieces.split(","):
-            run_piece(args.work, args.data, piece)
-            atomic_write_text(OUT, json.dumps(collect(args.work), indent=1))
-            print(f"piece {piece} done", flush=True)
-    merged = collect(args.work)
-    atomic_write_text(OUT, json.dumps(merged, indent=1))
-    print(json.dumps(merged["rule"], indent=1))
-    return 0
 
 
 if __name__ == "__main__":

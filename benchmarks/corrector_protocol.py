@@ -35,7 +35,6 @@ finished it. If none passes, the default stays ``proven`` and the docs say why.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -43,8 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from a2lc._atomic import atomic_write_text
-from a2lc.bench.harness import BenchConfig, run_benchmark
+from _pieces import pieces_main, run_whole_pool
 from a2lc.correction.learned import LearnedConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,19 +101,15 @@ def run_piece(work: Path, data: Path, piece: str) -> None:
         )
     strategy, learned = VARIANTS[variant]
     segments, regime = CELLS[cell]
-    config = BenchConfig(
+    run_whole_pool(
         data=data,
         out=piece_folder(work, variant, cell, int(seed)),
-        pool_split="train",
-        eval_split="val",
-        pseudo=segments,  # type: ignore[arg-type]
-        noises=(regime,),  # type: ignore[arg-type]
-        rounds=5,
-        strategies=(strategy,),
-        seeds=(int(seed),),
+        pseudo=segments,
+        regime=regime,
+        strategy=strategy,
+        seed=int(seed),
         learned=learned,
     )
-    run_benchmark(config, show_progress=False)
 
 
 def _value(rec: dict[str, Any], key: str, scale: float = 1.0) -> float | None:
@@ -247,26 +241,14 @@ def apply_rule(pieces: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
-        "run", help="run pieces VARIANT/CELL/SEED (resumable), collecting after each"
+    return pieces_main(
+        argv,
+        description=__doc__.split("\n")[0],
+        piece_help="VARIANT/CELL/SEED",
+        run_piece=run_piece,
+        collect=collect,
+        out=OUT,
     )
-    run.add_argument("--work", type=Path, required=True)
-    run.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "camvid")
-    run.add_argument("--pieces", required=True)
-    col = sub.add_parser("collect", help="merge the pieces and apply the rule")
-    col.add_argument("--work", type=Path, required=True)
-    args = parser.parse_args(argv)
-    if args.command == "run":
-        for piece in args.pieces.split(","):
-            run_piece(args.work, args.data, piece)
-            atomic_write_text(OUT, json.dumps(collect(args.work), indent=1))
-            print(f"piece {piece} done", flush=True)
-    merged = collect(args.work)
-    atomic_write_text(OUT, json.dumps(merged, indent=1))
-    print(json.dumps(merged["rule"], indent=1))
-    return 0
 
 
 if __name__ == "__main__":
