@@ -143,6 +143,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     """One pool size: build, rounds 0 … K−1, timed round K; returns the measurements."""
     from a2lc.correction.learned import LearnedConfig
     from a2lc.data.readers import load_dataset
+    from a2lc.models.config import ModelConfig
     from a2lc.rounds import RunConfig, run_rounds
     from a2lc.workspace import Workspace
 
@@ -167,6 +168,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             )
             config = RunConfig(
                 strategy=args.strategy,
+                model=ModelConfig(name=args.model),
                 rounds=timed - 1,
                 eval_split=args.eval_split,
                 learned=learned,
@@ -222,6 +224,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": args.strategy,
         "guarantee": args.guarantee,
         "voices": args.voices,
+        "model": args.model,
         "timed_round": timed,
         "learning_cpu": {
             name: round_metrics[f"cpu_seconds/{name}"]
@@ -289,6 +292,7 @@ def _run_worker(args: argparse.Namespace, size: int, busy: int) -> dict[str, Any
                 "round",
                 "guarantee",
                 "voices",
+                "model",
             )
             and v is not None
         ),
@@ -441,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--voices", default="answer", help="with --guarantee fdr: comma-separated voices"
+    )
+    parser.add_argument(
+        "--model",
+        default="efficientnet-lite0",
+        help="segmentation model (default: efficientnet-lite0; efficientnet-lite2 needs "
+        "a2lc[lite2]); give each model its own --cache, or round 0 reuses another's features",
     )
     parser.add_argument(
         "--round", type=int, default=1, help="the round timed (default: 1; earlier ones untimed)"

