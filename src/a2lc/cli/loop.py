@@ -156,8 +156,8 @@ def register(
         help="proven corrector: what the applied changes promise. bound: the chance that "
         "fewer than --min-precision of them are right is at most 5%% (audits pooled over "
         "rounds); fdr: on average at most 1 - --min-precision of them are wrong (conformal "
-        "selection on the round's own audit; the acquisition leaves the corrector's region "
-        "to it) (default: bound)",
+        "selection on the round's own audit of the corrector's region, see --fdr-region) "
+        "(default: bound)",
     )
     run.add_argument(
         "--fdr-region",

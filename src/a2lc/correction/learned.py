@@ -80,8 +80,8 @@ class LearnedConfig:
     """What the proven corrector promises (:mod:`a2lc.correction.guarantees`): ``bound``
     (the applied set's precision is below ``min_precision`` with probability at most
     ``1 − confidence``; evidence pooled over rounds) or ``fdr`` (on average at most
-    ``1 − min_precision`` of the applied changes are wrong; the round's own audit, the
-    region left to the corrector)."""
+    ``1 − min_precision`` of the applied changes are wrong; the round's own audit of the
+    corrector's region, see ``fdr_region``)."""
     fdr_region: FdrRegion = "reserved"
     """``fdr``: where the corrector's region comes from. ``reserved``: the most confident
     proposals, taken before the acquisition (which then asks elsewhere); ``leftover``: the
