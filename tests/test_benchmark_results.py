@@ -78,3 +78,38 @@ def test_the_csv_carries_the_numbers_the_rule_reads() -> None:
             row["round"],
         )
         assert float(row["data_miou_all"]) == pytest.approx(expected[key], abs=1e-12)
+
+
+CORRECTORS = ROOT / "benchmarks" / "results" / "corrector_protocol.json"
+
+
+def test_the_default_corrector_is_what_the_corrector_rule_leaves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue #35's rule over the committed corrector runs: the committed verdict is what the
+    pieces give, and while no candidate passes the default corrector stays ``proven``
+    under ``bound`` (a candidate that passes would have to become the default)."""
+    from a2lc.correction.learned import LearnedConfig
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(
+        "corrector_protocol", ROOT / "benchmarks" / "corrector_protocol.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    merged = json.loads(CORRECTORS.read_text())
+    rule = module.apply_rule(merged["pieces"])
+    assert merged["rule"] == json.loads(json.dumps(rule))
+    default = LearnedConfig()
+    assert resolve_strategy(DEFAULT_STRATEGY).name == "validated+proven"
+    if rule["default_by_rule"] is None:
+        assert (default.guarantee, default.voices, default.fdr_region) == (
+            "bound",
+            ("answer",),
+            "reserved",
+        )
+    else:
+        strategy, config = module.VARIANTS[rule["default_by_rule"]]
+        assert (strategy, default) == ("validated+proven", config)
