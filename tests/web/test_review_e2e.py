@@ -11,7 +11,7 @@ from pathlib import Path
 
 from a2lc.workspace import Workspace
 from tests.conftest import REVIEW_CHANGES
-from tests.web.test_e2e import OUTPUT, WAIT_MS, Server, free_port, launch, new_page
+from tests.web.test_e2e import OUTPUT, WAIT_MS, Server, free_port, launch, new_page, sign_in
 
 
 def change_shown(page: object) -> str:
@@ -99,3 +99,39 @@ def test_review_five_changes_revert_two_by_keyboard(with_changes: Path) -> None:
             if key in reverted:
                 assert c["after"] == reverted[key]  # the person's answer: the old label
     assert (OUTPUT / "review.png").stat().st_size > 5_000
+
+
+def test_a_reviewer_moves_to_another_browser_with_the_resume_code(with_changes: Path) -> None:
+    """The same name in a second browser: the page says it is in use and takes the resume
+    code the first browser shows; then the reviewer goes on there."""
+    from playwright.sync_api import sync_playwright
+
+    server = Server(with_changes, free_port())
+    url = server.url.replace("/?token=", "/review?token=")
+    with sync_playwright() as p:
+        browser = launch(p)
+        first = new_page(browser, width=1000, height=600)
+        second = new_page(browser, width=1000, height=600)
+        try:
+            sign_in(first, url, "mover")
+            change_shown(first)
+            code = str(first.text_content("#resume-code")).removeprefix("resume code ")
+            assert code, "the owning browser shows its resume code"
+            sign_in(second, url, "mover")
+            second.wait_for_selector("#taken", state="visible")
+            assert "in use in another browser" in str(second.text_content("#taken-message"))
+            assert not second.is_visible("#task")
+            second.keyboard.type(code)  # the resume field has the focus
+            second.keyboard.press("Enter")
+            change_shown(second)
+            second.keyboard.press("a")
+            reviewed(second, 1)
+        finally:
+            second.screenshot(path=str(OUTPUT / "review-moved.png"))
+            browser.close()
+            server.kill()
+    with Workspace.open(with_changes, read_only=True) as ws:
+        rows = ws.connection.execute(
+            "SELECT verdict FROM reviews WHERE annotator = 'mover'"
+        ).fetchall()
+        assert rows == [("accept",)]

@@ -7,21 +7,6 @@ const VIEW_STEP = 0.1, VIEW_MIN = 0.3, VIEW_MAX = 3;
 const view = Object.assign({ brightness: 1, contrast: 1, exposure: "auto" }, JSON.parse(localStorage.getItem("a2lc.view") || "{}"));
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"];
 
-// The same name from another browser: say so on a page that works, and offer to move
-// the name here with its resume code (the same person on a new machine) or to pick
-// another one.
-function nameTaken(error) {
-  if (error.status !== 403 || !/in use in another browser|not the resume code/.test(error.message)) return false;
-  $("task").hidden = true;
-  $("done").hidden = true;
-  $("login").hidden = true;
-  $("taken").hidden = false;
-  $("taken-message").textContent = error.message;
-  $("taken-name").textContent = state.name;
-  $("resume").focus();
-  return true;
-}
-
 function className(id) {
   return classNameOf(state.info.classes, id);
 }
@@ -104,7 +89,7 @@ async function next(extra = {}) {
 
 function exclusive(work) {
   return exclusiveWork(work, (error) => {
-    if (!nameTaken(error)) $("message").textContent = error.message;
+    if (!nameTaken(error, state.name)) $("message").textContent = error.message;
   });
 }
 
@@ -245,24 +230,7 @@ async function start() {
   $("void").addEventListener("click", () => submit(VOID));
   $("undo").addEventListener("click", undo);
   $("refresh").addEventListener("click", refresh);
-  $("resume-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const code = $("resume").value.trim();
-    if (!code) return;
-    $("taken").hidden = true;
-    $("resume").value = "";
-    begin({ resume: code });
-  });
-  $("other-name").addEventListener("click", () => {
-    $("taken").hidden = true;
-    state.name = "";
-    $("resume-code").textContent = "";
-    localStorage.removeItem("a2lc.annotator");
-    $("who").textContent = "";
-    $("login").hidden = false;
-    $("name").value = "";
-    $("name").focus();
-  });
+  setupTaken((code) => begin({ resume: code }), () => { state.name = ""; });
   $("zoom").addEventListener("load", fitZoom);
   window.addEventListener("resize", fitZoom);
   setupPainting();
@@ -285,7 +253,7 @@ function begin(extra = {}) {
     try {
       await next(extra);
     } catch (error) {
-      if (!nameTaken(error)) $("task").hidden = false; // the message is shown inside the task panel
+      if (!nameTaken(error, state.name)) $("task").hidden = false; // the message is shown inside the task panel
       throw error;
     }
   });
@@ -446,7 +414,7 @@ function sendPainting() {
       await api("/api/paint", { annotator: state.name, image_id: q.image_id, segment_id: q.segment_id, label: null, paint: png });
       $("message").textContent = `${q.image_id}/${q.segment_id}: painted`;
     } catch (error) {
-      if (nameTaken(error)) return;
+      if (nameTaken(error, state.name)) return;
       $("message").textContent = error.message;
       return;  // the painting stays for another try
     }

@@ -105,3 +105,41 @@ function giveBack(path, annotator) {
     body: JSON.stringify({ annotator }),
   }).catch(() => {});
 }
+
+// The same name from another browser: say so on a page that works, and offer to move
+// the name here with its resume code (the same person on a new machine) or to pick
+// another one. `name`: the name tried; true when `error` was that refusal.
+function nameTaken(error, name) {
+  if (error.status !== 403 || !/in use in another browser|not the resume code/.test(error.message)) return false;
+  $("task").hidden = true;
+  $("done").hidden = true;
+  $("login").hidden = true;
+  $("taken").hidden = false;
+  $("taken-message").textContent = error.message;
+  $("taken-name").textContent = name;
+  $("resume").focus();
+  return true;
+}
+
+// The taken-name panel's two ways out: `resume(code)` continues here under the name,
+// `otherName()` forgets it before the sign-in comes back.
+function setupTaken(resume, otherName) {
+  $("resume-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const code = $("resume").value.trim();
+    if (!code) return;
+    $("taken").hidden = true;
+    $("resume").value = "";
+    resume(code);
+  });
+  $("other-name").addEventListener("click", () => {
+    $("taken").hidden = true;
+    otherName();
+    $("resume-code").textContent = "";
+    localStorage.removeItem("a2lc.annotator");
+    $("who").textContent = "";
+    $("login").hidden = false;
+    $("name").value = "";
+    $("name").focus();
+  });
+}

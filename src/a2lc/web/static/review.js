@@ -50,7 +50,9 @@ async function next(extra = {}) {
 }
 
 function exclusive(work) {
-  return exclusiveWork(work, (error) => { $("message").textContent = error.message; });
+  return exclusiveWork(work, (error) => {
+    if (!nameTaken(error, state.name)) $("message").textContent = error.message;
+  });
 }
 
 function judge(verdict) {
@@ -117,11 +119,16 @@ async function start() {
     localStorage.setItem("a2lc.annotator", state.name);
     $("name").blur();
     $("login").hidden = true;
-    $("who").textContent = state.name;
-    exclusive(next);
+    begin();
   });
-  if (state.name) { $("who").textContent = state.name; exclusive(next); }
+  setupTaken((code) => begin({ resume: code }), () => { state.name = ""; });
+  if (state.name) begin();
   else { $("login").hidden = false; $("name").focus(); }
+}
+
+function begin(extra = {}) {
+  $("who").textContent = state.name;
+  exclusive(() => next(extra));
 }
 
 start().catch((error) => { document.body.textContent = `a2lc: ${error.message}`; });
