@@ -269,3 +269,20 @@ def test_too_few_proposals_left_for_an_audit_still_fill_the_budget(
             if info.round >= 2:
                 assert plan["region"].size == plan["audits"].size == 2
         assert not ws.automatic_changes()  # the region was all audited: nothing to judge
+
+
+def test_a_void_answer_in_the_audit_counts_as_a_wrong_proposal() -> None:
+    """A person answering void (the segment is mostly void) says the proposed class is
+    wrong, as ground truth judges a change there; the calibration keeps it as wrong
+    instead of dropping it, which would make the audit look more precise."""
+    from a2lc.steps.voiced import calibration_outcomes
+
+    proposed = np.array([3, 3, 1, 2, 0])
+    calibration, right = calibration_outcomes(
+        proposed,
+        sampled=np.array([True, True, True, False, True]),
+        answered=np.array([True, True, True, True, False]),
+        after=np.array([3, 255, 2, 2, 255]),
+    )
+    assert calibration.tolist() == [0, 1, 2]  # sampled and answered; a void answer too
+    assert right.tolist() == [True, False, False]

@@ -123,6 +123,23 @@ def _answers(ws: Workspace, round_index: int, saved: RoundFeatures) -> dict[str,
     }
 
 
+def calibration_outcomes(
+    proposed: np.ndarray, *, sampled: np.ndarray, answered: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(calibration, right)`` of a region of ``K`` proposals: the indices of those people
+    answered this round inside its uniform samples, and whether each answer is the
+    proposed class.
+
+    ``proposed``, ``after``: ``(K,)`` classes (``after``: the answer, where ``answered``);
+    ``sampled``, ``answered``: ``(K,)`` bool. A void answer (255: the segment is mostly
+    void) counts as a wrong proposal, as ground truth counts a change to such a segment;
+    dropping it would make the audit look more precise than the proposals it stands for.
+    """
+    calibration = np.flatnonzero(np.asarray(sampled, dtype=bool) & np.asarray(answered, bool))
+    right = np.asarray(after, dtype=np.int64)[calibration] == np.asarray(proposed)[calibration]
+    return calibration, right
+
+
 def apply_voiced(
     ws: Workspace, *, config: LearnedConfig, round_index: int, saved: RoundFeatures
 ) -> dict[str, float]:
@@ -144,11 +161,17 @@ def apply_voiced(
     )
     proposed = plan["region_proposed"].astype(np.int64)
     answers = _answers(ws, r, saved)
-    sampled = np.union1d(plan["audits"], plan["explored"])
-    this_round = answers["row"][answers["round"] == r]
-    in_calibration = np.isin(region, sampled) & np.isin(region, this_round)
-    after_of = dict(
-        zip(this_round.tolist(), answers["after"][answers["round"] == r].tolist(), strict=True)
+    answered_now = {
+        (str(c["image_id"]), int(c["segment_id"])): int(c["after"])
+        for c in ws.corrections(r)
+        if c["source"] == "manual"
+    }
+    keys = [saved.key(int(i)) for i in region]
+    calibration, right = calibration_outcomes(
+        proposed,
+        sampled=np.isin(region, np.union1d(plan["audits"], plan["explored"])),
+        answered=np.asarray([k in answered_now for k in keys], dtype=bool),
+        after=np.asarray([answered_now.get(k, IGNORE_INDEX) for k in keys], dtype=np.int64),
     )
     segments = ws.pool_segments()
     manual_now = segments.manual[saved.pool_rows(ws, segments)]
@@ -161,12 +184,8 @@ def apply_voiced(
         ],
         dtype=bool,
     )
-    calibration = np.flatnonzero(in_calibration)
-    candidates = np.flatnonzero(candidate)
+    candidates = np.flatnonzero(candidate & ~np.isin(np.arange(region.size), calibration))
     judged = np.concatenate([calibration, candidates])
-    right = np.asarray(
-        [after_of[int(region[i])] == int(proposed[i]) for i in calibration], dtype=bool
-    )
     # The voices that read answers read every answer but the calibration's.
     donor = ~((answers["round"] == r) & np.isin(answers["row"], region[calibration]))
     donors = answers["row"][donor]
